@@ -1,0 +1,142 @@
+// The Store seam: everything Parley keeps durably, behind one interface with
+// one implementation per backend (src/store/rocksdb/, later src/store/postgres/).
+// Nothing above this header may know which backend runs.
+//
+// Design note: reads and writes are deliberately asymmetric.
+//   * Reads are synchronous, thread-safe and never wait for the writer. They
+//     see every write whose callback has run; they may or may not see a write
+//     still in flight.
+//   * Writes are domain operations (not raw puts) queued to one writer, which
+//     runs them in submission order, batches whatever is queued into one
+//     atomic durable commit (group commit: one fsync for many operations) and
+//     only then invokes each operation's callback. An operation sees the
+//     effects of every operation submitted before it, also in the same batch.
+//     An operation that fails changes nothing. Callbacks run on the writer
+//     thread: they must be quick and must not block or call back into a
+//     write synchronously (they may submit further writes).
+//   * Operations submitted from one thread in order are applied in that order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.hpp"
+#include "store/records.hpp"
+
+namespace parley::store {
+
+template <class T>
+using Callback = std::function<void(Result<T>)>;
+
+// Everything SignIn needs to finish a verified login atomically.
+struct SignInRequest {
+  std::string phone;
+  std::string phone_hash;  // lowercase hex SHA-256 of `phone`, for contact discovery
+  std::string code_hash;   // must equal the stored OtpCode's hash; the code is consumed
+  UserId new_user_id = 0;  // the id to use when the phone has no account yet
+  std::int64_t now_ms = 0;
+  Device device;        // id, name, platform preset; user_id is filled in
+  RefreshToken refresh;  // hash, expires_ms preset; user/device/gen filled in
+  std::uint32_t max_devices = 5;
+};
+
+struct SignInResult {
+  enum class Outcome {
+    kOk,
+    kCodeGone,     // the code was consumed, replaced or burned meanwhile
+    kDeviceLimit,  // the account already has max_devices devices; nothing changed
+  };
+  Outcome outcome = Outcome::kOk;
+  UserId user_id = 0;
+  bool new_user = false;
+};
+
+struct OtpFailure {
+  std::uint32_t attempts = 0;  // wrong codes so far, this one included
+  bool burned = false;         // the code is gone: max_attempts was reached
+  bool missing = false;        // there was no code to count against
+};
+
+struct RotateResult {
+  enum class Outcome {
+    kRotated,  // the old token is now used; the replacement is stored
+    kUnknown,  // no such token
+    kExpired,  // past its expiry
+    kRevoked,  // its device is gone or its generation was revoked
+    kReused,   // it was already used: every token of its device is now revoked
+  };
+  Outcome outcome = Outcome::kUnknown;
+  UserId user_id = 0;
+  DeviceId device_id = 0;
+  std::uint32_t token_gen = 0;  // the device's generation after the operation
+};
+
+// Receives the latency of every store operation (for the /metrics histogram).
+// Called from any thread; must be cheap.
+using StoreObserver = std::function<void(std::string_view op, double seconds)>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // ---- Reads -------------------------------------------------------------
+
+  virtual Result<std::optional<User>> GetUser(UserId id) = 0;
+  virtual Result<std::optional<User>> FindUserByPhone(std::string_view phone) = 0;
+  // The users that exist among `ids`, in the order asked; unknown ids are skipped.
+  virtual Result<std::vector<User>> GetUsers(std::span<const UserId> ids) = 0;
+  // (hash, user id) for every hash (lowercase hex SHA-256 of an E.164 number)
+  // that belongs to an account, in the order asked.
+  virtual Result<std::vector<std::pair<std::string, UserId>>> FindUsersByPhoneHash(
+      std::span<const std::string> hashes) = 0;
+
+  virtual Result<std::optional<Device>> GetDevice(UserId user, DeviceId device) = 0;
+  // Every device of the user, oldest first.
+  virtual Result<std::vector<Device>> ListDevices(UserId user) = 0;
+
+  virtual Result<std::optional<RefreshToken>> GetRefreshToken(std::string_view hash) = 0;
+  virtual Result<std::optional<OtpCode>> GetOtp(std::string_view phone) = 0;
+
+  // ---- Writes (group-committed; see the note at the top) ------------------
+
+  // Stores a new code for the phone, replacing any earlier one.
+  virtual void PutOtp(OtpCode code, Callback<void> done) = 0;
+  // Counts one wrong code against the phone's current code; the code is
+  // deleted when attempts reach max_attempts.
+  virtual void RecordOtpFailure(std::string phone, std::uint32_t max_attempts,
+                                Callback<OtpFailure> done) = 0;
+  // Consumes the phone's code (which must still have req.code_hash), creates
+  // the account if the phone has none (with req.new_user_id and the phone
+  // hash index), adds the device unless the account already has
+  // req.max_devices devices, and stores the refresh token. All or nothing.
+  virtual void SignIn(SignInRequest req, Callback<SignInResult> done) = 0;
+  // Exchanges a refresh token for `replacement` (whose user, device and
+  // generation the store fills in from the old one). Presenting a token that
+  // was already used bumps its device's token_gen, which revokes every
+  // access and refresh token of that device.
+  virtual void RotateRefreshToken(std::string old_hash, RefreshToken replacement,
+                                  std::int64_t now_ms, Callback<RotateResult> done) = 0;
+  // Deletes the device (its tokens stop working since it no longer exists).
+  // Answers false when the user has no such device.
+  virtual void RemoveDevice(UserId user, DeviceId device, Callback<bool> done) = 0;
+  // Records activity; a missing device is not an error.
+  virtual void TouchDevice(UserId user, DeviceId device, std::int64_t last_active_ms,
+                           Callback<void> done) = 0;
+  // Applies the fields that are set; kNotFound for an unknown user.
+  virtual void UpdateProfile(UserId user, ProfilePatch patch, Callback<void> done) = 0;
+  virtual void SetLastSeen(UserId user, std::int64_t last_seen_ms, Callback<void> done) = 0;
+
+  // ---- Lifecycle ----------------------------------------------------------
+
+  // Runs every queued write, waits for their callbacks, and stops the writer.
+  // Later writes fail with kUnavailable. Idempotent.
+  virtual void Close() = 0;
+};
+
+}  // namespace parley::store
