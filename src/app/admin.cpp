@@ -1,0 +1,119 @@
+#include "app/admin.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "common/ids.hpp"
+#include "store/rocksdb/rocksdb_store.hpp"
+
+namespace parley::app {
+
+namespace json = boost::json;
+
+namespace {
+
+json::object UserJson(const store::User& u) {
+  json::object o;
+  o["user_id"] = IdToString(u.id);
+  o["phone"] = u.phone;
+  o["created_ms"] = u.created_ms;
+  o["name"] = u.name;
+  o["status_text"] = u.status_text;
+  o["avatar_media_id"] = u.avatar_media_id;
+  o["last_seen_visibility"] = u.last_seen_visibility;
+  o["last_seen_ms"] = u.last_seen_ms;
+  return o;
+}
+
+json::object DeviceJson(const store::Device& d) {
+  json::object o;
+  o["device_id"] = IdToString(d.id);
+  o["name"] = d.name;
+  o["platform"] = d.platform;
+  o["created_ms"] = d.created_ms;
+  o["last_active_ms"] = d.last_active_ms;
+  o["token_gen"] = d.token_gen;
+  return o;
+}
+
+int DumpUser(const std::string& data_dir, const std::string& phone, const std::string& user_id) {
+  auto opened = store::OpenRocksStore(
+      {.path = (std::filesystem::path(data_dir) / "db").string(), .read_only = true});
+  if (!opened) {
+    std::cerr << "parleyd admin: cannot open the store: " << opened.error().message << "\n";
+    return 1;
+  }
+  store::Store& st = **opened;
+  Result<std::optional<store::User>> user = std::optional<store::User>{};
+  if (!phone.empty()) {
+    user = st.FindUserByPhone(phone);
+  } else if (auto id = ParseId(user_id)) {
+    user = st.GetUser(*id);
+  } else {
+    std::cerr << "parleyd admin: --user must be a user id\n";
+    return 2;
+  }
+  if (!user) {
+    std::cerr << "parleyd admin: " << user.error().message << "\n";
+    return 1;
+  }
+  if (!*user) {
+    std::cerr << "parleyd admin: no such user\n";
+    return 3;
+  }
+  json::object out;
+  out["user"] = UserJson(**user);
+  auto devices = st.ListDevices((*user)->id);
+  if (!devices) {
+    std::cerr << "parleyd admin: " << devices.error().message << "\n";
+    return 1;
+  }
+  json::array list;
+  for (const auto& d : *devices) list.push_back(DeviceJson(d));
+  out["devices"] = std::move(list);
+  if (auto otp = st.GetOtp((*user)->phone); otp && *otp) {
+    json::object o;
+    o["expires_ms"] = (*otp)->expires_ms;
+    o["attempts"] = (*otp)->attempts;
+    out["pending_code"] = std::move(o);
+  }
+  std::cout << json::serialize(out) << std::endl;
+  st.Close();
+  return 0;
+}
+
+}  // namespace
+
+int RunAdmin(int argc, const char* const* argv) {
+  CLI::App cli{"parleyd admin: operator commands on a data directory"};
+  cli.require_subcommand(1);
+  std::string data_dir = "./data";
+  if (const char* env = std::getenv("PARLEY_DATA_DIR")) data_dir = env;
+  cli.add_option("--data-dir", data_dir, "the data directory")->capture_default_str();
+
+  std::string phone;
+  std::string user;
+  auto* dump = cli.add_subcommand("dump-user", "print a user's records as JSON");
+  auto* by_phone = dump->add_option("--phone", phone, "the user's E.164 phone number");
+  auto* by_id = dump->add_option("--user", user, "the user id");
+  by_phone->excludes(by_id);
+  dump->add_option("--data-dir", data_dir, "the data directory");
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+  if (dump->parsed()) {
+    if (phone.empty() && user.empty()) {
+      std::cerr << "parleyd admin dump-user: give --phone or --user\n";
+      return 2;
+    }
+    return DumpUser(data_dir, phone, user);
+  }
+  return 2;
+}
+
+}  // namespace parley::app

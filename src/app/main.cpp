@@ -1,0 +1,146 @@
+// parleyd: reads the configuration, wires the backends it names, serves.
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "app/admin.hpp"
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "common/metrics.hpp"
+#include "core/app.hpp"
+#include "core/core.hpp"
+#include "net/server.hpp"
+#include "store/rocksdb/rocksdb_store.hpp"
+
+namespace {
+
+using namespace parley;
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+HostPort SplitListen(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("config: listen: expected HOST:PORT");
+  HostPort hp;
+  hp.host = listen.substr(0, colon);
+  if (hp.host.size() >= 2 && hp.host.front() == '[' && hp.host.back() == ']') {
+    hp.host = hp.host.substr(1, hp.host.size() - 2);
+  }
+  hp.port = static_cast<std::uint16_t>(std::stoul(listen.substr(colon + 1)));
+  return hp;
+}
+
+// Store latencies go to one histogram family; the handles are cached so the
+// registry's lock is taken once per op name, not once per operation.
+class StoreLatency {
+ public:
+  explicit StoreLatency(Registry& r) : registry_(r) {}
+  void Observe(std::string_view op, double seconds) {
+    Histogram* h = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      auto it = cache_.find(op);
+      if (it == cache_.end()) {
+        h = &registry_.GetHistogram("parley_store_op_seconds", "Store operation latency",
+                                    {{"op", std::string(op)}});
+        cache_.emplace(std::string(op), h);
+      } else {
+        h = it->second;
+      }
+    }
+    h->Observe(seconds);
+  }
+
+ private:
+  struct Hash : std::hash<std::string_view> {
+    using is_transparent = void;
+  };
+  Registry& registry_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Histogram*, Hash, std::equal_to<>> cache_;
+};
+
+void RaiseFdLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int Serve(const Config& cfg) {
+  InitLogging(cfg.log_level);
+  RaiseFdLimit();
+  std::filesystem::create_directories(cfg.data_dir);
+  const std::string secret = core::LoadOrCreateSecret(cfg.jwt_secret, cfg.data_dir);
+
+  Registry metrics;
+  StoreLatency latency(metrics);
+  store::RocksOptions store_options;
+  store_options.path = (std::filesystem::path(cfg.data_dir) / "db").string();
+  store_options.sync = cfg.store_sync;
+  store_options.observer = [&latency](std::string_view op, double s) { latency.Observe(op, s); };
+  auto opened = store::OpenRocksStore(store_options);
+  if (!opened) throw std::runtime_error("store: " + opened.error().message);
+  std::unique_ptr<store::Store> store = std::move(*opened);
+
+  core::TokenService tokens(secret, cfg.access_token_ttl_s);
+  auto sms = core::MakeSmsSender(cfg.sms_provider);
+  core::Core core(cfg, *store, metrics, tokens, *sms, std::to_string(cfg.node_id));
+  core::App app(core);
+
+  const HostPort hp = SplitListen(cfg.listen);
+  net::ServerOptions options;
+  options.host = hp.host;
+  options.port = hp.port;
+  options.threads = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  options.tls_cert_file = cfg.tls_cert;
+  options.tls_key_file = cfg.tls_key;
+  options.auth_timeout = std::chrono::seconds(cfg.auth_timeout_s);
+  options.idle_timeout = std::chrono::seconds(cfg.idle_timeout_s);
+  options.ping_interval = std::chrono::seconds(std::max(1u, cfg.idle_timeout_s / 3));
+  options.max_frame_bytes = cfg.max_frame_bytes;
+  options.shutdown_timeout = std::chrono::seconds(cfg.shutdown_timeout_s);
+  net::Server server(options, app, metrics);
+  const std::string address = server.Listen();
+  PLOG_INFO("parleyd started", "listen={} data_dir={} threads={} node={}", address,
+            LogQuote(cfg.data_dir), options.threads, cfg.node_id);
+  std::printf("parleyd listening on %s://%s\n", server.tls() ? "https" : "http", address.c_str());
+  std::fflush(stdout);
+
+  server.Run();
+  PLOG_INFO("parleyd draining", "{}", "");
+  store->Close();
+  PLOG_INFO("parleyd stopped", "{}", "");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "admin") {
+    return parley::app::RunAdmin(argc - 1, argv + 1);
+  }
+  parley::Config cfg;
+  try {
+    cfg = parley::LoadConfig(argc, argv, parley::ParleyEnvironment());
+  } catch (const std::exception& e) {
+    std::cerr << "parleyd: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    return Serve(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "parleyd: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,96 @@
+#include "core/core.hpp"
+
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "proto/errors.hpp"
+
+namespace parley::core {
+
+namespace {
+
+// Label values are bounded: anything else counts as "other".
+constexpr std::string_view kOpsIn[] = {
+    "hello",         "ping",          "send",         "ack",          "read",
+    "typing",        "history",       "receipts",     "presence.subscribe",
+    "group.create",  "group.info",    "group.add",    "group.remove", "group.promote",
+    "group.demote",  "group.update",  "group.leave",  "keys.upload",  "keys.bundle",
+    "keys.count",    "profile.get",   "profile.set",  "contacts.discover",
+    "devices.list",  "devices.remove", "push.register"};
+constexpr std::string_view kOpsOut[] = {"ok", "error", "event", "typing", "presence", "pong", "bye"};
+
+}  // namespace
+
+CoreMetrics::CoreMetrics(Registry& r)
+    : registry(r),
+      sessions_authenticated(r.GetGauge("parley_sessions_authenticated",
+                                        "WebSocket sessions that completed hello")),
+      otp_sent(r.GetCounter("parley_otp_sent_total", "One-time codes handed to the SMS provider")),
+      sign_ins(r.GetCounter("parley_sign_ins_total", "Successful /v1/auth/verify calls")),
+      in_other_(r.GetCounter("parley_ws_frames_in_total", "WebSocket frames received, by op",
+                             {{"op", "other"}})),
+      out_other_(r.GetCounter("parley_ws_frames_out_total", "WebSocket frames sent, by op",
+                              {{"op", "other"}})) {
+  for (auto op : kOpsIn) {
+    in_[op] = &r.GetCounter("parley_ws_frames_in_total", "WebSocket frames received, by op",
+                            {{"op", std::string(op)}});
+  }
+  for (auto op : kOpsOut) {
+    out_[op] = &r.GetCounter("parley_ws_frames_out_total", "WebSocket frames sent, by op",
+                             {{"op", std::string(op)}});
+  }
+}
+
+Counter& CoreMetrics::FrameIn(std::string_view op) {
+  auto it = in_.find(op);
+  return it == in_.end() ? in_other_ : *it->second;
+}
+
+Counter& CoreMetrics::FrameOut(std::string_view op) {
+  auto it = out_.find(op);
+  return it == out_.end() ? out_other_ : *it->second;
+}
+
+Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService& tok,
+           SmsSender& sms_sender, std::string node)
+    : config(cfg),
+      store(st),
+      tokens(tok),
+      sms(sms_sender),
+      metrics(registry),
+      ids(cfg.node_id),
+      node_name(std::move(node)),
+      otp_per_phone(cfg.otp_per_phone, 600),
+      otp_per_address(cfg.otp_per_address_per_hour, 3600),
+      contacts_per_day(cfg.contacts_per_day, 86400000) {}
+
+std::expected<Identity, AuthFailure> Core::Authenticate(std::string_view token) {
+  auto claims = tokens.VerifyAccess(token, NowMs());
+  if (!claims) {
+    if (claims.error() == TokenError::kExpired) {
+      return std::unexpected(
+          AuthFailure{proto::code::kTokenExpired, 401, proto::close_code::kUnauthenticated,
+                      "the access token has expired; refresh it"});
+    }
+    return std::unexpected(AuthFailure{proto::code::kInvalidToken, 401,
+                                       proto::close_code::kUnauthenticated,
+                                       "the access token is not valid"});
+  }
+  auto device = store.GetDevice(claims->user, claims->device);
+  if (!device) {
+    PLOG_ERROR("store read failed", "op=get_device error={}", LogQuote(device.error().message));
+    return std::unexpected(AuthFailure{proto::code::kInternal, 500,
+                                       proto::close_code::kTryAgainLater, "try again"});
+  }
+  if (!*device) {
+    return std::unexpected(AuthFailure{proto::code::kDeviceRevoked, 403,
+                                       proto::close_code::kRevoked, "this device was removed"});
+  }
+  if ((*device)->token_gen != claims->gen) {
+    return std::unexpected(AuthFailure{proto::code::kInvalidToken, 401,
+                                       proto::close_code::kUnauthenticated,
+                                       "the access token was revoked"});
+  }
+  return Identity{claims->user, claims->device};
+}
+
+}  // namespace parley::core

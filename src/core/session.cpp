@@ -1,0 +1,176 @@
+#include "core/session.hpp"
+
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "proto/errors.hpp"
+#include "proto/json.hpp"
+
+namespace parley::core {
+
+namespace code = proto::code;
+
+namespace {
+constexpr std::size_t kMaxBadFrames = 5;   // the fifth in a minute closes with 4400
+constexpr double kBadFrameWindowS = 60;
+constexpr std::size_t kMaxRidLength = 64;
+}  // namespace
+
+Session::Session(Core& core, std::shared_ptr<net::WsConnection> connection,
+                 std::string header_token)
+    : core_(core), conn_(std::move(connection)), header_token_(std::move(header_token)) {}
+
+const std::unordered_map<std::string_view, Session::Handler>& Session::Handlers() {
+  static const std::unordered_map<std::string_view, Handler> handlers = {
+      {"hello", &Session::Hello},
+      {"ping", &Session::Ping},
+      {"devices.list", &Session::DevicesList},
+      {"devices.remove", &Session::DevicesRemove},
+      {"profile.get", &Session::ProfileGet},
+      {"profile.set", &Session::ProfileSet},
+      {"contacts.discover", &Session::ContactsDiscover},
+  };
+  return handlers;
+}
+
+void Session::OnFrame(std::string_view text) {
+  if (closed_) return;
+  auto parsed = proto::ParseObject(text);
+  if (!parsed) return BadFrame(parsed.error().message);
+  const json::object& req = *parsed;
+
+  Rid rid;
+  if (auto it = req.find("rid"); it != req.end() && !it->value().is_null()) {
+    if (!it->value().is_string() || it->value().get_string().size() > kMaxRidLength) {
+      core_.metrics.FrameIn("other").Inc();
+      return Error(std::nullopt, code::kBadRequest, "rid: must be a string of at most 64 characters");
+    }
+    rid = std::string(it->value().get_string());
+  }
+  auto op = proto::GetString(req, "op", 64);
+  if (!op) {
+    core_.metrics.FrameIn("other").Inc();
+    return Error(rid, code::kBadRequest, op.error().message);
+  }
+  core_.metrics.FrameIn(*op).Inc();
+
+  const auto& handlers = Handlers();
+  auto it = handlers.find(*op);
+  if (it == handlers.end()) {
+    return Error(rid, code::kUnknownOp, "unknown op: " + std::string(*op));
+  }
+  if (!authenticated_ && *op != "hello" && *op != "ping") {
+    return Error(rid, code::kBadRequest, "send hello first");
+  }
+  (this->*(it->second))(req, rid);
+}
+
+void Session::OnClose() {
+  if (closed_) return;
+  closed_ = true;
+  if (authenticated_) {
+    core_.sessions.Detach(identity_.user, identity_.device, this);
+    core_.metrics.sessions_authenticated.Add(-1);
+  }
+}
+
+void Session::BadFrame(std::string_view why) {
+  core_.metrics.FrameIn("other").Inc();
+  const double now = MonoSeconds();
+  while (!bad_frames_.empty() && bad_frames_.front() <= now - kBadFrameWindowS) {
+    bad_frames_.pop_front();
+  }
+  bad_frames_.push_back(now);
+  if (bad_frames_.size() >= kMaxBadFrames) {
+    return Close(proto::close_code::kProtocol, "too many unparseable frames");
+  }
+  Error(std::nullopt, code::kBadFrame, why);
+}
+
+void Session::SendFrame(std::string_view op, json::object frame) {
+  core_.metrics.FrameOut(op).Inc();
+  conn_->Send(json::serialize(frame));
+}
+
+void Session::Ok(const Rid& rid, json::object result) {
+  json::object frame;
+  frame.reserve(result.size() + 2);
+  frame["op"] = "ok";
+  if (rid) frame["rid"] = *rid;
+  for (auto& kv : result) frame[kv.key()] = std::move(kv.value());
+  SendFrame("ok", std::move(frame));
+}
+
+void Session::Error(const Rid& rid, std::string_view error_code, std::string_view message,
+                    json::object extra) {
+  json::object frame;
+  frame["op"] = "error";
+  if (rid) frame["rid"] = *rid;
+  frame["code"] = error_code;
+  frame["message"] = message;
+  for (auto& kv : extra) frame[kv.key()] = std::move(kv.value());
+  SendFrame("error", std::move(frame));
+}
+
+void Session::StoreError(const Rid& rid, const parley::Error& e, std::string_view op) {
+  if (e.code != Errc::kNotFound && e.code != Errc::kInvalid) {
+    PLOG_ERROR("store failure", "op={} error={}", op, LogQuote(e.message));
+  }
+  const auto wire = proto::ToWire(e);
+  Error(rid, wire.code, wire.message);
+}
+
+void Session::Close(std::uint16_t close_code, std::string reason) {
+  core_.metrics.FrameOut("bye").Inc();
+  conn_->Close(close_code, std::move(reason));
+}
+
+void CloseSession(Session& session, std::uint16_t close_code, std::string reason) {
+  session.Close(close_code, std::move(reason));
+}
+
+void Session::Ping(const json::object&, const Rid& rid) {
+  json::object frame;
+  frame["op"] = "pong";
+  if (rid) frame["rid"] = *rid;
+  SendFrame("pong", std::move(frame));
+}
+
+void Session::Hello(const json::object& req, const Rid& rid) {
+  if (authenticated_) return Error(rid, code::kBadRequest, "already authenticated");
+  auto token = proto::GetOptString(req, "token", 4096);
+  if (!token) return Error(rid, code::kBadRequest, token.error().message);
+  std::string_view presented = *token ? **token : std::string_view(header_token_);
+  if (presented.empty()) {
+    Error(rid, code::kInvalidToken, "token: required (or an Authorization header)");
+    return Close(proto::close_code::kUnauthenticated, "not authenticated");
+  }
+  auto id = core_.Authenticate(presented);
+  if (!id) {
+    Error(rid, id.error().code, id.error().message);
+    return Close(id.error().close_code, id.error().message);
+  }
+  identity_ = *id;
+  authenticated_ = true;
+  conn_->MarkAuthenticated();
+  core_.metrics.sessions_authenticated.Add(1);
+  if (auto old = core_.sessions.Attach(identity_.user, identity_.device, shared_from_this())) {
+    old->Close(proto::close_code::kReplaced, "replaced by a newer connection of this device");
+  }
+  // A removal that committed between Authenticate and Attach found no session
+  // to close; look once more now that this one is findable.
+  if (auto again = core_.store.GetDevice(identity_.user, identity_.device); again && !*again) {
+    Error(rid, code::kDeviceRevoked, "this device was removed");
+    return Close(proto::close_code::kRevoked, "this device was removed");
+  }
+  const std::int64_t now = NowMs();
+  core_.store.TouchDevice(identity_.user, identity_.device, now, [](Status) {});
+
+  json::object result;
+  result["user_id"] = IdToString(identity_.user);
+  result["device_id"] = IdToString(identity_.device);
+  result["head_seq"] = "0";
+  result["server_time_ms"] = now;
+  Ok(rid, std::move(result));
+}
+
+}  // namespace parley::core

@@ -1,0 +1,62 @@
+#include "core/sessions.hpp"
+
+namespace parley::core {
+
+std::shared_ptr<Session> SessionRegistry::Attach(store::UserId user, store::DeviceId device,
+                                                 std::shared_ptr<Session> session) {
+  Shard& s = ShardOf(user);
+  std::lock_guard lock(s.mu);
+  auto& slot = s.users[user][device];
+  std::shared_ptr<Session> old = std::move(slot);
+  slot = std::move(session);
+  return old;
+}
+
+bool SessionRegistry::Detach(store::UserId user, store::DeviceId device, const Session* session) {
+  Shard& s = ShardOf(user);
+  std::lock_guard lock(s.mu);
+  auto u = s.users.find(user);
+  if (u == s.users.end()) return false;
+  auto d = u->second.find(device);
+  if (d == u->second.end() || d->second.get() != session) return false;
+  u->second.erase(d);
+  if (u->second.empty()) s.users.erase(u);
+  return true;
+}
+
+std::shared_ptr<Session> SessionRegistry::Find(store::UserId user, store::DeviceId device) {
+  Shard& s = ShardOf(user);
+  std::lock_guard lock(s.mu);
+  auto u = s.users.find(user);
+  if (u == s.users.end()) return nullptr;
+  auto d = u->second.find(device);
+  return d == u->second.end() ? nullptr : d->second;
+}
+
+std::vector<std::shared_ptr<Session>> SessionRegistry::ForUser(store::UserId user) {
+  Shard& s = ShardOf(user);
+  std::lock_guard lock(s.mu);
+  std::vector<std::shared_ptr<Session>> out;
+  auto u = s.users.find(user);
+  if (u == s.users.end()) return out;
+  out.reserve(u->second.size());
+  for (auto& [_, session] : u->second) out.push_back(session);
+  return out;
+}
+
+bool SessionRegistry::IsOnline(store::UserId user) {
+  Shard& s = ShardOf(user);
+  std::lock_guard lock(s.mu);
+  return s.users.contains(user);
+}
+
+std::size_t SessionRegistry::Count() {
+  std::size_t n = 0;
+  for (auto& s : shards_) {
+    std::lock_guard lock(s.mu);
+    for (auto& [_, devices] : s.users) n += devices.size();
+  }
+  return n;
+}
+
+}  // namespace parley::core

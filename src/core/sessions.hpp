@@ -1,0 +1,42 @@
+// Which device of which user is connected here: user -> device -> session.
+// One session per device: attaching a newer one hands back the older, which
+// the caller closes with 4409. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "store/records.hpp"
+
+namespace parley::core {
+
+class Session;
+
+class SessionRegistry {
+ public:
+  // Registers `session` for (user, device); returns the one it replaces, if any.
+  std::shared_ptr<Session> Attach(store::UserId user, store::DeviceId device,
+                                  std::shared_ptr<Session> session);
+  // Forgets (user, device) if `session` is still the one registered.
+  // Answers whether it was.
+  bool Detach(store::UserId user, store::DeviceId device, const Session* session);
+  std::shared_ptr<Session> Find(store::UserId user, store::DeviceId device);
+  // Every connected device of the user.
+  std::vector<std::shared_ptr<Session>> ForUser(store::UserId user);
+  bool IsOnline(store::UserId user);
+  std::size_t Count();
+
+ private:
+  static constexpr std::size_t kShards = 16;
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<store::UserId, std::unordered_map<store::DeviceId, std::shared_ptr<Session>>>
+        users;
+  };
+  Shard& ShardOf(store::UserId user) { return shards_[user % kShards]; }
+  Shard shards_[kShards];
+};
+
+}  // namespace parley::core

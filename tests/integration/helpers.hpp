@@ -1,0 +1,102 @@
+// Shared steps of the integration tests: sign-up through the real HTTP API
+// and an authenticated WebSocket, against a real parleyd.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+
+#include "support/client.hpp"
+
+namespace parley::test {
+
+struct Account {
+  std::string phone;
+  std::string user_id;
+  std::string device_id;
+  std::string access_token;
+  std::string refresh_token;
+  bool new_user = false;
+};
+
+// A phone number no other test in this process uses.
+inline std::string NextPhone() {
+  static std::atomic<int> n{0};
+  return "+1555" + std::to_string(1000000 + n.fetch_add(1));
+}
+
+inline HttpResult PostJson(const Parleyd& server, const std::string& path, const json::object& body,
+                           const std::map<std::string, std::string>& headers = {}) {
+  return Http(server.endpoint(), "POST", path, json::serialize(body), headers);
+}
+
+inline HttpResult RequestCode(Parleyd& server, const std::string& phone) {
+  return PostJson(server, "/v1/auth/otp", {{"phone", phone}});
+}
+
+inline HttpResult Verify(Parleyd& server, const std::string& phone, const std::string& code,
+                         const std::string& device_name = "test device",
+                         const std::string& platform = "cli") {
+  return PostJson(server, "/v1/auth/verify",
+                  {{"phone", phone},
+                   {"code", code},
+                   {"device", {{"name", device_name}, {"platform", platform}}}});
+}
+
+inline Account AccountFrom(const std::string& phone, const HttpResult& r) {
+  Account a;
+  a.phone = phone;
+  auto j = r.Json();
+  if (!j.is_object()) return a;
+  const auto& o = j.as_object();
+  auto str = [&](const char* k) {
+    auto it = o.find(k);
+    return it != o.end() && it->value().is_string() ? std::string(it->value().get_string())
+                                                    : std::string();
+  };
+  a.user_id = str("user_id");
+  a.device_id = str("device_id");
+  a.access_token = str("access_token");
+  a.refresh_token = str("refresh_token");
+  if (auto it = o.find("new_user"); it != o.end() && it->value().is_bool()) {
+    a.new_user = it->value().get_bool();
+  }
+  return a;
+}
+
+// Signs in (a new account, or a new device of the phone's account).
+inline Account SignIn(Parleyd& server, const std::string& phone,
+                      const std::string& device_name = "test device") {
+  const std::size_t seen = server.CodeCount(phone);
+  auto otp = RequestCode(server, phone);
+  EXPECT_EQ(otp.status, 202) << otp.body;
+  auto code = server.WaitCode(phone, seen);
+  EXPECT_TRUE(code.has_value()) << "no code for " << phone;
+  if (!code) return {};
+  auto r = Verify(server, phone, *code, device_name);
+  EXPECT_EQ(r.status, 200) << r.body;
+  return AccountFrom(phone, r);
+}
+
+// A WebSocket that has completed hello.
+inline std::unique_ptr<WsClient> Connect(Parleyd& server, const Account& account,
+                                         json::object* hello_result = nullptr) {
+  auto ws = WsClient::Connect(server.endpoint());
+  EXPECT_TRUE(ws) << "WebSocket connect failed";
+  if (!ws) return nullptr;
+  auto r = ws->Request({{"op", "hello"}, {"token", account.access_token}});
+  EXPECT_TRUE(r.has_value()) << "no answer to hello";
+  if (!r) return nullptr;
+  EXPECT_EQ((*r)["op"], "ok") << json::serialize(*r);
+  if (hello_result != nullptr) *hello_result = *r;
+  return ws;
+}
+
+inline std::string Str(const json::object& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string())
+                                                  : std::string();
+}
+
+}  // namespace parley::test
