@@ -117,6 +117,8 @@ int Serve(const Config& cfg) {
   std::printf("parleyd listening on %s://%s\n", server.tls() ? "https" : "http", address.c_str());
   std::fflush(stdout);
 
+  core.PurgeExpired();
+  server.Every(std::chrono::minutes(10), [&core] { core.PurgeExpired(); });
   server.Run();
   PLOG_INFO("parleyd draining", "{}", "");
   store->Close();

@@ -62,6 +62,7 @@ void Session::DevicesRemove(const json::object& req, const Rid& rid) {
     if (auto s = self->core_.sessions.Find(user, target)) {
       s->Close(proto::close_code::kRevoked, "this device was removed");
     }
+    self->core_.AnnounceDevice(user, target, "removed", "");
   });
 }
 

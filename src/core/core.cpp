@@ -2,6 +2,8 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "core/render.hpp"
+#include "core/session.hpp"
 #include "proto/errors.hpp"
 
 namespace parley::core {
@@ -59,9 +61,82 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       metrics(registry),
       ids(cfg.node_id),
       node_name(std::move(node)),
+      presence(*this),
       otp_per_phone(cfg.otp_per_phone, 600),
       otp_per_address(cfg.otp_per_address_per_hour, 3600),
-      contacts_per_day(cfg.contacts_per_day, 86400000) {}
+      contacts_per_day(cfg.contacts_per_day, 86400000),
+      send_limiter(cfg.device_send_rate, 4.0 * cfg.device_send_rate),
+      typing_limiter(cfg.device_send_rate, 4.0 * cfg.device_send_rate) {}
+
+void Core::Wake(const std::vector<store::Appended>& appended) {
+  for (const auto& a : appended) {
+    for (auto& s : sessions.ForUser(a.user)) s->Notify(a.seq, nullptr, nullptr);
+  }
+}
+
+void Core::Deliver(const std::shared_ptr<const store::Message>& message,
+                   const std::vector<store::Appended>& appended) {
+  const bool per_device = message->kind == "e2ee";
+  for (const auto& a : appended) {
+    auto targets = sessions.ForUser(a.user);
+    if (targets.empty()) continue;
+    auto event = std::make_shared<store::MailboxEvent>();
+    event->seq = a.seq;
+    event->type = store::EventType::kMessage;
+    event->ts_ms = message->ts_ms;
+    event->msg_id = message->msg_id;
+    event->outgoing = message->sender == a.user;
+    event->message = message;
+    std::shared_ptr<const std::string> frame;
+    if (!per_device) {
+      frame = std::make_shared<const std::string>(EventFrame(*event, a.user, 0));
+    }
+    for (auto& s : targets) s->Notify(a.seq, event, frame);
+  }
+}
+
+void Core::PurgeExpired() {
+  if (purging_.exchange(true)) return;
+  PurgeBatch(NowMs() - static_cast<std::int64_t>(config.retention_days) * 86400000);
+}
+
+void Core::PurgeBatch(std::int64_t cutoff_ms) {
+  constexpr std::size_t kBatch = 2000;
+  store.Purge(cutoff_ms, kBatch, [this, cutoff_ms](Result<std::size_t> r) {
+    if (!r) {
+      PLOG_ERROR("retention purge failed", "error={}", LogQuote(r.error().message));
+    } else if (*r == kBatch) {
+      return PurgeBatch(cutoff_ms);  // more to do; other writes interleave between batches
+    } else if (*r > 0) {
+      PLOG_INFO("retention purge done", "rows={}", *r);
+    }
+    purging_ = false;
+  });
+}
+
+void Core::AnnounceDevice(store::UserId user, store::DeviceId device, std::string_view change,
+                          std::string_view name) {
+  boost::json::object e;
+  e["type"] = "device";
+  e["change"] = change;
+  e["device_id"] = IdToString(device);
+  e["name"] = name;
+  store.AppendEvents({user}, store::EventType::kDevice, boost::json::serialize(e), NowMs(),
+                     [this](Result<std::vector<store::Appended>> r) {
+                       if (r) Wake(*r);
+                     });
+}
+
+bool Core::AreContacts(store::UserId a, store::UserId b) {
+  auto page = store.History(a, {store::Conversation::Kind::kUser, b}, 0, 1);
+  return page && !page->empty();
+}
+
+bool Core::CanSeeLastSeen(const store::User& target, store::UserId viewer) {
+  if (target.id == viewer || target.last_seen_visibility == "everyone") return true;
+  if (target.last_seen_visibility == "contacts") return AreContacts(target.id, viewer);
+  return false;
+}
 
 std::expected<Identity, AuthFailure> Core::Authenticate(std::string_view token) {
   auto claims = tokens.VerifyAccess(token, NowMs());

@@ -4,6 +4,7 @@
 // store callbacks.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <expected>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "common/config.hpp"
 #include "common/ids.hpp"
 #include "common/metrics.hpp"
+#include "core/presence.hpp"
 #include "core/rate_limit.hpp"
 #include "core/sessions.hpp"
 #include "core/sms.hpp"
@@ -61,6 +63,26 @@ class Core {
   // Checks an access token and that its device still holds that generation.
   std::expected<Identity, AuthFailure> Authenticate(std::string_view token);
 
+  // After a durable append: tell every connected device of each mailbox.
+  void Wake(const std::vector<store::Appended>& appended);
+  // The same for a new message, which is rendered once per mailbox here
+  // (per device for e2ee) instead of being read back by every session.
+  void Deliver(const std::shared_ptr<const store::Message>& message,
+               const std::vector<store::Appended>& appended);
+
+  // Deletes what is older than the retention period, in small batches so
+  // that the writer never stalls behind it. Safe to call while one runs.
+  void PurgeExpired();
+
+  // A `device` event (added or removed) in the user's own mailbox.
+  void AnnounceDevice(store::UserId user, store::DeviceId device, std::string_view change,
+                      std::string_view name);
+
+  // Whether `viewer` may see `target`'s last seen and online status.
+  bool CanSeeLastSeen(const store::User& target, store::UserId viewer);
+  // Whether the two users share a conversation (what "contacts" means here).
+  bool AreContacts(store::UserId a, store::UserId b);
+
   const Config& config;
   store::Store& store;
   TokenService& tokens;
@@ -70,9 +92,17 @@ class Core {
   SessionRegistry sessions;
   const std::string node_name;
 
+  PresenceHub presence;
+
   WindowLimiter otp_per_phone;
   WindowLimiter otp_per_address;
   QuotaCounter contacts_per_day;
+  TokenBucket send_limiter;
+  TokenBucket typing_limiter;
+
+ private:
+  void PurgeBatch(std::int64_t cutoff_ms);
+  std::atomic<bool> purging_{false};
 };
 
 }  // namespace parley::core

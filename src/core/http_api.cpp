@@ -219,8 +219,9 @@ void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) 
   req.refresh.expires_ms = now + static_cast<std::int64_t>(core_.config.refresh_token_ttl_s) * 1000;
   req.max_devices = core_.config.max_devices;
   const store::DeviceId device_id = req.device.id;
+  const std::string device_name = req.device.name;
   Core& core = core_;
-  core_.store.SignIn(std::move(req), [&core, device_id, refresh,
+  core_.store.SignIn(std::move(req), [&core, device_id, device_name, refresh,
                                       respond = std::move(respond)](Result<store::SignInResult> r) {
     if (!r) return respond(Internal(r.error(), "sign_in"));
     switch (r->outcome) {
@@ -234,6 +235,7 @@ void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) 
     }
     core.metrics.sign_ins.Inc();
     respond(JsonResponse(200, TokensJson(core, r->user_id, device_id, 0, r->new_user, refresh)));
+    core.AnnounceDevice(r->user_id, device_id, "added", device_name);
   });
 }
 

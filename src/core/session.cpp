@@ -28,6 +28,13 @@ const std::unordered_map<std::string_view, Session::Handler>& Session::Handlers(
       {"profile.get", &Session::ProfileGet},
       {"profile.set", &Session::ProfileSet},
       {"contacts.discover", &Session::ContactsDiscover},
+      {"send", &Session::Send},
+      {"ack", &Session::AckOp},
+      {"read", &Session::Read},
+      {"typing", &Session::Typing},
+      {"history", &Session::History},
+      {"receipts", &Session::Receipts},
+      {"presence.subscribe", &Session::PresenceSubscribe},
   };
   return handlers;
 }
@@ -68,8 +75,11 @@ void Session::OnClose() {
   if (closed_) return;
   closed_ = true;
   if (authenticated_) {
-    core_.sessions.Detach(identity_.user, identity_.device, this);
+    bool went_offline = false;
+    core_.sessions.Detach(identity_.user, identity_.device, this, &went_offline);
     core_.metrics.sessions_authenticated.Add(-1);
+    core_.presence.Unsubscribe(this);
+    if (went_offline) core_.presence.WentOffline(identity_.user, NowMs());
   }
 }
 
@@ -89,6 +99,11 @@ void Session::BadFrame(std::string_view why) {
 void Session::SendFrame(std::string_view op, json::object frame) {
   core_.metrics.FrameOut(op).Inc();
   conn_->Send(json::serialize(frame));
+}
+
+void Session::SendRaw(std::string_view op, const std::string& text) {
+  core_.metrics.FrameOut(op).Inc();
+  conn_->Send(text);
 }
 
 void Session::Ok(const Rid& rid, json::object result) {
@@ -144,6 +159,12 @@ void Session::Hello(const json::object& req, const Rid& rid) {
     Error(rid, code::kInvalidToken, "token: required (or an Authorization header)");
     return Close(proto::close_code::kUnauthenticated, "not authenticated");
   }
+  std::optional<store::Seq> resume_after;
+  if (auto it = req.find("resume_after"); it != req.end() && !it->value().is_null()) {
+    auto r = proto::GetInt(req, "resume_after");
+    if (!r || *r < 0) return Error(rid, code::kBadRequest, "resume_after: a sequence number");
+    resume_after = static_cast<store::Seq>(*r);
+  }
   auto id = core_.Authenticate(presented);
   if (!id) {
     Error(rid, id.error().code, id.error().message);
@@ -153,7 +174,9 @@ void Session::Hello(const json::object& req, const Rid& rid) {
   authenticated_ = true;
   conn_->MarkAuthenticated();
   core_.metrics.sessions_authenticated.Add(1);
-  if (auto old = core_.sessions.Attach(identity_.user, identity_.device, shared_from_this())) {
+  bool came_online = false;
+  if (auto old = core_.sessions.Attach(identity_.user, identity_.device, shared_from_this(),
+                                       &came_online)) {
     old->Close(proto::close_code::kReplaced, "replaced by a newer connection of this device");
   }
   // A removal that committed between Authenticate and Attach found no session
@@ -162,15 +185,27 @@ void Session::Hello(const json::object& req, const Rid& rid) {
     Error(rid, code::kDeviceRevoked, "this device was removed");
     return Close(proto::close_code::kRevoked, "this device was removed");
   }
+  // Read after Attach: whatever is appended from now on is also announced to
+  // this session, so nothing falls between the head read here and the stream.
+  auto head = core_.store.HeadSeq(identity_.user);
+  auto cursor = core_.store.GetCursor(identity_.user, identity_.device);
+  if (!head || !cursor) {
+    StoreError(rid, !head ? head.error() : cursor.error(), "hello");
+    return Close(proto::close_code::kTryAgainLater, "try again");
+  }
   const std::int64_t now = NowMs();
   core_.store.TouchDevice(identity_.user, identity_.device, now, [](Status) {});
+  if (came_online) core_.presence.CameOnline(identity_.user);
 
   json::object result;
   result["user_id"] = IdToString(identity_.user);
   result["device_id"] = IdToString(identity_.device);
-  result["head_seq"] = "0";
+  result["head_seq"] = std::to_string(*head);
   result["server_time_ms"] = now;
   Ok(rid, std::move(result));
+  // The answer goes first, then the stream: a client sees hello's ok before
+  // any event.
+  StartDelivery(std::min(resume_after.value_or(*cursor), *head), *head);
 }
 
 }  // namespace parley::core

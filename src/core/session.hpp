@@ -10,6 +10,7 @@
 
 #include <boost/json.hpp>
 #include <deque>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,12 +34,20 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
 
   // Thread-safe.
   void SendFrame(std::string_view op, json::object frame);
+  // An already serialized frame (the same one for many sessions).
+  void SendRaw(std::string_view op, const std::string& text);
   void Ok(const Rid& rid, json::object result = {});
   void Error(const Rid& rid, std::string_view code, std::string_view message,
              json::object extra = {});
   void Close(std::uint16_t code, std::string reason);
 
   const Identity& identity() const { return identity_; }
+
+  // Thread-safe: events up to `seq` were appended to this user's mailbox.
+  // `event` and its rendered `frame` are given when the caller had them (a
+  // live message), so the session need not read them back.
+  void Notify(store::Seq seq, std::shared_ptr<const store::MailboxEvent> event,
+              std::shared_ptr<const std::string> frame);
 
  private:
   using Handler = void (Session::*)(const json::object&, const Rid&);
@@ -57,6 +66,25 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   void ProfileSet(const json::object& req, const Rid& rid);
   void ContactsDiscover(const json::object& req, const Rid& rid);
 
+  // Delivery (delivery.cpp): see the note there.
+  void StartDelivery(store::Seq after, store::Seq head);
+  void OnAppended(store::Seq seq, std::shared_ptr<const store::MailboxEvent> event,
+                  std::shared_ptr<const std::string> frame);
+  void Pump();
+  bool SendEvent(const store::MailboxEvent& e, const std::string* frame);
+  void AckOp(const json::object& req, const Rid& rid);
+
+  // Ops (messaging_ops.cpp).
+  void Send(const json::object& req, const Rid& rid);
+  void Read(const json::object& req, const Rid& rid);
+  void Typing(const json::object& req, const Rid& rid);
+  void History(const json::object& req, const Rid& rid);
+  void Receipts(const json::object& req, const Rid& rid);
+  void PresenceSubscribe(const json::object& req, const Rid& rid);
+  // Flood control shared by send and typing: true when over the limit, after
+  // answering rate_limited (or closing with 4429 a device that keeps going).
+  bool OverLimit(TokenBucket& bucket, const Rid& rid);
+
   Core& core_;
   std::shared_ptr<net::WsConnection> conn_;
   std::string header_token_;
@@ -64,6 +92,14 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   bool closed_ = false;
   Identity identity_;
   std::deque<double> bad_frames_;  // when, for the five-in-a-minute rule
+  std::uint32_t refused_in_a_row_ = 0;
+
+  // Delivery state, on the connection's strand only.
+  bool delivering_ = false;
+  store::Seq cursor_ = 0;  // the highest seq this device acknowledged
+  store::Seq next_ = 1;    // the next seq the backlog stream sends
+  store::Seq head_ = 0;    // the highest seq known to exist
+  std::set<store::Seq> ahead_;  // live events already sent ahead of the backlog
 };
 
 // Closes a session from any thread.

@@ -3,16 +3,21 @@
 namespace parley::core {
 
 std::shared_ptr<Session> SessionRegistry::Attach(store::UserId user, store::DeviceId device,
-                                                 std::shared_ptr<Session> session) {
+                                                 std::shared_ptr<Session> session,
+                                                 bool* came_online) {
   Shard& s = ShardOf(user);
   std::lock_guard lock(s.mu);
-  auto& slot = s.users[user][device];
+  auto& devices = s.users[user];
+  if (came_online != nullptr) *came_online = devices.empty();
+  auto& slot = devices[device];
   std::shared_ptr<Session> old = std::move(slot);
   slot = std::move(session);
   return old;
 }
 
-bool SessionRegistry::Detach(store::UserId user, store::DeviceId device, const Session* session) {
+bool SessionRegistry::Detach(store::UserId user, store::DeviceId device, const Session* session,
+                             bool* went_offline) {
+  if (went_offline != nullptr) *went_offline = false;
   Shard& s = ShardOf(user);
   std::lock_guard lock(s.mu);
   auto u = s.users.find(user);
@@ -20,7 +25,10 @@ bool SessionRegistry::Detach(store::UserId user, store::DeviceId device, const S
   auto d = u->second.find(device);
   if (d == u->second.end() || d->second.get() != session) return false;
   u->second.erase(d);
-  if (u->second.empty()) s.users.erase(u);
+  if (u->second.empty()) {
+    s.users.erase(u);
+    if (went_offline != nullptr) *went_offline = true;
+  }
   return true;
 }
 

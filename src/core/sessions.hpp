@@ -17,11 +17,14 @@ class Session;
 class SessionRegistry {
  public:
   // Registers `session` for (user, device); returns the one it replaces, if any.
+  // *came_online tells whether the user had no device connected before.
   std::shared_ptr<Session> Attach(store::UserId user, store::DeviceId device,
-                                  std::shared_ptr<Session> session);
+                                  std::shared_ptr<Session> session, bool* came_online = nullptr);
   // Forgets (user, device) if `session` is still the one registered.
-  // Answers whether it was.
-  bool Detach(store::UserId user, store::DeviceId device, const Session* session);
+  // Answers whether it was; *went_offline tells whether that was the user's
+  // last connected device.
+  bool Detach(store::UserId user, store::DeviceId device, const Session* session,
+              bool* went_offline = nullptr);
   std::shared_ptr<Session> Find(store::UserId user, store::DeviceId device);
   // Every connected device of the user.
   std::vector<std::shared_ptr<Session>> ForUser(store::UserId user);

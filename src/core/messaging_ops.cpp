@@ -1,0 +1,212 @@
+// Messaging ops (PROTOCOL.md section 4): send, read, typing, history,
+// receipts, presence.subscribe.
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "core/render.hpp"
+#include "core/session.hpp"
+#include "proto/errors.hpp"
+#include "proto/json.hpp"
+
+namespace parley::core {
+
+namespace code = proto::code;
+
+namespace {
+
+constexpr std::size_t kMaxBodyBytes = 64 * 1024;
+constexpr std::size_t kMaxClientMsgId = 64;
+constexpr std::int64_t kMaxHistory = 100;
+constexpr std::size_t kMaxPresenceUsers = 500;
+// Refusals in a row after which a flooding device is disconnected.
+constexpr std::uint32_t kRefusalsBeforeClose = 50;
+
+constexpr std::string_view kKinds[] = {"text", "image", "video", "audio",
+                                       "file", "e2ee",  "sender_key"};
+
+}  // namespace
+
+bool Session::OverLimit(TokenBucket& bucket, const Rid& rid) {
+  const double wait_s = bucket.Take(IdToString(identity_.device), MonoSeconds());
+  if (wait_s <= 0) {
+    refused_in_a_row_ = 0;
+    return false;
+  }
+  if (++refused_in_a_row_ >= kRefusalsBeforeClose) {
+    Close(proto::close_code::kRateLimit, "rate limit exceeded");
+    return true;
+  }
+  json::object extra;
+  extra["retry_after_ms"] = static_cast<std::int64_t>(wait_s * 1000) + 1;
+  Error(rid, code::kRateLimited, "slow down", std::move(extra));
+  return true;
+}
+
+void Session::Send(const json::object& req, const Rid& rid) {
+  auto to_it = req.find("to");
+  if (to_it == req.end()) return Error(rid, code::kBadRequest, "to: required");
+  auto to = ParseConv(to_it->value());
+  if (!to) return Error(rid, code::kBadRequest, "to: {\"user\":id} or {\"group\":id}");
+  auto client_msg_id = proto::GetString(req, "client_msg_id", kMaxClientMsgId);
+  if (!client_msg_id) return Error(rid, code::kBadRequest, client_msg_id.error().message);
+  if (client_msg_id->empty()) return Error(rid, code::kBadRequest, "client_msg_id: empty");
+  auto kind = proto::GetString(req, "kind", 16);
+  if (!kind) return Error(rid, code::kBadRequest, kind.error().message);
+  if (std::find(std::begin(kKinds), std::end(kKinds), *kind) == std::end(kKinds)) {
+    return Error(rid, code::kBadRequest,
+                 "kind: one of text, image, video, audio, file, e2ee, sender_key");
+  }
+  auto body_it = req.find("body");
+  if (body_it == req.end()) return Error(rid, code::kBadRequest, "body: required");
+  std::string body = json::serialize(body_it->value());
+  if (body.size() > kMaxBodyBytes) {
+    return Error(rid, code::kTooLarge, "body: at most 64 KiB serialized");
+  }
+  auto media = proto::GetOptId(req, "media_id");
+  if (!media) return Error(rid, code::kBadRequest, media.error().message);
+  if (OverLimit(core_.send_limiter, rid)) return;
+
+  std::vector<store::UserId> recipients;
+  if (to->kind == store::Conversation::Kind::kGroup) {
+    // Groups arrive with the groups issue; until then none exists.
+    return Error(rid, code::kNotFound, "no such group");
+  }
+  if (to->id != identity_.user) {
+    auto peer = core_.store.GetUser(to->id);
+    if (!peer) return StoreError(rid, peer.error(), "get_user");
+    if (!*peer) return Error(rid, code::kNotFound, "no such user");
+    recipients.push_back(to->id);
+  }
+
+  store::Message m;
+  m.msg_id = core_.ids.Next();
+  m.sender = identity_.user;
+  m.sender_device = identity_.device;
+  m.to = *to;
+  m.client_msg_id = std::string(*client_msg_id);
+  m.kind = std::string(*kind);
+  m.body = std::move(body);
+  if (*media) m.media_id = IdToString(**media);
+  m.ts_ms = NowMs();
+  m.recipients = static_cast<std::uint32_t>(recipients.size());
+  auto message = std::make_shared<const store::Message>(m);
+  auto self = shared_from_this();
+  core_.store.AppendMessage(std::move(m), std::move(recipients),
+                            [self, rid, message](Result<store::SendResult> r) {
+                              if (!r) return self->StoreError(rid, r.error(), "append_message");
+                              json::object result;
+                              result["msg_id"] = IdToString(r->msg_id);
+                              result["seq"] = std::to_string(r->seq);
+                              result["ts_ms"] = r->ts_ms;
+                              result["duplicate"] = r->duplicate;
+                              self->Ok(rid, std::move(result));
+                              if (!r->duplicate) self->core_.Deliver(message, r->appended);
+                            });
+}
+
+void Session::Read(const json::object& req, const Rid& rid) {
+  auto conv_it = req.find("conv");
+  if (conv_it == req.end()) return Error(rid, code::kBadRequest, "conv: required");
+  auto conv = ParseConv(conv_it->value());
+  if (!conv) return Error(rid, code::kBadRequest, "conv: {\"user\":id} or {\"group\":id}");
+  auto up_to = proto::GetId(req, "up_to_msg_id");
+  if (!up_to) return Error(rid, code::kBadRequest, up_to.error().message);
+  auto self = shared_from_this();
+  core_.store.MarkRead(identity_.user, *conv, *up_to, NowMs(),
+                       [self, rid](Result<std::vector<store::Appended>> r) {
+                         if (!r) return self->StoreError(rid, r.error(), "mark_read");
+                         self->Ok(rid);
+                         self->core_.Wake(*r);
+                       });
+}
+
+void Session::Typing(const json::object& req, const Rid& rid) {
+  auto to_it = req.find("to");
+  auto to = to_it == req.end() ? std::nullopt : ParseConv(to_it->value());
+  if (!to) return Error(rid, code::kBadRequest, "to: {\"user\":id} or {\"group\":id}");
+  auto state = proto::GetString(req, "state", 16);
+  if (!state || (*state != "composing" && *state != "paused")) {
+    return Error(rid, code::kBadRequest, "state: composing or paused");
+  }
+  if (OverLimit(core_.typing_limiter, rid)) return;
+  if (to->kind == store::Conversation::Kind::kGroup || to->id == identity_.user) return;
+  json::object frame;
+  frame["op"] = "typing";
+  frame["from"] = json::object{{"user", IdToString(identity_.user)},
+                               {"device", IdToString(identity_.device)}};
+  frame["conv"] = ConvJson({store::Conversation::Kind::kUser, identity_.user});
+  frame["state"] = *state;
+  const std::string text = json::serialize(frame);
+  for (auto& s : core_.sessions.ForUser(to->id)) s->SendRaw("typing", text);
+}
+
+void Session::History(const json::object& req, const Rid& rid) {
+  auto conv_it = req.find("conv");
+  if (conv_it == req.end()) return Error(rid, code::kBadRequest, "conv: required");
+  auto conv = ParseConv(conv_it->value());
+  if (!conv) return Error(rid, code::kBadRequest, "conv: {\"user\":id} or {\"group\":id}");
+  auto before = proto::GetOptId(req, "before_msg_id");
+  if (!before) return Error(rid, code::kBadRequest, before.error().message);
+  std::int64_t limit = 50;
+  if (req.contains("limit")) {
+    auto l = proto::GetInt(req, "limit");
+    if (!l || *l < 1 || *l > kMaxHistory) {
+      return Error(rid, code::kBadRequest, "limit: from 1 to 100");
+    }
+    limit = *l;
+  }
+  if (conv->kind == store::Conversation::Kind::kGroup) {
+    return Error(rid, code::kNotFound, "no such group");
+  }
+  auto page = core_.store.History(identity_.user, *conv, before->value_or(0),
+                                  static_cast<std::size_t>(limit) + 1);
+  if (!page) return StoreError(rid, page.error(), "history");
+  const bool more = page->size() > static_cast<std::size_t>(limit);
+  if (more) page->resize(static_cast<std::size_t>(limit));
+  json::array messages;
+  for (const auto& m : *page) messages.push_back(MessageJson(*m, identity_.user, identity_.device));
+  json::object result;
+  result["messages"] = std::move(messages);
+  result["more"] = more;
+  Ok(rid, std::move(result));
+}
+
+void Session::Receipts(const json::object& req, const Rid& rid) {
+  auto msg_id = proto::GetId(req, "msg_id");
+  if (!msg_id) return Error(rid, code::kBadRequest, msg_id.error().message);
+  auto m = core_.store.GetMessage(*msg_id);
+  if (!m) return StoreError(rid, m.error(), "get_message");
+  // Only the sender learns who received its message.
+  if (!*m || (*m)->sender != identity_.user) return Error(rid, code::kNotFound, "no such message");
+  auto receipts = core_.store.GetReceipts(*msg_id);
+  if (!receipts) return StoreError(rid, receipts.error(), "get_receipts");
+  auto list = [](const std::vector<store::ReceiptEntry>& entries) {
+    json::array a;
+    for (const auto& e : entries) {
+      a.push_back(json::object{{"user", IdToString(e.user)}, {"ts_ms", e.ts_ms}});
+    }
+    return a;
+  };
+  json::object result;
+  result["delivered"] = list(receipts->delivered);
+  result["read"] = list(receipts->read);
+  result["members"] = (*m)->recipients;
+  Ok(rid, std::move(result));
+}
+
+void Session::PresenceSubscribe(const json::object& req, const Rid& rid) {
+  auto users = proto::GetArray(req, "users", kMaxPresenceUsers);
+  if (!users) return Error(rid, code::kBadRequest, users.error().message);
+  std::vector<store::UserId> ids;
+  for (const auto& v : **users) {
+    auto id = v.is_string() ? ParseId(v.get_string()) : std::nullopt;
+    if (!id) return Error(rid, code::kBadRequest, "users: must be a list of user ids");
+    ids.push_back(*id);
+  }
+  auto statuses = core_.presence.Subscribe(shared_from_this(), identity_.user, ids);
+  if (!statuses) return StoreError(rid, statuses.error(), "presence");
+  json::object result;
+  result["statuses"] = std::move(*statuses);
+  Ok(rid, std::move(result));
+}
+
+}  // namespace parley::core

@@ -1,0 +1,119 @@
+#include "core/render.hpp"
+
+#include "common/ids.hpp"
+
+namespace parley::core {
+
+json::object ConvJson(const store::Conversation& conv) {
+  json::object o;
+  o[conv.kind == store::Conversation::Kind::kGroup ? "group" : "user"] = IdToString(conv.id);
+  return o;
+}
+
+namespace {
+
+json::value BodyFor(const store::Message& m, store::UserId viewer, store::DeviceId viewer_device) {
+  boost::system::error_code ec;
+  json::value body = json::parse(m.body, ec);
+  if (ec) return json::value(nullptr);
+  if (m.kind != "e2ee" || !body.is_object()) return body;
+  // A device is given only its own ciphertext.
+  auto& obj = body.as_object();
+  auto it = obj.find("ciphertexts");
+  if (it == obj.end() || !it->value().is_array()) return body;
+  const std::string user = IdToString(viewer);
+  const std::string device = IdToString(viewer_device);
+  json::array mine;
+  for (auto& c : it->value().as_array()) {
+    if (!c.is_object()) continue;
+    const auto& co = c.as_object();
+    auto u = co.find("user");
+    auto d = co.find("device");
+    if (u != co.end() && d != co.end() && u->value() == user.c_str() &&
+        d->value() == device.c_str()) {
+      mine.push_back(c);
+    }
+  }
+  it->value() = std::move(mine);
+  return body;
+}
+
+}  // namespace
+
+json::object MessageJson(const store::Message& m, store::UserId viewer,
+                         store::DeviceId viewer_device) {
+  const bool outgoing = m.sender == viewer;
+  json::object o;
+  o["type"] = "message";
+  o["msg_id"] = IdToString(m.msg_id);
+  o["client_msg_id"] = m.client_msg_id;
+  if (m.to.kind == store::Conversation::Kind::kGroup || outgoing) {
+    o["conv"] = ConvJson(m.to);
+  } else {
+    o["conv"] = ConvJson({store::Conversation::Kind::kUser, m.sender});
+  }
+  o["from"] = json::object{{"user", IdToString(m.sender)}, {"device", IdToString(m.sender_device)}};
+  o["kind"] = m.kind;
+  o["body"] = BodyFor(m, viewer, viewer_device);
+  if (!m.media_id.empty()) o["media_id"] = m.media_id;
+  o["ts_ms"] = m.ts_ms;
+  o["outgoing"] = outgoing;
+  return o;
+}
+
+std::string EventFrame(const store::MailboxEvent& e, store::UserId viewer,
+                       store::DeviceId viewer_device) {
+  json::object event;
+  switch (e.type) {
+    case store::EventType::kMessage:
+      if (!e.message) return {};
+      event = MessageJson(*e.message, viewer, viewer_device);
+      break;
+    case store::EventType::kReceipt: {
+      event["type"] = "receipt";
+      event["conv"] = ConvJson(e.conv);
+      json::array ids;
+      for (auto id : e.msg_ids) ids.push_back(json::value(IdToString(id)));
+      event["msg_ids"] = std::move(ids);
+      event["by"] = IdToString(e.by);
+      event["status"] = e.status == store::ReceiptStatus::kRead ? "read" : "delivered";
+      event["ts_ms"] = e.ts_ms;
+      break;
+    }
+    case store::EventType::kReadSync:
+      event["type"] = "read_sync";
+      event["conv"] = ConvJson(e.conv);
+      event["up_to_msg_id"] = e.msg_ids.empty() ? std::string("0") : IdToString(e.msg_ids.front());
+      event["ts_ms"] = e.ts_ms;
+      break;
+    case store::EventType::kGroup:
+    case store::EventType::kKeysChanged:
+    case store::EventType::kDevice: {
+      boost::system::error_code ec;
+      json::value v = json::parse(e.payload, ec);
+      if (ec || !v.is_object()) return {};
+      event = std::move(v.as_object());
+      break;
+    }
+  }
+  json::object frame;
+  frame["op"] = "event";
+  frame["seq"] = IdToString(e.seq);
+  frame["event"] = std::move(event);
+  return json::serialize(frame);
+}
+
+std::optional<store::Conversation> ParseConv(const json::value& v) {
+  if (!v.is_object()) return std::nullopt;
+  const auto& o = v.as_object();
+  if (o.size() != 1) return std::nullopt;
+  const auto& kv = *o.begin();
+  if (!kv.value().is_string()) return std::nullopt;
+  auto id = ParseId(kv.value().get_string());
+  if (!id) return std::nullopt;
+  if (kv.key() == "user") return store::Conversation{store::Conversation::Kind::kUser, *id};
+  if (kv.key() == "group") return store::Conversation{store::Conversation::Kind::kGroup, *id};
+  return std::nullopt;
+}
+
+}  // namespace parley::core
