@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -18,10 +19,13 @@ inline constexpr std::int64_t kIdEpochMs = 1704067200000;  // 2024-01-01T00:00:0
 class IdGenerator {
  public:
   explicit IdGenerator(std::uint32_t node_id);  // node_id < 1024
+  // `clock` returns Unix milliseconds; tests pass one to step time back.
+  IdGenerator(std::uint32_t node_id, std::function<std::int64_t()> clock);
   std::uint64_t Next();
 
  private:
   std::mutex mu_;
+  std::function<std::int64_t()> clock_;
   std::uint64_t node_;
   std::int64_t last_ms_ = 0;
   std::uint32_t counter_ = 0;

@@ -1,0 +1,45 @@
+# The two-command set-up: `make` (installs what is missing, configures, builds)
+# and `make run`. Everything real happens in scripts/bootstrap and CMake; this
+# file only strings them together.
+
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+JOBS ?= $(shell nproc)
+CTEST_JOBS ?= 2
+ARGS ?=
+
+FORMAT_DIRS := $(wildcard src tests sdk bench)
+
+.PHONY: all build bootstrap run test asan format clean
+
+all: build
+
+bootstrap:
+	@./scripts/bootstrap
+
+# Configured once; after that CMake re-runs itself when CMakeLists.txt changes.
+build: bootstrap
+	@test -f $(BUILD_DIR)/build.ninja || \
+	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+# Data goes to ./data (the data_dir default) unless ARGS says otherwise.
+run: build
+	exec ./$(BUILD_DIR)/parleyd $(ARGS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(CTEST_JOBS)
+
+asan: bootstrap
+	@test -f $(ASAN_DIR)/build.ninja || \
+	  cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON
+	cmake --build $(ASAN_DIR) -j$(JOBS)
+	ctest --test-dir $(ASAN_DIR) --output-on-failure -j$(CTEST_JOBS)
+
+format:
+	@./scripts/bootstrap clang-format
+	find $(FORMAT_DIRS) -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cc' \) \
+	  -print0 | xargs -0 -r clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)
