@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,80 @@ struct ProfilePatch {
   std::optional<std::string> status_text;
   std::optional<std::string> avatar_media_id;
   std::optional<std::string> last_seen_visibility;
+};
+
+// ---- Messaging (mailboxes, messages, receipts) ----------------------------
+
+using MsgId = std::uint64_t;
+using Seq = std::uint64_t;
+
+// A conversation as one mailbox owner sees it: the peer of a 1:1 chat, or a group.
+struct Conversation {
+  enum class Kind : std::uint8_t { kUser = 1, kGroup = 2 };
+  Kind kind = Kind::kUser;
+  std::uint64_t id = 0;  // the peer's user id, or the group id
+  bool operator==(const Conversation&) const = default;
+};
+
+// A message body, stored once under its msg_id however many mailboxes
+// reference it.
+struct Message {
+  MsgId msg_id = 0;
+  UserId sender = 0;
+  DeviceId sender_device = 0;
+  Conversation to;  // as the sender addressed it: the recipient user, or the group
+  std::string client_msg_id;
+  std::string kind;  // text | image | video | audio | file | e2ee | sender_key
+  std::string body;  // the serialized JSON value, as sent
+  std::string media_id;  // "" when none
+  std::int64_t ts_ms = 0;
+  std::uint32_t recipients = 0;  // recipients at send time, the sender not counted
+};
+
+enum class EventType : std::uint8_t {
+  kMessage = 1,
+  kReceipt = 2,
+  kReadSync = 3,
+  kGroup = 4,
+  kKeysChanged = 5,
+  kDevice = 6,
+};
+
+enum class ReceiptStatus : std::uint8_t { kDelivered = 1, kRead = 2 };
+
+// One row of a user's mailbox. Which fields mean something depends on type.
+struct MailboxEvent {
+  Seq seq = 0;
+  EventType type = EventType::kMessage;
+  std::int64_t ts_ms = 0;
+  // kMessage: the message and whether the owner sent it.
+  MsgId msg_id = 0;
+  bool outgoing = false;
+  std::shared_ptr<const Message> message;  // filled by ReadMailbox (null if purged)
+  // kReceipt: conv (from the owner's view), msg_ids, by, status.
+  // kReadSync: conv, msg_ids = {up_to_msg_id}.
+  Conversation conv;
+  std::vector<MsgId> msg_ids;
+  UserId by = 0;
+  ReceiptStatus status = ReceiptStatus::kDelivered;
+  // kGroup, kKeysChanged, kDevice: the event object, rendered by core.
+  std::string payload;
+};
+
+// Where new events landed: wake these mailboxes' sessions.
+struct Appended {
+  UserId user = 0;
+  Seq seq = 0;
+};
+
+struct ReceiptEntry {
+  UserId user = 0;
+  std::int64_t ts_ms = 0;
+};
+
+struct MessageReceipts {
+  std::vector<ReceiptEntry> delivered;
+  std::vector<ReceiptEntry> read;
 };
 
 }  // namespace parley::store

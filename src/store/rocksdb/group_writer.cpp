@@ -1,0 +1,164 @@
+#include "store/rocksdb/group_writer.hpp"
+
+#include <rocksdb/iterator.h>
+
+#include "store/rocksdb/codec.hpp"
+#include "store/rocksdb/schema.hpp"
+
+namespace parley::store::rocks {
+
+Result<std::optional<std::string>> WriteTxn::Get(rocksdb::ColumnFamilyHandle* cf,
+                                                 std::string_view key) {
+  std::string value;
+  auto s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), cf, key, &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return std::unexpected(FromRocks(s, "read"));
+  return std::optional<std::string>(std::move(value));
+}
+
+Status WriteTxn::Put(rocksdb::ColumnFamilyHandle* cf, std::string_view key,
+                     std::string_view value) {
+  auto s = batch_->Put(cf, key, value);
+  if (!s.ok()) return std::unexpected(FromRocks(s, "put"));
+  return Ok();
+}
+
+Status WriteTxn::Delete(rocksdb::ColumnFamilyHandle* cf, std::string_view key) {
+  auto s = batch_->Delete(cf, key);
+  if (!s.ok()) return std::unexpected(FromRocks(s, "delete"));
+  return Ok();
+}
+
+Status WriteTxn::ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
+                            const std::function<bool(std::string_view, std::string_view)>& visit) {
+  // Declared before the iterator, which keeps a pointer to it.
+  const std::string upper = PrefixUpperBound(prefix);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      batch_->NewIteratorWithBase(cf, db_->NewIterator(ro, cf), &ro));
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    auto key = it->key().ToStringView();
+    if (!key.starts_with(prefix)) break;
+    if (!visit(key, it->value().ToStringView())) break;
+  }
+  if (!it->status().ok()) return std::unexpected(FromRocks(it->status(), "scan"));
+  return Ok();
+}
+
+GroupWriter::GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer)
+    : db_(db),
+      observer_(std::move(observer)),
+      // overwrite_key: one index entry per key, which iterators over the
+      // batch (ScanPrefix) require.
+      batch_(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true) {
+  write_options_.sync = sync;
+  thread_ = std::thread([this] { Run(); });
+}
+
+GroupWriter::~GroupWriter() {
+  Close();
+  std::lock_guard join_lock(join_mu_);
+  if (thread_.joinable()) {
+    // Only reachable when Close ran on the writer thread itself and the owner
+    // is destroyed there too; joining would deadlock.
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+    } else {
+      thread_.join();
+    }
+  }
+}
+
+void GroupWriter::Submit(std::unique_ptr<WriteJob> job) {
+  const char* refusal = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) {
+      refusal = "store is closed";
+    } else if (queue_.size() >= kMaxQueuedJobs) {
+      refusal = "store write queue is full";
+    } else {
+      queue_.push_back(std::move(job));
+    }
+  }
+  if (refusal != nullptr) {
+    job->Finish(Fail(Errc::kUnavailable, refusal));
+    return;
+  }
+  cv_.notify_one();
+}
+
+void GroupWriter::Close() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  cv_.notify_one();
+  if (std::this_thread::get_id() == thread_.get_id()) return;
+  std::lock_guard join_lock(join_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+void GroupWriter::Run() {
+  std::deque<std::unique_ptr<WriteJob>> jobs;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return !queue_.empty() || closed_; });
+      if (queue_.empty()) return;  // closed and drained
+      if (queue_.size() <= kMaxJobsPerCommit) {
+        jobs.swap(queue_);
+      } else {
+        for (std::size_t i = 0; i < kMaxJobsPerCommit; ++i) {
+          jobs.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+    }
+    RunBatch(jobs);
+    jobs.clear();
+  }
+}
+
+void GroupWriter::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
+  batch_.Clear();
+  WriteTxn txn(db_, &batch_);
+  Status commit = Ok();
+  for (auto& job : jobs) {
+    const auto before = batch_.GetWriteBatch()->Count();
+    batch_.SetSavePoint();
+    txn.ResetForNextJob();
+    const bool keep = job->Apply(txn);
+    // A rollback rebuilds the batch index, so skip it when the job wrote nothing.
+    auto s = (keep || batch_.GetWriteBatch()->Count() == before) ? batch_.PopSavePoint()
+                                                                 : batch_.RollbackToSavePoint();
+    if (!s.ok()) {
+      // The batch no longer matches what the jobs saw: commit none of it.
+      Error error = FromRocks(s, "rolling back a failed write");
+      error.code = Errc::kInternal;
+      commit = std::unexpected(std::move(error));
+      break;
+    }
+  }
+
+  if (commit && batch_.GetWriteBatch()->Count() > 0) {
+    const double start = MonoSeconds();
+    auto s = db_->Write(write_options_, batch_.GetWriteBatch());
+    Observe("commit", MonoSeconds() - start);
+    if (!s.ok()) commit = std::unexpected(FromRocks(s, "commit"));
+  }
+  batch_.Clear();
+
+  for (auto& job : jobs) {
+    Observe(job->op(), MonoSeconds() - job->submitted());
+    job->Finish(commit);
+  }
+}
+
+void GroupWriter::Observe(std::string_view op, double seconds) const {
+  if (observer_) observer_(op, seconds);
+}
+
+}  // namespace parley::store::rocks

@@ -1,0 +1,158 @@
+// Group commit for the RocksDB store.
+//
+// Every write is a job queued to one writer thread. The writer takes what is
+// queued (at most kMaxJobsPerCommit, so one commit's latency stays bounded),
+// runs the jobs in order against one WriteBatchWithIndex, commits that batch
+// with a single DB::Write (one fsync for all of them), and only then invokes
+// the jobs' callbacks, in order.
+//
+// * A job reads through WriteTxn, which sees the database plus what earlier
+//   jobs of the same batch wrote (GetFromBatchAndDB), so jobs behave as if
+//   committed one by one in submission order.
+// * Each job runs under its own save point: a job that fails, or that asks
+//   for its writes to be discarded (an outcome such as "device limit" that
+//   must change nothing), is rolled back without touching its neighbours.
+// * If the commit itself fails, nothing of the batch was applied and every
+//   job of it gets that error.
+// * Reads do not go through here: they hit the database directly.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "common/clock.hpp"
+#include "common/result.hpp"
+#include "store/store.hpp"
+
+namespace parley::store::rocks {
+
+inline constexpr std::size_t kMaxJobsPerCommit = 1024;
+// Beyond this many queued writes the store answers kUnavailable instead of
+// growing without bound behind a slow disk.
+inline constexpr std::size_t kMaxQueuedJobs = 1 << 16;
+
+// A job's view of the database: committed data plus earlier jobs' writes in
+// the current batch.
+class WriteTxn {
+ public:
+  WriteTxn(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch) : db_(db), batch_(batch) {}
+
+  Result<std::optional<std::string>> Get(rocksdb::ColumnFamilyHandle* cf, std::string_view key);
+  Status Put(rocksdb::ColumnFamilyHandle* cf, std::string_view key, std::string_view value);
+  Status Delete(rocksdb::ColumnFamilyHandle* cf, std::string_view key);
+  // Calls visit(key, value) for each key starting with `prefix`, in key
+  // order, until it returns false.
+  Status ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
+                    const std::function<bool(std::string_view, std::string_view)>& visit);
+
+  // Rolls the current job's writes back although it succeeds.
+  void Discard() { discard_ = true; }
+  bool discarded() const { return discard_; }
+  void ResetForNextJob() { discard_ = false; }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::WriteBatchWithIndex* batch_;
+  bool discard_ = false;
+};
+
+class WriteJob {
+ public:
+  explicit WriteJob(std::string_view op) : op_(op), submitted_(MonoSeconds()) {}
+  virtual ~WriteJob() = default;
+
+  // Runs inside the batch; false means "roll my writes back".
+  virtual bool Apply(WriteTxn& txn) = 0;
+  // After the commit: delivers the job's result, or `commit`'s error.
+  virtual void Finish(const Status& commit) = 0;
+
+  std::string_view op() const { return op_; }
+  double submitted() const { return submitted_; }
+
+ private:
+  std::string_view op_;  // a literal
+  double submitted_;
+};
+
+// A job made of a body `Result<T>(WriteTxn&)` and the caller's callback.
+template <class T, class F>
+class FnJob final : public WriteJob {
+ public:
+  FnJob(std::string_view op, F body, Callback<T> done)
+      : WriteJob(op), body_(std::move(body)), done_(std::move(done)) {}
+
+  bool Apply(WriteTxn& txn) override {
+    result_.emplace(body_(txn));
+    return result_->has_value() && !txn.discarded();
+  }
+
+  void Finish(const Status& commit) override {
+    if (!done_) return;
+    if (!commit) {
+      done_(std::unexpected(commit.error()));
+    } else if (!result_) {
+      done_(Fail(Errc::kInternal, "write was not run"));
+    } else {
+      done_(std::move(*result_));
+    }
+  }
+
+ private:
+  F body_;
+  Callback<T> done_;
+  std::optional<Result<T>> result_;
+};
+
+template <class T, class F>
+std::unique_ptr<WriteJob> MakeJob(std::string_view op, F body, Callback<T> done) {
+  return std::make_unique<FnJob<T, F>>(op, std::move(body), std::move(done));
+}
+
+class GroupWriter {
+ public:
+  GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer);
+  ~GroupWriter();
+  GroupWriter(const GroupWriter&) = delete;
+  GroupWriter& operator=(const GroupWriter&) = delete;
+
+  // Queues the job. After Close, or with the queue full, finishes it at once
+  // with kUnavailable on the calling thread.
+  void Submit(std::unique_ptr<WriteJob> job);
+
+  // Runs what is queued, delivers its callbacks and stops the thread.
+  // Idempotent. Called from a callback it cannot wait for itself, so it only
+  // stops intake and lets the destructor join.
+  void Close();
+
+ private:
+  void Run();
+  void RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs);
+  void Observe(std::string_view op, double seconds) const;
+
+  rocksdb::DB* db_;
+  rocksdb::WriteOptions write_options_;
+  StoreObserver observer_;
+  rocksdb::WriteBatchWithIndex batch_;  // writer thread only
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<WriteJob>> queue_;
+  bool closed_ = false;
+
+  std::mutex join_mu_;
+  std::thread thread_;
+};
+
+}  // namespace parley::store::rocks

@@ -1,0 +1,205 @@
+#include "store/rocksdb/schema.hpp"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+namespace parley::store::rocks {
+namespace {
+
+constexpr std::size_t kBlockCacheBytes = 64 << 20;
+// All memtables together; a single write-heavy family may use most of it.
+constexpr std::size_t kMemtableBytesTotal = 256 << 20;
+// Each family's share, in OptimizeLevelStyleCompaction's terms.
+constexpr std::uint64_t kMemtableBudgetPerCf = 64 << 20;
+// Rarely written families (meta, otp) would otherwise keep old WAL files alive.
+constexpr std::uint64_t kMaxWalBytes = 512 << 20;
+// The process has 20k descriptors and most belong to sockets.
+constexpr int kMaxOpenFiles = 512;
+
+rocksdb::DBOptions MakeDbOptions(bool read_only) {
+  rocksdb::DBOptions o;
+  o.IncreaseParallelism(2);
+  o.create_if_missing = !read_only;
+  o.create_missing_column_families = !read_only;
+  o.max_open_files = kMaxOpenFiles;
+  o.db_write_buffer_size = kMemtableBytesTotal;
+  o.max_total_wal_size = kMaxWalBytes;
+  o.bytes_per_sync = 1 << 20;
+  o.keep_log_file_num = 4;
+  o.max_log_file_size = 16 << 20;
+  return o;
+}
+
+rocksdb::ColumnFamilyOptions MakeCfOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  o.OptimizeLevelStyleCompaction(kMemtableBudgetPerCf);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  // Nearly every read is a point lookup (user, token, code, device).
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.format_version = 5;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return o;
+}
+
+// Upgrades a database from format version `from` to from + 1. One case per
+// version; each step must be safe to run twice, since a crash between it and
+// the new version stamp runs it again.
+Status UpgradeFrom(Database& /*db*/, std::uint32_t from) {
+  switch (from) {
+    // case 1: return UpgradeV1ToV2(db);
+    default:
+      return Fail(Errc::kInternal,
+                  "no upgrade step from database format version " + std::to_string(from));
+  }
+}
+
+Status StampVersion(Database& d, std::uint32_t version) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  auto s = d.db()->Put(wo, d.cf(Cf::kMeta), kFormatVersionKey, std::to_string(version));
+  if (!s.ok()) return std::unexpected(FromRocks(s, "writing the format version"));
+  return Ok();
+}
+
+Result<bool> AllFamiliesEmpty(Database& d) {
+  for (std::size_t i = 0; i < kCfNames.size(); ++i) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        d.db()->NewIterator(rocksdb::ReadOptions(), d.cf(static_cast<Cf>(i))));
+    it->SeekToFirst();
+    if (!it->status().ok()) return std::unexpected(FromRocks(it->status(), "scanning"));
+    if (it->Valid()) return false;
+  }
+  return true;
+}
+
+Status CheckFormat(Database& d, const std::string& path, bool fresh) {
+  std::string value;
+  auto s = d.db()->Get(rocksdb::ReadOptions(), d.cf(Cf::kMeta), kFormatVersionKey, &value);
+  if (s.IsNotFound()) {
+    // A crash right after creation leaves an empty, unstamped database.
+    if (!fresh) {
+      auto empty = AllFamiliesEmpty(d);
+      if (!empty) return std::unexpected(empty.error());
+      if (!*empty) {
+        return Fail(Errc::kCorruption, "database at " + path + " has data but no format version");
+      }
+    }
+    if (d.read_only()) {
+      return Fail(Errc::kInvalid,
+                  "database at " + path + " is not initialised; open it read-write once");
+    }
+    return StampVersion(d, kFormatVersion);
+  }
+  if (!s.ok()) return std::unexpected(FromRocks(s, "reading the format version"));
+
+  std::uint32_t version = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), version);
+  if (ec != std::errc() || end != value.data() + value.size() || version == 0) {
+    return Fail(Errc::kCorruption, "database at " + path + " has an unreadable format version");
+  }
+  if (version > kFormatVersion) {
+    return Fail(Errc::kInvalid, "database at " + path + " has format version " +
+                                    std::to_string(version) + ", newer than this build supports (" +
+                                    std::to_string(kFormatVersion) + "); run a newer parleyd");
+  }
+  if (version < kFormatVersion && d.read_only()) {
+    return Fail(Errc::kInvalid, "database at " + path + " has the older format version " +
+                                    std::to_string(version) +
+                                    "; open it read-write once to upgrade it");
+  }
+  for (; version < kFormatVersion; ++version) {
+    if (auto st = UpgradeFrom(d, version); !st) return st;
+    if (auto st = StampVersion(d, version + 1); !st) return st;
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Error FromRocks(const rocksdb::Status& status, std::string_view what) {
+  Errc code = Errc::kInternal;
+  if (status.IsNotFound()) {
+    code = Errc::kNotFound;
+  } else if (status.IsIOError() || status.IsBusy() || status.IsTimedOut() || status.IsTryAgain() ||
+             status.IsShutdownInProgress() || status.IsAborted()) {
+    code = Errc::kUnavailable;
+  } else if (status.IsCorruption()) {
+    code = Errc::kCorruption;
+  }
+  return Error{code, std::string(what) + ": " + status.ToString()};
+}
+
+Database::~Database() {
+  if (db_ == nullptr) return;
+  for (auto* h : handles_) {
+    if (h != nullptr) db_->DestroyColumnFamilyHandle(h);
+  }
+  for (auto* h : others_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+  delete db_;
+}
+
+Result<std::unique_ptr<Database>> Database::Open(const std::string& path, bool read_only) {
+  if (path.empty()) return Fail(Errc::kInvalid, "no database path given");
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool fresh = !fs::exists(fs::path(path) / "CURRENT", ec);
+  if (fresh && read_only) return Fail(Errc::kNotFound, "no database at " + path);
+  if (fresh && !fs::create_directories(path, ec) && ec) {
+    return Fail(Errc::kUnavailable, "cannot create " + path + ": " + ec.message());
+  }
+
+  const rocksdb::DBOptions db_options = MakeDbOptions(read_only);
+  std::vector<std::string> existing;
+  if (!fresh) {
+    auto s = rocksdb::DB::ListColumnFamilies(db_options, path, &existing);
+    if (!s.ok()) return std::unexpected(FromRocks(s, "opening " + path));
+  }
+
+  const auto cf_options = MakeCfOptions(rocksdb::NewLRUCache(kBlockCacheBytes));
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (auto name : kCfNames) {
+    if (read_only && std::find(existing.begin(), existing.end(), name) == existing.end()) {
+      return Fail(Errc::kInvalid, "database at " + path + " has no column family " +
+                                      std::string(name) + "; open it read-write once");
+    }
+    descriptors.emplace_back(std::string(name), cf_options);
+  }
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
+  for (const auto& name : existing) {
+    if (name != rocksdb::kDefaultColumnFamilyName &&
+        std::find(kCfNames.begin(), kCfNames.end(), name) == kCfNames.end()) {
+      descriptors.emplace_back(name, cf_options);
+    }
+  }
+
+  std::unique_ptr<Database> d(new Database());
+  d->read_only_ = read_only;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  auto s = read_only
+               ? rocksdb::DB::OpenForReadOnly(db_options, path, descriptors, &handles, &d->db_)
+               : rocksdb::DB::Open(db_options, path, descriptors, &handles, &d->db_);
+  if (!s.ok()) return std::unexpected(FromRocks(s, "opening " + path));
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    if (i < d->handles_.size()) {
+      d->handles_[i] = handles[i];
+    } else {
+      d->others_.push_back(handles[i]);
+    }
+  }
+  if (auto st = CheckFormat(*d, path, fresh); !st) return std::unexpected(st.error());
+  return d;
+}
+
+}  // namespace parley::store::rocks

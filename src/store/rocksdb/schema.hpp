@@ -1,0 +1,77 @@
+// The RocksDB store's database: its column families, tuning, format version
+// and upgrades, and the mapping of rocksdb::Status onto parley::Errc.
+//
+// Format version: meta["format_version"] (decimal text). A new database is
+// stamped with kFormatVersion. An older one is upgraded at open, one step
+// per version (see UpgradeFrom in schema.cpp: adding a version is adding one
+// function and one case); a newer one is refused, since this build cannot
+// know what it would break. Column families that a new version adds are
+// created by the open itself, so upgrade steps only move data.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace parley::store::rocks {
+
+inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::string_view kFormatVersionKey = "format_version";
+
+// One column family per record kind. A later mailbox CF (big-endian
+// user_id|seq keys, codec.hpp's U64PairKey) is appended here.
+enum class Cf : std::size_t {
+  kMeta,
+  kUsers,           // U64Key(user id) -> User
+  kPhoneIndex,      // phone -> U64Key(user id)
+  kPhoneHashIndex,  // lowercase hex SHA-256 of the phone -> U64Key(user id)
+  kDevices,         // U64PairKey(user id, device id) -> Device
+  kRefreshTokens,   // token hash -> RefreshToken
+  kOtp,             // phone -> OtpCode
+  kCount,
+};
+
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCount)> kCfNames = {
+    "meta", "users", "phone_index", "phone_hash_index", "devices", "refresh_tokens", "otp",
+};
+
+// Maps a failed status onto the project's error kinds; `what` says which
+// operation failed.
+Error FromRocks(const rocksdb::Status& status, std::string_view what);
+
+// An open database and its column family handles; closes both, in the order
+// RocksDB requires, when destroyed.
+class Database {
+ public:
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+  ~Database();
+
+  rocksdb::DB* db() const { return db_; }
+  rocksdb::ColumnFamilyHandle* cf(Cf which) const {
+    return handles_[static_cast<std::size_t>(which)];
+  }
+  bool read_only() const { return read_only_; }
+
+  // Opens (creating, stamping or upgrading) the database at `path` and checks
+  // its format version.
+  static Result<std::unique_ptr<Database>> Open(const std::string& path, bool read_only);
+
+ private:
+  Database() = default;
+
+  rocksdb::DB* db_ = nullptr;
+  // Indexed by Cf; `others_` holds default and any family this build does not
+  // know (RocksDB insists they all be opened).
+  std::array<rocksdb::ColumnFamilyHandle*, static_cast<std::size_t>(Cf::kCount)> handles_{};
+  std::vector<rocksdb::ColumnFamilyHandle*> others_;
+  bool read_only_ = false;
+};
+
+}  // namespace parley::store::rocks

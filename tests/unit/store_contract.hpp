@@ -1,0 +1,154 @@
+// The store contract suite (store_contract_test.cpp): what every Store
+// backend must do, written against the abstract interface only. A backend
+// joins by providing a StoreFactory and instantiating the suite in its own
+// test file, e.g. (rocksdb_store_test.cpp):
+//
+//   INSTANTIATE_TEST_SUITE_P(RocksDB, StoreContractTest,
+//                            ::testing::Values(RocksStoreFactory()), StoreFactoryName);
+//
+// Also here: helpers that turn the store's callbacks into blocking calls, for
+// the suite and for backend-specific tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <utility>
+
+#include "common/result.hpp"
+#include "store/store.hpp"
+
+namespace parley::store::testing {
+
+struct StoreOpenOptions {
+  StoreObserver observer;
+};
+
+// One private, initially empty backend instance (a temporary directory, a
+// fresh database schema) that a test may open, close and reopen; everything
+// in it is removed when it is destroyed.
+class StoreInstance {
+ public:
+  virtual ~StoreInstance() = default;
+  // May be called again after the previous store was closed and destroyed.
+  virtual Result<std::unique_ptr<Store>> Open(const StoreOpenOptions& options) = 0;
+};
+
+struct StoreFactory {
+  std::string name;  // a gtest name: letters, digits, underscores
+  std::function<std::unique_ptr<StoreInstance>()> make;
+};
+
+// Makes gtest print a parameter as its name rather than as bytes.
+inline void PrintTo(const StoreFactory& factory, std::ostream* os) { *os << factory.name; }
+
+inline std::string StoreFactoryName(const ::testing::TestParamInfo<StoreFactory>& info) {
+  return info.param.name;
+}
+
+inline constexpr std::chrono::seconds kCallbackTimeout{30};
+
+// A callback that a test can wait for.
+template <class T>
+class Pending {
+ public:
+  Pending() : promise_(std::make_shared<std::promise<Result<T>>>()) {
+    future_ = promise_->get_future();
+  }
+
+  Callback<T> callback() {
+    return [promise = promise_](Result<T> result) { promise->set_value(std::move(result)); };
+  }
+
+  // The result, or kInternal (and a test failure) if the callback never came.
+  Result<T> Get() {
+    if (future_.wait_for(kCallbackTimeout) != std::future_status::ready) {
+      ADD_FAILURE() << "store callback not invoked within " << kCallbackTimeout.count() << " s";
+      return Fail(Errc::kInternal, "callback timeout");
+    }
+    return future_.get();
+  }
+
+ private:
+  std::shared_ptr<std::promise<Result<T>>> promise_;
+  std::future<Result<T>> future_;
+};
+
+// Submits a write through `submit(callback)` and waits for its result.
+template <class T, class F>
+Result<T> Wait(F submit) {
+  Pending<T> pending;
+  submit(pending.callback());
+  return pending.Get();
+}
+
+// Parks the store's writer inside a callback until released, so that every
+// write submitted meanwhile is queued and then committed as one group. The
+// contract lets callbacks run on the single writer; a real caller must never
+// block in one, which is exactly why a test can use it to line a batch up.
+class WriterHold {
+ public:
+  explicit WriterHold(Store& store) : released_(release_.get_future().share()) {
+    // Shared: a std::function must be copyable.
+    auto parked = std::make_shared<std::promise<void>>();
+    auto parked_future = parked->get_future();
+    store.TouchDevice(0, 0, 0, [released = released_, parked](Status status) {
+      parked->set_value();
+      if (status) released.wait();  // a refused write runs inline: never park the caller
+    });
+    if (parked_future.wait_for(kCallbackTimeout) != std::future_status::ready) {
+      ADD_FAILURE() << "writer never reached the hold";
+    }
+  }
+  ~WriterHold() { Release(); }
+  WriterHold(const WriterHold&) = delete;
+  WriterHold& operator=(const WriterHold&) = delete;
+
+  void Release() {
+    if (!done_) {
+      done_ = true;
+      release_.set_value();
+    }
+  }
+
+ private:
+  std::promise<void> release_;
+  std::shared_future<void> released_;
+  bool done_ = false;
+};
+
+class StoreContractTest : public ::testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override {
+    instance_ = GetParam().make();
+    ASSERT_NE(instance_, nullptr);
+    Reopen();
+  }
+
+  void TearDown() override {
+    if (store_) store_->Close();
+    store_.reset();
+    instance_.reset();
+  }
+
+  // Closes the current store (if any) and opens the same data again.
+  void Reopen(StoreObserver observer = {}) {
+    if (store_) store_->Close();
+    store_.reset();
+    auto opened = instance_->Open({.observer = std::move(observer)});
+    ASSERT_TRUE(opened.has_value()) << opened.error().message;
+    store_ = std::move(*opened);
+  }
+
+  Store& store() { return *store_; }
+
+  std::unique_ptr<StoreInstance> instance_;
+  std::unique_ptr<Store> store_;
+};
+
+}  // namespace parley::store::testing
