@@ -38,7 +38,62 @@ json::object DeviceJson(const store::Device& d) {
   return o;
 }
 
-int DumpUser(const std::string& data_dir, const std::string& phone, const std::string& user_id) {
+const char* TypeName(store::EventType t) {
+  switch (t) {
+    case store::EventType::kMessage: return "message";
+    case store::EventType::kReceipt: return "receipt";
+    case store::EventType::kReadSync: return "read_sync";
+    case store::EventType::kGroup: return "group";
+    case store::EventType::kKeysChanged: return "keys_changed";
+    case store::EventType::kDevice: return "device";
+  }
+  return "unknown";
+}
+
+// Every stored event of the mailbox, exactly as stored (message bodies
+// included, unfiltered): what an operator or a test may inspect.
+Result<json::array> EventsJson(store::Store& st, store::UserId user) {
+  json::array out;
+  store::Seq after = 0;
+  for (;;) {
+    auto rows = st.ReadMailbox(user, after, 1000);
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) break;
+    for (const auto& e : *rows) {
+      json::object o;
+      o["seq"] = e.seq;
+      o["type"] = TypeName(e.type);
+      o["ts_ms"] = e.ts_ms;
+      if (e.type == store::EventType::kMessage) {
+        o["msg_id"] = IdToString(e.msg_id);
+        o["outgoing"] = e.outgoing;
+        if (e.message) {
+          json::object m;
+          m["sender"] = IdToString(e.message->sender);
+          m["sender_device"] = IdToString(e.message->sender_device);
+          m["client_msg_id"] = e.message->client_msg_id;
+          m["kind"] = e.message->kind;
+          m["body"] = e.message->body;
+          m["media_id"] = e.message->media_id;
+          o["message"] = std::move(m);
+        }
+      } else if (!e.payload.empty()) {
+        o["payload"] = e.payload;
+      } else {
+        json::array ids;
+        for (auto id : e.msg_ids) ids.push_back(json::value(IdToString(id)));
+        o["msg_ids"] = std::move(ids);
+        o["by"] = IdToString(e.by);
+      }
+      out.push_back(std::move(o));
+      after = e.seq;
+    }
+  }
+  return out;
+}
+
+int DumpUser(const std::string& data_dir, const std::string& phone, const std::string& user_id,
+             bool events) {
   auto opened = store::OpenRocksStore(
       {.path = (std::filesystem::path(data_dir) / "db").string(), .read_only = true});
   if (!opened) {
@@ -79,6 +134,14 @@ int DumpUser(const std::string& data_dir, const std::string& phone, const std::s
     o["attempts"] = (*otp)->attempts;
     out["pending_code"] = std::move(o);
   }
+  if (events) {
+    auto list = EventsJson(st, (*user)->id);
+    if (!list) {
+      std::cerr << "parleyd admin: " << list.error().message << "\n";
+      return 1;
+    }
+    out["events"] = std::move(*list);
+  }
   std::cout << json::serialize(out) << std::endl;
   st.Close();
   return 0;
@@ -100,6 +163,8 @@ int RunAdmin(int argc, const char* const* argv) {
   auto* by_id = dump->add_option("--user", user, "the user id");
   by_phone->excludes(by_id);
   dump->add_option("--data-dir", data_dir, "the data directory");
+  bool events = false;
+  dump->add_flag("--events", events, "also every event of the user's mailbox");
 
   try {
     cli.parse(argc, argv);
@@ -111,7 +176,7 @@ int RunAdmin(int argc, const char* const* argv) {
       std::cerr << "parleyd admin dump-user: give --phone or --user\n";
       return 2;
     }
-    return DumpUser(data_dir, phone, user);
+    return DumpUser(data_dir, phone, user, events);
   }
   return 2;
 }

@@ -66,7 +66,8 @@ const std::array kKeys = {
            &Config::idle_timeout_s},
     KeyDef{"max_frame_bytes", "largest WebSocket frame accepted (at least 1024)",
            &Config::max_frame_bytes},
-    KeyDef{"retention_days", "days undelivered messages are kept", &Config::retention_days},
+    KeyDef{"retention_days", "days mailbox events and messages are kept (also after delivery)",
+           &Config::retention_days},
     KeyDef{"store_sync", "fsync every commit (false may lose the last writes on power loss)",
            &Config::store_sync},
 };

@@ -100,3 +100,65 @@ inline std::string Str(const json::object& o, const char* key) {
 }
 
 }  // namespace parley::test
+
+namespace parley::test {
+
+inline json::object ToUser(const std::string& user_id) { return {{"user", user_id}}; }
+
+inline std::string NextClientMsgId() {
+  static std::atomic<int> n{0};
+  return "c" + std::to_string(n.fetch_add(1));
+}
+
+// Sends a text message and returns the answer (ok or error).
+inline std::optional<json::object> SendText(WsClient& ws, const std::string& to_user,
+                                            const std::string& text,
+                                            std::string client_msg_id = "",
+                                            std::chrono::milliseconds timeout = 5s) {
+  if (client_msg_id.empty()) client_msg_id = NextClientMsgId();
+  return ws.Request({{"op", "send"},
+                     {"to", ToUser(to_user)},
+                     {"client_msg_id", client_msg_id},
+                     {"kind", "text"},
+                     {"body", {{"text", text}}}},
+                    timeout);
+}
+
+// The next pushed event frame ({"op":"event",...}), or nullopt.
+inline std::optional<json::object> NextEvent(WsClient& ws, std::chrono::milliseconds timeout = 5s) {
+  return ws.ReceiveOp("event", timeout);
+}
+
+inline std::uint64_t SeqOf(const json::object& event_frame) {
+  auto it = event_frame.find("seq");
+  if (it == event_frame.end() || !it->value().is_string()) return 0;
+  return std::stoull(std::string(it->value().get_string()));
+}
+
+inline const json::object& EventOf(const json::object& event_frame) {
+  return event_frame.at("event").as_object();
+}
+
+inline void Ack(WsClient& ws, std::uint64_t seq) {
+  ws.SendJson({{"op", "ack"}, {"seq", std::to_string(seq)}});
+}
+
+}  // namespace parley::test
+
+namespace parley::test {
+
+// The next event of the given type; events of other types are skipped.
+inline std::optional<json::object> NextEventOfType(WsClient& ws, const std::string& type,
+                                                   std::chrono::milliseconds timeout = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    auto e = NextEvent(ws, left);
+    if (!e) return std::nullopt;
+    if (Str(EventOf(*e), "type") == type) return e;
+  }
+}
+
+}  // namespace parley::test
