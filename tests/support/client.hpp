@@ -101,8 +101,11 @@ class Parleyd {
   explicit Parleyd(Options options);
   // Terminates it (SIGTERM, then SIGKILL after 15 s) and removes the temporary directory.
   ~Parleyd();
+  Parleyd(const Parleyd&) = delete;
+  Parleyd& operator=(const Parleyd&) = delete;
 
   // Starts it and waits (up to 20 s) for "parleyd listening on ...". False on failure.
+  // The child gets SIGKILL when the thread that started it exits (PR_SET_PDEATHSIG).
   bool Start();
   const Endpoint& endpoint() const { return endpoint_; }
   const std::string& data_dir() const { return data_dir_; }
