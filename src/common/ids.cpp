@@ -48,6 +48,15 @@ std::int64_t IdTimeMs(std::uint64_t id) {
   return static_cast<std::int64_t>(id >> (kNodeBits + kCounterBits)) + kIdEpochMs;
 }
 
+std::uint64_t IdFloorForTime(std::int64_t unix_ms) {
+  const std::int64_t ms = unix_ms - kIdEpochMs;
+  if (ms <= 0) return 0;
+  constexpr int kShift = kNodeBits + kCounterBits;
+  // Past what 64 bits can hold every id is older.
+  if (static_cast<std::uint64_t>(ms) >= (std::uint64_t{1} << (64 - kShift))) return UINT64_MAX;
+  return static_cast<std::uint64_t>(ms) << kShift;
+}
+
 std::string IdToString(std::uint64_t id) { return std::to_string(id); }
 
 std::optional<std::uint64_t> ParseId(std::string_view text) {

@@ -33,6 +33,9 @@ class IdGenerator {
 
 // The millisecond an id was made in (Unix epoch).
 std::int64_t IdTimeMs(std::uint64_t id);
+// The smallest id made at or after `unix_ms`: IdTimeMs(id) < unix_ms exactly
+// when id < IdFloorForTime(unix_ms), so "older than a time" is a key range.
+std::uint64_t IdFloorForTime(std::int64_t unix_ms);
 
 // Ids travel as decimal strings on the wire.
 std::string IdToString(std::uint64_t id);

@@ -44,6 +44,7 @@ struct SignInRequest {
   Device device;        // id, name, platform preset; user_id is filled in
   RefreshToken refresh;  // hash, expires_ms preset; user/device/gen filled in
   std::uint32_t max_devices = 5;
+  std::uint32_t max_otp_attempts = 5;  // a code with this many failures is burned
 };
 
 struct SignInResult {
@@ -75,6 +76,19 @@ struct RotateResult {
   UserId user_id = 0;
   DeviceId device_id = 0;
   std::uint32_t token_gen = 0;  // the device's generation after the operation
+};
+
+struct SendResult {
+  bool duplicate = false;
+  MsgId msg_id = 0;
+  Seq seq = 0;  // the event's seq in the sender's mailbox
+  std::int64_t ts_ms = 0;
+  std::vector<Appended> appended;  // every mailbox row written (empty for a duplicate)
+};
+
+struct AckResult {
+  Seq cursor = 0;                  // the device's cursor afterwards
+  std::vector<Appended> appended;  // receipt events appended to senders' mailboxes
 };
 
 // Receives the latency of every store operation (for the /metrics histogram).
@@ -111,10 +125,13 @@ class Store {
   // deleted when attempts reach max_attempts.
   virtual void RecordOtpFailure(std::string phone, std::uint32_t max_attempts,
                                 Callback<OtpFailure> done) = 0;
-  // Consumes the phone's code (which must still have req.code_hash), creates
-  // the account if the phone has none (with req.new_user_id and the phone
-  // hash index), adds the device unless the account already has
-  // req.max_devices devices, and stores the refresh token. All or nothing.
+  // Consumes the phone's code (which must still have req.code_hash, be
+  // unexpired at req.now_ms and have fewer than req.max_otp_attempts
+  // failures: else kCodeGone), creates the account if the phone has none
+  // (with req.new_user_id and the phone hash index), adds the device unless
+  // the account already has req.max_devices devices, sets the new device's
+  // cursor to the mailbox head (a new device receives what arrives after it
+  // joined), and stores the refresh token. All or nothing.
   virtual void SignIn(SignInRequest req, Callback<SignInResult> done) = 0;
   // Exchanges a refresh token for `replacement` (whose user, device and
   // generation the store fills in from the old one). Presenting a token that
@@ -122,7 +139,8 @@ class Store {
   // access and refresh token of that device.
   virtual void RotateRefreshToken(std::string old_hash, RefreshToken replacement,
                                   std::int64_t now_ms, Callback<RotateResult> done) = 0;
-  // Deletes the device (its tokens stop working since it no longer exists).
+  // Deletes the device and its cursor (its tokens stop working since it no
+  // longer exists).
   // Answers false when the user has no such device.
   virtual void RemoveDevice(UserId user, DeviceId device, Callback<bool> done) = 0;
   // Records activity; a missing device is not an error.
@@ -131,6 +149,56 @@ class Store {
   // Applies the fields that are set; kNotFound for an unknown user.
   virtual void UpdateProfile(UserId user, ProfilePatch patch, Callback<void> done) = 0;
   virtual void SetLastSeen(UserId user, std::int64_t last_seen_ms, Callback<void> done) = 0;
+
+  // ---- Messaging reads ----------------------------------------------------
+
+  // The highest seq in the user's mailbox (0 when empty).
+  virtual Result<Seq> HeadSeq(UserId user) = 0;
+  // Up to `max` events with seq > after, in seq order, messages joined.
+  virtual Result<std::vector<MailboxEvent>> ReadMailbox(UserId user, Seq after,
+                                                        std::size_t max) = 0;
+  // The device's cursor: the highest seq it acknowledged (0 when none).
+  virtual Result<Seq> GetCursor(UserId user, DeviceId device) = 0;
+  virtual Result<std::optional<Message>> GetMessage(MsgId msg_id) = 0;
+  // The messages of one conversation in the user's mailbox with msg_id <
+  // before (0: from the newest), newest first, at most `limit`.
+  virtual Result<std::vector<std::shared_ptr<const Message>>> History(UserId user,
+                                                                       Conversation conv,
+                                                                       MsgId before,
+                                                                       std::size_t limit) = 0;
+  virtual Result<MessageReceipts> GetReceipts(MsgId msg_id) = 0;
+
+  // ---- Messaging writes ---------------------------------------------------
+
+  // Stores `message` once and appends a kMessage event to each recipient's
+  // mailbox and (outgoing) to the sender's, plus each mailbox's conversation
+  // index, in one atomic write. `recipients` excludes the sender (empty for a
+  // note to self, which is one outgoing row in the sender's mailbox). If the
+  // sender already sent message.client_msg_id, nothing is stored and the first
+  // send's msg_id, seq and ts are answered with duplicate = true.
+  virtual void AppendMessage(Message message, std::vector<UserId> recipients,
+                             Callback<SendResult> done) = 0;
+  // Moves the device's cursor up to `up_to` (never down). The first time any
+  // device of the user acknowledges an incoming message, its sender's mailbox
+  // gets a delivered receipt (one event per sender and conversation, listing
+  // the msg_ids) and the receipt is recorded. kInvalid when up_to > head.
+  virtual void Ack(UserId user, DeviceId device, Seq up_to, std::int64_t now_ms,
+                   Callback<AckResult> done) = 0;
+  // Marks every incoming message of the conversation up to up_to_msg_id as
+  // read by `user`: a read receipt to each sender for the ones not yet read,
+  // and a kReadSync event in the reader's own mailbox. kNotFound when
+  // up_to_msg_id is not a message of that conversation in the user's mailbox.
+  virtual void MarkRead(UserId user, Conversation conv, MsgId up_to_msg_id, std::int64_t now_ms,
+                        Callback<std::vector<Appended>> done) = 0;
+  // Appends one core-rendered event (kGroup, kKeysChanged, kDevice) to each
+  // of `users`' mailboxes.
+  virtual void AppendEvents(std::vector<UserId> users, EventType type, std::string payload,
+                            std::int64_t ts_ms, Callback<std::vector<Appended>> done) = 0;
+  // Deletes up to max_rows mailbox events, messages, conversation-index rows,
+  // receipts and idempotency keys older than cutoff_ms, and refresh tokens
+  // and one-time codes past their own expiry; answers how many rows went.
+  // Called again until it answers fewer than max_rows.
+  virtual void Purge(std::int64_t cutoff_ms, std::size_t max_rows, Callback<std::size_t> done) = 0;
 
   // ---- Lifecycle ----------------------------------------------------------
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -121,6 +122,18 @@ TEST(IdsTest, ParseIsStrict) {
         "99999999999999999999", "123456789012345678901"}) {
     EXPECT_EQ(ParseId(bad), std::nullopt) << bad;
   }
+}
+
+TEST(IdsTest, FloorForTimeSplitsOlderFromNewer) {
+  IdGenerator gen(1023, [] { return kSomeMs; });
+  const auto id = gen.Next();
+  EXPECT_LT(id, IdFloorForTime(kSomeMs + 1));
+  EXPECT_GE(id, IdFloorForTime(kSomeMs));
+  EXPECT_EQ(IdTimeMs(IdFloorForTime(kSomeMs)), kSomeMs);
+  EXPECT_EQ(IdFloorForTime(kIdEpochMs), 0u);
+  EXPECT_EQ(IdFloorForTime(0), 0u);  // before the epoch: no id is older
+  EXPECT_EQ(IdFloorForTime(std::numeric_limits<std::int64_t>::max()),
+            std::numeric_limits<std::uint64_t>::max());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,8 @@
 
 #include "store/rocksdb/codec.hpp"
 #include "store/rocksdb/group_writer.hpp"
+#include "store/rocksdb/mailbox_heads.hpp"
+#include "store/rocksdb/message_cache.hpp"
 #include "store/rocksdb/schema.hpp"
 #include "unit/store_contract.hpp"
 
@@ -57,6 +60,8 @@ StoreFactory RocksStoreFactory() {
 
 INSTANTIATE_TEST_SUITE_P(RocksDB, StoreContractTest, ::testing::Values(RocksStoreFactory()),
                          StoreFactoryName);
+INSTANTIATE_TEST_SUITE_P(RocksDB, StoreMessagingContractTest,
+                         ::testing::Values(RocksStoreFactory()), StoreFactoryName);
 
 // ---- Backend-specific behaviour --------------------------------------------------
 
@@ -185,6 +190,87 @@ TEST_F(RocksStoreTest, CommitsAreBounded) {
   store.reset();  // the observer refers to `commits`
 }
 
+// ---- Mailbox heads through the writer ---------------------------------------------
+
+// Jobs of one batch continue from each other's heads; a rolled-back job's
+// raises vanish; the committed heads move when the batch commits, before any
+// callback runs.
+TEST_F(RocksStoreTest, HeadsFollowJobsAndRollbacksInABatch) {
+  auto db = rocks::Database::Open(path(), false);
+  ASSERT_TRUE(db.has_value()) << db.error().message;
+  rocks::MailboxHeads heads([](UserId user) -> Result<Seq> { return user == 8 ? 10 : 0; });
+  rocks::GroupWriter writer((*db)->db(), false, nullptr, &heads);
+  auto* meta = (*db)->cf(rocks::Cf::kMeta);
+
+  using Seqs = std::vector<Seq>;
+  enum class End { kKeep, kFail, kDiscard };
+  auto submit = [&](std::vector<UserId> users, End end, Callback<Seqs> done) {
+    writer.Submit(rocks::MakeJob<Seqs>(
+        "test",
+        [&heads, meta, users, end](rocks::WriteTxn& txn) -> Result<Seqs> {
+          Seqs seqs;
+          for (UserId u : users) {
+            seqs.push_back(heads.Allocate(u).value());
+            // As a real job would: the row goes with the seq.
+            if (auto s = txn.Put(meta, "row" + std::to_string(u), "x"); !s) {
+              return std::unexpected(s.error());
+            }
+          }
+          if (end == End::kDiscard) txn.Discard();
+          if (end == End::kFail) return Fail(Errc::kInvalid, "failing on purpose");
+          return seqs;
+        },
+        std::move(done)));
+  };
+
+  // Park the writer so that the jobs below form one batch.
+  std::promise<void> release, parked;
+  auto released = release.get_future().share();
+  writer.Submit(rocks::MakeJob<int>(
+      "hold", [](rocks::WriteTxn&) -> Result<int> { return 0; },
+      Callback<int>([&, released](Result<int>) {
+        parked.set_value();
+        released.wait();
+      })));
+  parked.get_future().wait();
+
+  Pending<Seqs> a, b, c, d;
+  Seq committed_seen_by_d = 0;
+  submit({7}, End::kKeep, a.callback());
+  submit({7, 8}, End::kFail, b.callback());
+  submit({7, 9}, End::kDiscard, c.callback());
+  submit({7, 8, 7}, End::kKeep, [&, cb = d.callback()](Result<Seqs> r) {
+    committed_seen_by_d = heads.Committed(7).value();
+    cb(std::move(r));
+  });
+  EXPECT_EQ(heads.Committed(7).value(), 0u);
+  release.set_value();
+
+  EXPECT_EQ(a.Get().value(), (Seqs{1}));
+  EXPECT_EQ(b.Get().error().code, Errc::kInvalid);
+  EXPECT_EQ(c.Get().value(), (Seqs{2, 1}));  // discarded: its result still arrives
+  EXPECT_EQ(d.Get().value(), (Seqs{2, 11, 3}));
+  EXPECT_EQ(committed_seen_by_d, 3u);
+  EXPECT_EQ(heads.Committed(7).value(), 3u);
+  EXPECT_EQ(heads.Committed(8).value(), 11u);
+  EXPECT_EQ(heads.Committed(9).value(), 0u);
+  writer.Close();
+}
+
+TEST(MessageCacheTest, EvictsLeastRecentlyUsed) {
+  rocks::MessageCache cache(8 * 2);  // two per shard
+  for (MsgId id = 1; id <= 200; ++id) {
+    cache.Put(std::make_shared<const Message>(Message{.msg_id = id, .body = std::to_string(id)}));
+    ASSERT_NE(cache.Get(id), nullptr);
+  }
+  int kept = 0;
+  for (MsgId id = 1; id <= 200; ++id) kept += cache.Get(id) != nullptr ? 1 : 0;
+  EXPECT_LE(kept, 16);
+  EXPECT_EQ(cache.Get(200)->body, "200");
+  cache.Erase(200);
+  EXPECT_EQ(cache.Get(200), nullptr);
+}
+
 // ---- Codec ----------------------------------------------------------------------------
 
 TEST(RocksCodecTest, KeysSortByUserThenId) {
@@ -278,6 +364,175 @@ TEST(RocksCodecTest, MalformedValuesAreCorruption) {
   std::string bad_bool = rocks::EncodeRefreshToken(RefreshToken{});
   bad_bool.back() = 2;
   EXPECT_FALSE(rocks::DecodeRefreshToken("h", bad_bool).has_value());
+}
+
+TEST(RocksCodecTest, MessagingKeys) {
+  EXPECT_EQ(rocks::IdKey(77).view(), rocks::U64Key(77));
+  EXPECT_EQ(rocks::MailboxKey(5, 9).view(), rocks::U64PairKey(5, 9));
+  const Conversation group{Conversation::Kind::kGroup, 3};
+  const auto conv = rocks::ConvKey(5, group);
+  EXPECT_TRUE(conv.view().starts_with(rocks::U64Key(5)));
+  EXPECT_EQ(conv.view()[8], 2);
+  EXPECT_TRUE(rocks::ConvIndexKey(5, group, 1).view().starts_with(conv.view()));
+  EXPECT_LT(rocks::ConvIndexKey(5, group, 255).view(), rocks::ConvIndexKey(5, group, 256).view());
+  // One owner's user chats sort before its groups; owners never interleave.
+  EXPECT_LT(rocks::ConvIndexKey(5, {Conversation::Kind::kUser, UINT64_MAX}, UINT64_MAX).view(),
+            rocks::ConvIndexKey(5, group, 0).view());
+  EXPECT_LT(rocks::ConvIndexKey(5, group, UINT64_MAX).view(),
+            rocks::ConvIndexKey(6, {Conversation::Kind::kUser, 0}, 0).view());
+  EXPECT_EQ(rocks::IdemKey(1, "abc"), rocks::U64Key(1) + "abc");
+}
+
+TEST(RocksCodecTest, MailboxRowsRoundTrip) {
+  const MsgId big = (std::uint64_t{1} << 62) + 12345;
+  std::string buf;
+  for (const rocks::MessageRow& row :
+       {rocks::MessageRow{.msg_id = big,
+       .sender = 9,
+       .conv = {Conversation::Kind::kUser, 9},
+       .ts_ms = 1'750'000'000'000},
+        rocks::MessageRow{.msg_id = 1,
+        .outgoing = true,
+        .sender = 9,
+        .conv = {Conversation::Kind::kUser, 4},
+        .ts_ms = -1},
+        rocks::MessageRow{.msg_id = 2, .sender = 9, .conv = {Conversation::Kind::kGroup, 9}}}) {
+    rocks::EncodeMessageRow(row, buf);
+    auto header = rocks::DecodeRowHeader(buf).value();
+    EXPECT_EQ(header.type, EventType::kMessage);
+    EXPECT_EQ(header.message.msg_id, row.msg_id);
+    EXPECT_EQ(header.message.outgoing, row.outgoing);
+    EXPECT_EQ(header.message.sender, row.sender);
+    EXPECT_EQ(header.message.conv, row.conv);
+    EXPECT_EQ(header.message.ts_ms, row.ts_ms);
+    auto e = rocks::DecodeMailboxEvent(42, buf).value();
+    EXPECT_EQ(e.seq, 42u);
+    EXPECT_EQ(e.msg_id, row.msg_id);
+    EXPECT_EQ(e.outgoing, row.outgoing);
+    EXPECT_EQ(e.conv, row.conv);
+    EXPECT_EQ(e.ts_ms, row.ts_ms);
+  }
+  // The common incoming 1:1 row stays small.
+  rocks::EncodeMessageRow({.msg_id = big,
+                           .sender = big,
+                           .conv = {Conversation::Kind::kUser, big},
+                           .ts_ms = 1'750'000'000'000},
+                          buf);
+  EXPECT_LE(buf.size(), 24u);
+
+  MailboxEvent receipt{.type = EventType::kReceipt,
+                       .ts_ms = 5,
+                       .conv = {Conversation::Kind::kGroup, big},
+                       .msg_ids = {big, big + 7, big - 100, 3},
+                       .by = 8,
+                       .status = ReceiptStatus::kRead};
+  rocks::EncodeEventRow(receipt, buf);
+  auto r = rocks::DecodeMailboxEvent(1, buf).value();
+  EXPECT_EQ(r.type, EventType::kReceipt);
+  EXPECT_EQ(r.ts_ms, 5);
+  EXPECT_EQ(r.conv, receipt.conv);
+  EXPECT_EQ(r.msg_ids, receipt.msg_ids);
+  EXPECT_EQ(r.by, 8u);
+  EXPECT_EQ(r.status, ReceiptStatus::kRead);
+  EXPECT_EQ(rocks::DecodeRowHeader(buf).value().type, EventType::kReceipt);
+
+  MailboxEvent sync{.type = EventType::kReadSync,
+                    .ts_ms = 6,
+                    .conv = {Conversation::Kind::kUser, 4},
+                    .msg_ids = {big}};
+  rocks::EncodeEventRow(sync, buf);
+  auto y = rocks::DecodeMailboxEvent(2, buf).value();
+  EXPECT_EQ(y.type, EventType::kReadSync);
+  EXPECT_EQ(y.conv, sync.conv);
+  EXPECT_EQ(y.msg_ids, sync.msg_ids);
+
+  for (auto type : {EventType::kGroup, EventType::kKeysChanged, EventType::kDevice}) {
+    rocks::EncodeEventRow({.type = type, .ts_ms = 7, .payload = R"({"a":1})"}, buf);
+    auto p = rocks::DecodeMailboxEvent(3, buf).value();
+    EXPECT_EQ(p.type, type);
+    EXPECT_EQ(p.ts_ms, 7);
+    EXPECT_EQ(p.payload, R"({"a":1})");
+    EXPECT_EQ(rocks::DecodeRowHeader(buf).value().message.ts_ms, 7);
+  }
+}
+
+TEST(RocksCodecTest, MessagingValuesRoundTrip) {
+  Message m{.msg_id = 1,
+            .sender = 2,
+            .sender_device = 3,
+            .to = {Conversation::Kind::kGroup, 4},
+            .client_msg_id = "cmid",
+            .kind = "e2ee",
+            .body = std::string(70'000, 'b'),
+            .media_id = "m",
+            .ts_ms = 5,
+            .recipients = 255};
+  std::string buf;
+  rocks::EncodeMessage(m, buf);
+  auto d = rocks::DecodeMessage(1, buf).value();
+  EXPECT_EQ(d.msg_id, 1u);
+  EXPECT_EQ(d.sender, 2u);
+  EXPECT_EQ(d.sender_device, 3u);
+  EXPECT_EQ(d.to, m.to);
+  EXPECT_EQ(d.client_msg_id, "cmid");
+  EXPECT_EQ(d.kind, "e2ee");
+  EXPECT_EQ(d.body, m.body);
+  EXPECT_EQ(d.media_id, "m");
+  EXPECT_EQ(d.ts_ms, 5);
+  EXPECT_EQ(d.recipients, 255u);
+  auto idem = rocks::PeekMessageIdem(buf).value();
+  EXPECT_EQ(idem.sender, 2u);
+  EXPECT_EQ(idem.client_msg_id, "cmid");
+
+  auto e = rocks::DecodeIdem(rocks::EncodeIdem({.msg_id = 9, .seq = 8, .ts_ms = -7})).value();
+  EXPECT_EQ(e.msg_id, 9u);
+  EXPECT_EQ(e.seq, 8u);
+  EXPECT_EQ(e.ts_ms, -7);
+  rocks::EncodeConvIndex({.sender = 6, .seq = 300}, buf);
+  auto c = rocks::DecodeConvIndex(buf).value();
+  EXPECT_EQ(c.sender, 6u);
+  EXPECT_EQ(c.seq, 300u);
+  rocks::EncodeReceiptTimes({.delivered_ts = 1, .read_ts = 0}, buf);
+  auto t = rocks::DecodeReceiptTimes(buf).value();
+  EXPECT_EQ(t.delivered_ts, 1);
+  EXPECT_EQ(t.read_ts, 0);
+  auto st = rocks::DecodeUserState(rocks::EncodeUserState({.delivered_seq = 4, .purged_seq = 2}));
+  EXPECT_EQ(st.value().delivered_seq, 4u);
+  EXPECT_EQ(st.value().purged_seq, 2u);
+  EXPECT_EQ(rocks::DecodeSeqValue(rocks::EncodeSeqValue(UINT64_MAX)).value(), UINT64_MAX);
+  EXPECT_EQ(rocks::DecodeReadMark(rocks::EncodeReadMark(UINT64_MAX)).value(), UINT64_MAX);
+}
+
+TEST(RocksCodecTest, MalformedMessagingValuesAreCorruption) {
+  std::string row;
+  rocks::EncodeMessageRow({.msg_id = 1, .sender = 2, .conv = {Conversation::Kind::kUser, 3}}, row);
+  std::string receipt;
+  rocks::EncodeEventRow({.type = EventType::kReceipt, .conv = {}, .msg_ids = {1, 2}}, receipt);
+  std::string message;
+  rocks::EncodeMessage(Message{.client_msg_id = "c", .body = "b"}, message);
+  for (const auto& good : {row, receipt}) {
+    for (std::size_t n = 0; n < good.size(); ++n) {
+      auto r = rocks::DecodeMailboxEvent(1, good.substr(0, n));
+      ASSERT_FALSE(r.has_value()) << n;
+      EXPECT_EQ(r.error().code, Errc::kCorruption);
+    }
+    EXPECT_FALSE(rocks::DecodeMailboxEvent(1, good + "x").has_value());
+  }
+  for (std::size_t n = 0; n < row.size(); ++n) {
+    EXPECT_FALSE(rocks::DecodeRowHeader(row.substr(0, n)).has_value()) << n;
+  }
+  for (std::size_t n = 0; n < message.size(); ++n) {
+    EXPECT_FALSE(rocks::DecodeMessage(1, message.substr(0, n)).has_value()) << n;
+  }
+  // Unknown flag bits, an unknown conversation kind, a user record as a row.
+  std::string flags = row;
+  flags[1 + 1 + 8] = 0x40;  // tag, 1-byte ts, msg_id, then the flags
+  EXPECT_FALSE(rocks::DecodeRowHeader(flags).has_value());
+  std::string kind = receipt;
+  kind[2] = 7;  // tag, 1-byte ts, then the conversation kind
+  EXPECT_FALSE(rocks::DecodeMailboxEvent(1, kind).has_value());
+  EXPECT_FALSE(rocks::DecodeMailboxEvent(1, rocks::EncodeUser(User{})).has_value());
+  EXPECT_FALSE(rocks::DecodeIdem(rocks::EncodeUserState({})).has_value());
 }
 
 }  // namespace

@@ -1,9 +1,14 @@
-// The store contract suite (store_contract_test.cpp): what every Store
-// backend must do, written against the abstract interface only. A backend
-// joins by providing a StoreFactory and instantiating the suite in its own
-// test file, e.g. (rocksdb_store_test.cpp):
+// The store contract suites (store_contract_test.cpp for accounts and the
+// writer; store_messaging_contract_test.cpp and
+// store_retention_contract_test.cpp for mailboxes, messages and retention):
+// what every Store backend must do, written against the abstract interface
+// only. A backend joins by providing a StoreFactory and
+// instantiating both suites in its own test file, e.g.
+// (rocksdb_store_test.cpp):
 //
 //   INSTANTIATE_TEST_SUITE_P(RocksDB, StoreContractTest,
+//                            ::testing::Values(RocksStoreFactory()), StoreFactoryName);
+//   INSTANTIATE_TEST_SUITE_P(RocksDB, StoreMessagingContractTest,
 //                            ::testing::Values(RocksStoreFactory()), StoreFactoryName);
 //
 // Also here: helpers that turn the store's callbacks into blocking calls, for
@@ -13,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
@@ -122,6 +128,82 @@ class WriterHold {
   bool done_ = false;
 };
 
+// ---- Records shared by the contract suites ----------------------------------------
+
+inline constexpr std::int64_t kNow = 1'750'000'000'000;
+inline constexpr std::int64_t kDay = 86'400'000;
+
+inline OtpCode Code(const std::string& phone, const std::string& code_hash = "code-hash") {
+  return OtpCode{.phone = phone, .code_hash = code_hash, .expires_ms = kNow + 300'000};
+}
+
+// The store treats phone hashes as opaque strings.
+inline std::string PhoneHash(const std::string& phone) { return "sha256:" + phone; }
+
+inline SignInRequest Request(const std::string& phone, UserId new_user_id, DeviceId device_id,
+                             const std::string& token_hash, std::uint32_t max_devices = 5) {
+  SignInRequest req;
+  req.phone = phone;
+  req.phone_hash = PhoneHash(phone);
+  req.code_hash = "code-hash";
+  req.new_user_id = new_user_id;
+  req.now_ms = kNow;
+  req.device = Device{.id = device_id,
+                      .name = "phone",
+                      .platform = "android",
+                      .created_ms = kNow,
+                      .last_active_ms = kNow,
+                      .token_gen = 3};
+  req.refresh = RefreshToken{.hash = token_hash, .expires_ms = kNow + 30 * kDay};
+  req.max_devices = max_devices;
+  return req;
+}
+
+inline RefreshToken Replacement(const std::string& hash,
+                                std::int64_t expires_ms = kNow + 30 * kDay) {
+  return RefreshToken{.hash = hash, .expires_ms = expires_ms};
+}
+
+// ---- Blocking wrappers -------------------------------------------------------
+
+inline Status PutOtp(Store& s, OtpCode code) {
+  return Wait<void>([&](auto cb) { s.PutOtp(std::move(code), cb); });
+}
+inline Result<OtpFailure> RecordOtpFailure(Store& s, const std::string& phone, std::uint32_t max) {
+  return Wait<OtpFailure>([&](auto cb) { s.RecordOtpFailure(phone, max, cb); });
+}
+inline Result<SignInResult> SignIn(Store& s, SignInRequest req) {
+  return Wait<SignInResult>([&](auto cb) { s.SignIn(std::move(req), cb); });
+}
+inline Result<RotateResult> Rotate(Store& s, const std::string& old_hash, RefreshToken replacement,
+                                   std::int64_t now_ms = kNow) {
+  return Wait<RotateResult>(
+      [&](auto cb) { s.RotateRefreshToken(old_hash, std::move(replacement), now_ms, cb); });
+}
+inline Result<bool> RemoveDevice(Store& s, UserId user, DeviceId device) {
+  return Wait<bool>([&](auto cb) { s.RemoveDevice(user, device, cb); });
+}
+inline Status TouchDevice(Store& s, UserId user, DeviceId device, std::int64_t ms) {
+  return Wait<void>([&](auto cb) { s.TouchDevice(user, device, ms, cb); });
+}
+inline Status UpdateProfile(Store& s, UserId user, ProfilePatch patch) {
+  return Wait<void>([&](auto cb) { s.UpdateProfile(user, std::move(patch), cb); });
+}
+inline Status SetLastSeen(Store& s, UserId user, std::int64_t ms) {
+  return Wait<void>([&](auto cb) { s.SetLastSeen(user, ms, cb); });
+}
+
+// Puts a code and signs in with it; the sign-in must succeed.
+inline SignInResult SignUp(Store& s, const std::string& phone, UserId new_user_id,
+                           DeviceId device_id, const std::string& token_hash) {
+  EXPECT_TRUE(PutOtp(s, Code(phone)));
+  auto result = SignIn(s, Request(phone, new_user_id, device_id, token_hash));
+  EXPECT_TRUE(result.has_value()) << result.error().message;
+  if (!result) return {};
+  EXPECT_EQ(result->outcome, SignInResult::Outcome::kOk);
+  return *result;
+}
+
 class StoreContractTest : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
@@ -150,5 +232,8 @@ class StoreContractTest : public ::testing::TestWithParam<StoreFactory> {
   std::unique_ptr<StoreInstance> instance_;
   std::unique_ptr<Store> store_;
 };
+
+// The messaging half of the contract, on the same fixture.
+class StoreMessagingContractTest : public StoreContractTest {};
 
 }  // namespace parley::store::testing

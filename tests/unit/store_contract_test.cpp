@@ -18,79 +18,6 @@
 namespace parley::store::testing {
 namespace {
 
-constexpr std::int64_t kNow = 1'750'000'000'000;
-constexpr std::int64_t kDay = 86'400'000;
-
-OtpCode Code(const std::string& phone, const std::string& code_hash = "code-hash") {
-  return OtpCode{.phone = phone, .code_hash = code_hash, .expires_ms = kNow + 300'000};
-}
-
-// The store treats phone hashes as opaque strings.
-std::string PhoneHash(const std::string& phone) { return "sha256:" + phone; }
-
-SignInRequest Request(const std::string& phone, UserId new_user_id, DeviceId device_id,
-                      const std::string& token_hash, std::uint32_t max_devices = 5) {
-  SignInRequest req;
-  req.phone = phone;
-  req.phone_hash = PhoneHash(phone);
-  req.code_hash = "code-hash";
-  req.new_user_id = new_user_id;
-  req.now_ms = kNow;
-  req.device = Device{.id = device_id,
-                      .name = "phone",
-                      .platform = "android",
-                      .created_ms = kNow,
-                      .last_active_ms = kNow,
-                      .token_gen = 3};
-  req.refresh = RefreshToken{.hash = token_hash, .expires_ms = kNow + 30 * kDay};
-  req.max_devices = max_devices;
-  return req;
-}
-
-RefreshToken Replacement(const std::string& hash, std::int64_t expires_ms = kNow + 30 * kDay) {
-  return RefreshToken{.hash = hash, .expires_ms = expires_ms};
-}
-
-// ---- Blocking wrappers -------------------------------------------------------
-
-Status PutOtp(Store& s, OtpCode code) {
-  return Wait<void>([&](auto cb) { s.PutOtp(std::move(code), cb); });
-}
-Result<OtpFailure> RecordOtpFailure(Store& s, const std::string& phone, std::uint32_t max) {
-  return Wait<OtpFailure>([&](auto cb) { s.RecordOtpFailure(phone, max, cb); });
-}
-Result<SignInResult> SignIn(Store& s, SignInRequest req) {
-  return Wait<SignInResult>([&](auto cb) { s.SignIn(std::move(req), cb); });
-}
-Result<RotateResult> Rotate(Store& s, const std::string& old_hash, RefreshToken replacement,
-                            std::int64_t now_ms = kNow) {
-  return Wait<RotateResult>(
-      [&](auto cb) { s.RotateRefreshToken(old_hash, std::move(replacement), now_ms, cb); });
-}
-Result<bool> RemoveDevice(Store& s, UserId user, DeviceId device) {
-  return Wait<bool>([&](auto cb) { s.RemoveDevice(user, device, cb); });
-}
-Status TouchDevice(Store& s, UserId user, DeviceId device, std::int64_t ms) {
-  return Wait<void>([&](auto cb) { s.TouchDevice(user, device, ms, cb); });
-}
-Status UpdateProfile(Store& s, UserId user, ProfilePatch patch) {
-  return Wait<void>([&](auto cb) { s.UpdateProfile(user, std::move(patch), cb); });
-}
-Status SetLastSeen(Store& s, UserId user, std::int64_t ms) {
-  return Wait<void>([&](auto cb) { s.SetLastSeen(user, ms, cb); });
-}
-
-// Puts a code and signs in with it; the sign-in must succeed.
-SignInResult SignUp(Store& s, const std::string& phone, UserId new_user_id, DeviceId device_id,
-                    const std::string& token_hash) {
-  EXPECT_TRUE(PutOtp(s, Code(phone)));
-  auto result = SignIn(s, Request(phone, new_user_id, device_id, token_hash));
-  EXPECT_TRUE(result.has_value()) << result.error().message;
-  if (!result) return {};
-  EXPECT_EQ(result->outcome, SignInResult::Outcome::kOk);
-  return *result;
-}
-
 // Counts observations per operation name. Shared with the observer, which
 // the store may call until it is destroyed.
 struct OpCounter : std::enable_shared_from_this<OpCounter> {
@@ -258,6 +185,29 @@ TEST_P(StoreContractTest, SignInCodeIsSingleUse) {
   EXPECT_EQ(again.outcome, Outcome::kCodeGone);
   EXPECT_EQ(store().GetDevice(130, 1301).value(), std::nullopt);
   EXPECT_EQ(store().GetRefreshToken("tok-b").value(), std::nullopt);
+}
+
+TEST_P(StoreContractTest, SignInRefusesExpiredOrBurnedCode) {
+  const std::string phone = "+15550000015";
+  OtpCode expired = Code(phone);
+  expired.expires_ms = kNow;  // expired at that very millisecond
+  ASSERT_TRUE(PutOtp(store(), expired));
+  EXPECT_EQ(SignIn(store(), Request(phone, 150, 1500, "tok-a")).value().outcome,
+            Outcome::kCodeGone);
+
+  OtpCode burned = Code(phone);
+  burned.attempts = 3;
+  ASSERT_TRUE(PutOtp(store(), burned));
+  auto req = Request(phone, 150, 1500, "tok-a");
+  req.max_otp_attempts = 3;
+  EXPECT_EQ(SignIn(store(), req).value().outcome, Outcome::kCodeGone);
+  EXPECT_EQ(store().GetUser(150).value(), std::nullopt);
+  EXPECT_EQ(store().GetRefreshToken("tok-a").value(), std::nullopt);
+
+  OtpCode one_left = Code(phone);
+  one_left.attempts = 2;
+  ASSERT_TRUE(PutOtp(store(), one_left));
+  EXPECT_EQ(SignIn(store(), req).value().outcome, Outcome::kOk);
 }
 
 TEST_P(StoreContractTest, SignInAtDeviceLimitChangesNothing) {

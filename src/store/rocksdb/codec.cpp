@@ -10,10 +10,39 @@ constexpr std::uint8_t kUserV1 = 0x11;
 constexpr std::uint8_t kDeviceV1 = 0x21;
 constexpr std::uint8_t kRefreshTokenV1 = 0x31;
 constexpr std::uint8_t kOtpV1 = 0x41;
+// Mailbox rows: one leading byte per event type.
+constexpr std::uint8_t kRowMessageV1 = 0x51;
+constexpr std::uint8_t kRowReceiptV1 = 0x52;
+constexpr std::uint8_t kRowReadSyncV1 = 0x53;
+constexpr std::uint8_t kRowGroupV1 = 0x54;
+constexpr std::uint8_t kRowKeysChangedV1 = 0x55;
+constexpr std::uint8_t kRowDeviceV1 = 0x56;
+constexpr std::uint8_t kMessageV1 = 0x61;
+constexpr std::uint8_t kIdemV1 = 0x71;
+constexpr std::uint8_t kConvIndexV1 = 0x81;
+constexpr std::uint8_t kCursorV1 = 0x91;
+constexpr std::uint8_t kReceiptTimesV1 = 0xa1;
+constexpr std::uint8_t kUserStateV1 = 0xb1;
+constexpr std::uint8_t kReadMarkV1 = 0xc1;
+
+// kMessage row flags.
+constexpr std::uint8_t kRowOutgoing = 1;
+constexpr std::uint8_t kRowGroupConv = 2;
+// The conversation is {user: sender} (every incoming 1:1 row): its id is
+// not repeated.
+constexpr std::uint8_t kRowConvIsSender = 4;
+constexpr std::uint8_t kRowFlagsKnown = 7;
 
 void PutBigEndian(std::string& out, std::uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) {
     out.push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+void PutBigEndianAt(char* out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
   }
 }
 
@@ -23,34 +52,47 @@ std::uint64_t GetBigEndian(std::string_view in) {
   return v;
 }
 
+// Appends to its own string (Take) or to a caller's scratch buffer.
 class Writer {
  public:
-  explicit Writer(std::uint8_t tag) { out_.push_back(static_cast<char>(tag)); }
+  explicit Writer(std::uint8_t tag) : out_(&own_) { own_.push_back(static_cast<char>(tag)); }
+  Writer(std::uint8_t tag, std::string& out) : out_(&out) {
+    out.clear();
+    out.push_back(static_cast<char>(tag));
+  }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
 
   Writer& Varint(std::uint64_t v) {
     while (v >= 0x80) {
-      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      out_->push_back(static_cast<char>((v & 0x7f) | 0x80));
       v >>= 7;
     }
-    out_.push_back(static_cast<char>(v));
+    out_->push_back(static_cast<char>(v));
     return *this;
   }
   Writer& Signed(std::int64_t v) {
     return Varint((static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63));
   }
+  Writer& Fixed64(std::uint64_t v) {
+    PutBigEndian(*out_, v);
+    return *this;
+  }
+  Writer& Byte(std::uint8_t b) {
+    out_->push_back(static_cast<char>(b));
+    return *this;
+  }
   Writer& Str(std::string_view s) {
     Varint(s.size());
-    out_.append(s);
+    out_->append(s);
     return *this;
   }
-  Writer& Bool(bool b) {
-    out_.push_back(b ? 1 : 0);
-    return *this;
-  }
-  std::string Take() { return std::move(out_); }
+  Writer& Bool(bool b) { return Byte(b ? 1 : 0); }
+  std::string Take() { return std::move(own_); }
 
  private:
-  std::string out_;
+  std::string own_;
+  std::string* out_;
 };
 
 // Reads fields in order; the first malformed one poisons the rest, so the
@@ -82,25 +124,53 @@ class Reader {
     if (v > UINT32_MAX) ok_ = false;
     return static_cast<std::uint32_t>(v);
   }
-  std::string Str() {
+  std::uint64_t Fixed64() {
+    if (!ok_ || in_.size() - pos_ < 8) {
+      ok_ = false;
+      return 0;
+    }
+    auto v = GetBigEndian(in_.substr(pos_, 8));
+    pos_ += 8;
+    return v;
+  }
+  std::uint8_t Byte() {
+    if (!ok_ || pos_ >= in_.size()) {
+      ok_ = false;
+      return 0;
+    }
+    return static_cast<std::uint8_t>(in_[pos_++]);
+  }
+  // Points into the value.
+  std::string_view StrView() {
     std::uint64_t n = Varint();
     if (!ok_ || n > in_.size() - pos_) {
       ok_ = false;
       return {};
     }
-    std::string s(in_.substr(pos_, n));
+    auto s = in_.substr(pos_, n);
     pos_ += n;
     return s;
   }
+  std::string Str() { return std::string(StrView()); }
   bool Bool() {
-    if (!ok_ || pos_ >= in_.size()) {
-      ok_ = false;
-      return false;
-    }
-    auto byte = static_cast<std::uint8_t>(in_[pos_++]);
+    auto byte = Byte();
     if (byte > 1) ok_ = false;
     return byte == 1;
   }
+  Conversation Conv() {
+    Conversation conv;
+    auto kind = Byte();
+    if (kind != static_cast<std::uint8_t>(Conversation::Kind::kUser) &&
+        kind != static_cast<std::uint8_t>(Conversation::Kind::kGroup)) {
+      ok_ = false;
+    }
+    conv.kind = static_cast<Conversation::Kind>(kind);
+    conv.id = Fixed64();
+    return conv;
+  }
+  void Fail() { ok_ = false; }
+  // True when every field read so far was well formed.
+  bool ok() const { return ok_; }
   // True when every field was well formed and nothing is left over.
   bool Done() const { return ok_ && pos_ == in_.size(); }
 
@@ -139,6 +209,44 @@ std::string U64PairKey(std::uint64_t a, std::uint64_t b) {
 std::optional<std::pair<std::uint64_t, std::uint64_t>> ParseU64PairKey(std::string_view key) {
   if (key.size() != 16) return std::nullopt;
   return std::pair{GetBigEndian(key.substr(0, 8)), GetBigEndian(key.substr(8))};
+}
+
+KeyBuf<8> IdKey(std::uint64_t v) {
+  KeyBuf<8> key;
+  PutBigEndianAt(key.bytes.data(), v);
+  return key;
+}
+
+KeyBuf<16> Pair64Key(std::uint64_t a, std::uint64_t b) {
+  KeyBuf<16> key;
+  PutBigEndianAt(key.bytes.data(), a);
+  PutBigEndianAt(key.bytes.data() + 8, b);
+  return key;
+}
+
+KeyBuf<17> ConvKey(UserId owner, Conversation conv) {
+  KeyBuf<17> key;
+  PutBigEndianAt(key.bytes.data(), owner);
+  key.bytes[8] = static_cast<char>(conv.kind);
+  PutBigEndianAt(key.bytes.data() + 9, conv.id);
+  return key;
+}
+
+KeyBuf<25> ConvIndexKey(UserId owner, Conversation conv, MsgId msg_id) {
+  KeyBuf<25> key;
+  PutBigEndianAt(key.bytes.data(), owner);
+  key.bytes[8] = static_cast<char>(conv.kind);
+  PutBigEndianAt(key.bytes.data() + 9, conv.id);
+  PutBigEndianAt(key.bytes.data() + 17, msg_id);
+  return key;
+}
+
+std::string IdemKey(UserId sender, std::string_view client_msg_id) {
+  std::string key;
+  key.reserve(8 + client_msg_id.size());
+  PutBigEndian(key, sender);
+  key.append(client_msg_id);
+  return key;
 }
 
 std::string PrefixUpperBound(std::string_view prefix) {
@@ -247,6 +355,292 @@ Result<UserId> DecodeUserIdValue(std::string_view value) {
   auto id = ParseU64Key(value);
   if (!id) return Corrupt("index");
   return *id;
+}
+
+// ---- Messaging -------------------------------------------------------------------
+
+namespace {
+
+std::uint8_t RowTag(EventType type) {
+  switch (type) {
+    case EventType::kMessage:
+      return kRowMessageV1;
+    case EventType::kReceipt:
+      return kRowReceiptV1;
+    case EventType::kReadSync:
+      return kRowReadSyncV1;
+    case EventType::kGroup:
+      return kRowGroupV1;
+    case EventType::kKeysChanged:
+      return kRowKeysChangedV1;
+    case EventType::kDevice:
+      return kRowDeviceV1;
+  }
+  return 0;
+}
+
+std::optional<EventType> RowType(std::string_view value) {
+  if (value.empty()) return std::nullopt;
+  switch (static_cast<std::uint8_t>(value[0])) {
+    case kRowMessageV1:
+      return EventType::kMessage;
+    case kRowReceiptV1:
+      return EventType::kReceipt;
+    case kRowReadSyncV1:
+      return EventType::kReadSync;
+    case kRowGroupV1:
+      return EventType::kGroup;
+    case kRowKeysChangedV1:
+      return EventType::kKeysChanged;
+    case kRowDeviceV1:
+      return EventType::kDevice;
+    default:
+      return std::nullopt;
+  }
+}
+
+// The kMessage row's fields after its ts.
+MessageRow ReadMessageRowTail(Reader& r) {
+  MessageRow row;
+  row.msg_id = r.Fixed64();
+  const std::uint8_t flags = r.Byte();
+  if ((flags & ~kRowFlagsKnown) != 0) r.Fail();
+  row.outgoing = (flags & kRowOutgoing) != 0;
+  row.sender = r.Fixed64();
+  row.conv.kind =
+      (flags & kRowGroupConv) != 0 ? Conversation::Kind::kGroup : Conversation::Kind::kUser;
+  row.conv.id = (flags & kRowConvIsSender) != 0 ? row.sender : r.Fixed64();
+  return row;
+}
+
+}  // namespace
+
+void EncodeMessageRow(const MessageRow& row, std::string& out) {
+  std::uint8_t flags = row.outgoing ? kRowOutgoing : 0;
+  if (row.conv.kind == Conversation::Kind::kGroup) flags |= kRowGroupConv;
+  const bool conv_is_sender =
+      row.conv.kind == Conversation::Kind::kUser && row.conv.id == row.sender;
+  if (conv_is_sender) flags |= kRowConvIsSender;
+  Writer w(kRowMessageV1, out);
+  w.Signed(row.ts_ms).Fixed64(row.msg_id).Byte(flags).Fixed64(row.sender);
+  if (!conv_is_sender) w.Fixed64(row.conv.id);
+}
+
+void EncodeEventRow(const MailboxEvent& e, std::string& out) {
+  Writer w(RowTag(e.type), out);
+  w.Signed(e.ts_ms);
+  switch (e.type) {
+    case EventType::kMessage:
+      // Not reached: callers encode messages with EncodeMessageRow.
+      break;
+    case EventType::kReceipt: {
+      w.Byte(static_cast<std::uint8_t>(e.conv.kind))
+          .Fixed64(e.conv.id)
+          .Fixed64(e.by)
+          .Byte(static_cast<std::uint8_t>(e.status))
+          .Varint(e.msg_ids.size());
+      // Ids of one receipt are close together: deltas take 2-4 bytes, not 8.
+      MsgId prev = 0;
+      for (std::size_t i = 0; i < e.msg_ids.size(); ++i) {
+        if (i == 0) {
+          w.Fixed64(e.msg_ids[0]);
+        } else {
+          w.Signed(static_cast<std::int64_t>(e.msg_ids[i] - prev));
+        }
+        prev = e.msg_ids[i];
+      }
+      break;
+    }
+    case EventType::kReadSync:
+      w.Byte(static_cast<std::uint8_t>(e.conv.kind))
+          .Fixed64(e.conv.id)
+          .Fixed64(e.msg_ids.empty() ? 0 : e.msg_ids.front());
+      break;
+    case EventType::kGroup:
+    case EventType::kKeysChanged:
+    case EventType::kDevice:
+      w.Str(e.payload);
+      break;
+  }
+}
+
+Result<RowHeader> DecodeRowHeader(std::string_view value) {
+  auto type = RowType(value);
+  if (!type) return Corrupt("mailbox");
+  Reader r(value, static_cast<std::uint8_t>(value[0]));
+  RowHeader header;
+  header.type = *type;
+  const std::int64_t ts = r.Signed();
+  if (*type == EventType::kMessage) {
+    header.message = ReadMessageRowTail(r);
+    if (!r.Done()) return Corrupt("mailbox");
+  } else if (!r.ok()) {
+    return Corrupt("mailbox");
+  }
+  header.message.ts_ms = ts;
+  return header;
+}
+
+Result<MailboxEvent> DecodeMailboxEvent(Seq seq, std::string_view value) {
+  auto type = RowType(value);
+  if (!type) return Corrupt("mailbox");
+  Reader r(value, static_cast<std::uint8_t>(value[0]));
+  MailboxEvent e;
+  e.seq = seq;
+  e.type = *type;
+  e.ts_ms = r.Signed();
+  switch (e.type) {
+    case EventType::kMessage: {
+      auto row = ReadMessageRowTail(r);
+      e.msg_id = row.msg_id;
+      e.outgoing = row.outgoing;
+      e.conv = row.conv;
+      break;
+    }
+    case EventType::kReceipt: {
+      e.conv = r.Conv();
+      e.by = r.Fixed64();
+      const auto status = r.Byte();
+      if (status != static_cast<std::uint8_t>(ReceiptStatus::kDelivered) &&
+          status != static_cast<std::uint8_t>(ReceiptStatus::kRead)) {
+        return Corrupt("mailbox");
+      }
+      e.status = static_cast<ReceiptStatus>(status);
+      const std::uint64_t n = r.Varint();
+      // Each id takes at least one byte: a larger count is garbage, not a reason to allocate.
+      if (!r.ok() || n > value.size()) return Corrupt("mailbox");
+      e.msg_ids.reserve(n);
+      MsgId prev = 0;
+      for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+        prev = i == 0 ? r.Fixed64() : prev + static_cast<std::uint64_t>(r.Signed());
+        e.msg_ids.push_back(prev);
+      }
+      break;
+    }
+    case EventType::kReadSync:
+      e.conv = r.Conv();
+      e.msg_ids.push_back(r.Fixed64());
+      break;
+    case EventType::kGroup:
+    case EventType::kKeysChanged:
+    case EventType::kDevice:
+      e.payload = r.Str();
+      break;
+  }
+  if (!r.Done()) return Corrupt("mailbox");
+  return e;
+}
+
+void EncodeMessage(const Message& m, std::string& out) {
+  // Sender and client_msg_id first, so that PeekMessageIdem stops before the body.
+  Writer(kMessageV1, out)
+      .Fixed64(m.sender)
+      .Str(m.client_msg_id)
+      .Fixed64(m.sender_device)
+      .Byte(static_cast<std::uint8_t>(m.to.kind))
+      .Fixed64(m.to.id)
+      .Signed(m.ts_ms)
+      .Varint(m.recipients)
+      .Str(m.kind)
+      .Str(m.media_id)
+      .Str(m.body);
+}
+
+Result<Message> DecodeMessage(MsgId msg_id, std::string_view value) {
+  Reader r(value, kMessageV1);
+  Message m;
+  m.msg_id = msg_id;
+  m.sender = r.Fixed64();
+  m.client_msg_id = r.Str();
+  m.sender_device = r.Fixed64();
+  m.to = r.Conv();
+  m.ts_ms = r.Signed();
+  m.recipients = r.U32();
+  m.kind = r.Str();
+  m.media_id = r.Str();
+  m.body = r.Str();
+  if (!r.Done()) return Corrupt("message");
+  return m;
+}
+
+Result<MessageIdemPart> PeekMessageIdem(std::string_view value) {
+  Reader r(value, kMessageV1);
+  MessageIdemPart part;
+  part.sender = r.Fixed64();
+  part.client_msg_id = r.StrView();
+  if (!r.ok()) return Corrupt("message");
+  return part;
+}
+
+std::string EncodeIdem(const IdemEntry& entry) {
+  return Writer(kIdemV1).Fixed64(entry.msg_id).Varint(entry.seq).Signed(entry.ts_ms).Take();
+}
+
+Result<IdemEntry> DecodeIdem(std::string_view value) {
+  Reader r(value, kIdemV1);
+  IdemEntry entry;
+  entry.msg_id = r.Fixed64();
+  entry.seq = r.Varint();
+  entry.ts_ms = r.Signed();
+  if (!r.Done()) return Corrupt("idempotency");
+  return entry;
+}
+
+void EncodeConvIndex(const ConvIndexEntry& entry, std::string& out) {
+  Writer(kConvIndexV1, out).Fixed64(entry.sender).Varint(entry.seq);
+}
+
+Result<ConvIndexEntry> DecodeConvIndex(std::string_view value) {
+  Reader r(value, kConvIndexV1);
+  ConvIndexEntry entry;
+  entry.sender = r.Fixed64();
+  entry.seq = r.Varint();
+  if (!r.Done()) return Corrupt("conversation index");
+  return entry;
+}
+
+void EncodeReceiptTimes(const ReceiptTimes& times, std::string& out) {
+  Writer(kReceiptTimesV1, out).Signed(times.delivered_ts).Signed(times.read_ts);
+}
+
+Result<ReceiptTimes> DecodeReceiptTimes(std::string_view value) {
+  Reader r(value, kReceiptTimesV1);
+  ReceiptTimes times;
+  times.delivered_ts = r.Signed();
+  times.read_ts = r.Signed();
+  if (!r.Done()) return Corrupt("receipt");
+  return times;
+}
+
+std::string EncodeUserState(const UserState& state) {
+  return Writer(kUserStateV1).Varint(state.delivered_seq).Varint(state.purged_seq).Take();
+}
+
+Result<UserState> DecodeUserState(std::string_view value) {
+  Reader r(value, kUserStateV1);
+  UserState state;
+  state.delivered_seq = r.Varint();
+  state.purged_seq = r.Varint();
+  if (!r.Done()) return Corrupt("user state");
+  return state;
+}
+
+std::string EncodeSeqValue(Seq seq) { return Writer(kCursorV1).Varint(seq).Take(); }
+
+Result<Seq> DecodeSeqValue(std::string_view value) {
+  Reader r(value, kCursorV1);
+  const Seq seq = r.Varint();
+  if (!r.Done()) return Corrupt("cursor");
+  return seq;
+}
+
+std::string EncodeReadMark(MsgId msg_id) { return Writer(kReadMarkV1).Fixed64(msg_id).Take(); }
+
+Result<MsgId> DecodeReadMark(std::string_view value) {
+  Reader r(value, kReadMarkV1);
+  const MsgId msg_id = r.Fixed64();
+  if (!r.Done()) return Corrupt("read mark");
+  return msg_id;
 }
 
 }  // namespace parley::store::rocks

@@ -2,7 +2,7 @@
 //
 // Keys sort the way they are scanned: integers are fixed 8-byte big-endian,
 // so a (user_id, x) pair key groups a user's rows together in ascending x
-// (devices now; the mailbox's (user_id, seq) later uses the same layout).
+// (devices, the mailbox's (user_id, seq), cursors, the conversation index).
 // Fields that are in the key are not repeated in the value.
 //
 // Values are a small binary encoding: one leading byte naming the record
@@ -14,11 +14,15 @@
 // leading byte and a format upgrade step, never a silent reinterpretation.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/result.hpp"
 #include "store/records.hpp"
@@ -38,6 +42,30 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> ParseU64PairKey(std::stri
 // The smallest key greater than every key starting with `prefix`, or "" when
 // there is none (the prefix is all 0xff bytes): an iterate_upper_bound.
 std::string PrefixUpperBound(std::string_view prefix);
+
+// Fixed-size keys built on the stack: the messaging hot paths make several
+// keys per row, and a std::string of 16 bytes or more would be a heap
+// allocation each.
+template <std::size_t N>
+struct KeyBuf {
+  std::array<char, N> bytes;
+  std::string_view view() const { return {bytes.data(), N}; }
+  operator std::string_view() const { return view(); }  // NOLINT: it is the key
+};
+
+// IdKey(v) == U64Key(v); Pair64Key(a, b) == U64PairKey(a, b).
+KeyBuf<8> IdKey(std::uint64_t v);
+KeyBuf<16> Pair64Key(std::uint64_t a, std::uint64_t b);
+inline KeyBuf<16> MailboxKey(UserId user, Seq seq) { return Pair64Key(user, seq); }
+inline KeyBuf<16> CursorKey(UserId user, DeviceId device) { return Pair64Key(user, device); }
+inline KeyBuf<16> ReceiptKey(MsgId msg_id, UserId user) { return Pair64Key(msg_id, user); }
+// U64Key(owner) + kind byte + U64Key(conv id): conv_index's prefix for one
+// conversation, and read_marks' key.
+KeyBuf<17> ConvKey(UserId owner, Conversation conv);
+// ConvKey(owner, conv) + U64Key(msg_id).
+KeyBuf<25> ConvIndexKey(UserId owner, Conversation conv, MsgId msg_id);
+// U64Key(sender) + client_msg_id.
+std::string IdemKey(UserId sender, std::string_view client_msg_id);
 
 // ---- Values ---------------------------------------------------------------
 
@@ -59,5 +87,83 @@ Result<OtpCode> DecodeOtp(std::string_view phone, std::string_view value);
 
 // phone_index and phone_hash_index values: the user id as U64Key.
 Result<UserId> DecodeUserIdValue(std::string_view value);
+
+// ---- Messaging values ---------------------------------------------------------
+//
+// Ids (msg, user, group) are Snowflakes near 2^60, so they are fixed 8 bytes
+// (a varint would take 9). Encoders that run per mailbox row append to a
+// caller's scratch buffer (cleared first) rather than allocate.
+
+// mailbox, type kMessage: the reference to a body plus what receipts need
+// without fetching it.
+struct MessageRow {
+  MsgId msg_id = 0;
+  bool outgoing = false;
+  UserId sender = 0;
+  Conversation conv;  // as the mailbox's owner sees it
+  std::int64_t ts_ms = 0;
+};
+void EncodeMessageRow(const MessageRow& row, std::string& out);
+// mailbox, other types: kReceipt (conv, msg_ids, by, status), kReadSync
+// (conv, msg_ids = {up_to}), kGroup/kKeysChanged/kDevice (payload).
+void EncodeEventRow(const MailboxEvent& event, std::string& out);
+// What Ack and Purge look at: the type and time of every row, and for kMessage
+// rows the MessageRow (conv only for kMessage).
+struct RowHeader {
+  EventType type = EventType::kMessage;
+  MessageRow message;  // ts_ms is set for every type
+};
+Result<RowHeader> DecodeRowHeader(std::string_view value);
+// The whole event (message left null: it lives in messages).
+Result<MailboxEvent> DecodeMailboxEvent(Seq seq, std::string_view value);
+
+// messages: key IdKey(msg_id).
+void EncodeMessage(const Message& message, std::string& out);
+Result<Message> DecodeMessage(MsgId msg_id, std::string_view value);
+// The idempotency key's parts, without copying the body.
+struct MessageIdemPart {
+  UserId sender = 0;
+  std::string_view client_msg_id;  // points into the value
+};
+Result<MessageIdemPart> PeekMessageIdem(std::string_view value);
+
+// idem: what a repeated send answers.
+struct IdemEntry {
+  MsgId msg_id = 0;
+  Seq seq = 0;  // in the sender's mailbox
+  std::int64_t ts_ms = 0;
+};
+std::string EncodeIdem(const IdemEntry& entry);
+Result<IdemEntry> DecodeIdem(std::string_view value);
+
+// conv_index: key ConvIndexKey(owner, conv, msg_id).
+struct ConvIndexEntry {
+  UserId sender = 0;
+  Seq seq = 0;  // in the owner's mailbox
+};
+void EncodeConvIndex(const ConvIndexEntry& entry, std::string& out);
+Result<ConvIndexEntry> DecodeConvIndex(std::string_view value);
+
+// receipts: key ReceiptKey(msg_id, user); 0 = not yet.
+struct ReceiptTimes {
+  std::int64_t delivered_ts = 0;
+  std::int64_t read_ts = 0;
+};
+void EncodeReceiptTimes(const ReceiptTimes& times, std::string& out);
+Result<ReceiptTimes> DecodeReceiptTimes(std::string_view value);
+
+// user_state: key IdKey(user).
+struct UserState {
+  Seq delivered_seq = 0;  // incoming messages up to here have had delivered receipts
+  Seq purged_seq = 0;     // the highest seq retention deleted: the head of an emptied mailbox
+};
+std::string EncodeUserState(const UserState& state);
+Result<UserState> DecodeUserState(std::string_view value);
+
+// cursors (a seq) and read_marks (a msg_id).
+std::string EncodeSeqValue(Seq seq);
+Result<Seq> DecodeSeqValue(std::string_view value);
+std::string EncodeReadMark(MsgId msg_id);
+Result<MsgId> DecodeReadMark(std::string_view value);
 
 }  // namespace parley::store::rocks

@@ -47,9 +47,16 @@ Status WriteTxn::ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view pr
   return Ok();
 }
 
-GroupWriter::GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer)
+std::unique_ptr<rocksdb::Iterator> WriteTxn::NewIterator(rocksdb::ColumnFamilyHandle* cf,
+                                                         const rocksdb::ReadOptions& ro) {
+  return std::unique_ptr<rocksdb::Iterator>(
+      batch_->NewIteratorWithBase(cf, db_->NewIterator(ro, cf), &ro));
+}
+
+GroupWriter::GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, BatchObserver* batches)
     : db_(db),
       observer_(std::move(observer)),
+      batches_(batches),
       // overwrite_key: one index entry per key, which iterators over the
       // batch (ScanPrefix) require.
       batch_(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true) {
@@ -131,6 +138,7 @@ void GroupWriter::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
     batch_.SetSavePoint();
     txn.ResetForNextJob();
     const bool keep = job->Apply(txn);
+    if (batches_ != nullptr) batches_->JobDone(keep);
     // A rollback rebuilds the batch index, so skip it when the job wrote nothing.
     auto s = (keep || batch_.GetWriteBatch()->Count() == before) ? batch_.PopSavePoint()
                                                                  : batch_.RollbackToSavePoint();
@@ -150,6 +158,7 @@ void GroupWriter::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
     if (!s.ok()) commit = std::unexpected(FromRocks(s, "commit"));
   }
   batch_.Clear();
+  if (batches_ != nullptr) batches_->BatchDone(commit.has_value());
 
   for (auto& job : jobs) {
     Observe(job->op(), MonoSeconds() - job->submitted());

@@ -14,6 +14,10 @@
 //   must change nothing), is rolled back without touching its neighbours.
 // * If the commit itself fails, nothing of the batch was applied and every
 //   job of it gets that error.
+// * A BatchObserver keeps writer-side state that is not in the batch (the
+//   mailbox heads that jobs allocate seqs from) in step with it: told when
+//   each job is kept or rolled back, and whether the batch committed, before
+//   any callback runs.
 // * Reads do not go through here: they hit the database directly.
 #pragma once
 
@@ -56,6 +60,10 @@ class WriteTxn {
   // order, until it returns false.
   Status ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
                     const std::function<bool(std::string_view, std::string_view)>& visit);
+  // A forward iterator over the database plus the batch. `ro` (and the bounds
+  // it points to) must outlive it; callers check the bounds themselves too.
+  std::unique_ptr<rocksdb::Iterator> NewIterator(rocksdb::ColumnFamilyHandle* cf,
+                                                 const rocksdb::ReadOptions& ro);
 
   // Rolls the current job's writes back although it succeeds.
   void Discard() { discard_ = true; }
@@ -115,6 +123,16 @@ class FnJob final : public WriteJob {
   std::optional<Result<T>> result_;
 };
 
+class BatchObserver {
+ public:
+  virtual ~BatchObserver() = default;
+  // After each job: kept, or rolled back (its effects must vanish).
+  virtual void JobDone(bool kept) = 0;
+  // After the commit (or its failure, or a batch that was abandoned), before
+  // the callbacks.
+  virtual void BatchDone(bool committed) = 0;
+};
+
 template <class T, class F>
 std::unique_ptr<WriteJob> MakeJob(std::string_view op, F body, Callback<T> done) {
   return std::make_unique<FnJob<T, F>>(op, std::move(body), std::move(done));
@@ -122,7 +140,8 @@ std::unique_ptr<WriteJob> MakeJob(std::string_view op, F body, Callback<T> done)
 
 class GroupWriter {
  public:
-  GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer);
+  // `batches` (optional) must outlive the writer.
+  GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, BatchObserver* batches = nullptr);
   ~GroupWriter();
   GroupWriter(const GroupWriter&) = delete;
   GroupWriter& operator=(const GroupWriter&) = delete;
@@ -144,6 +163,7 @@ class GroupWriter {
   rocksdb::DB* db_;
   rocksdb::WriteOptions write_options_;
   StoreObserver observer_;
+  BatchObserver* batches_;
   rocksdb::WriteBatchWithIndex batch_;  // writer thread only
 
   std::mutex mu_;

@@ -24,8 +24,8 @@ namespace parley::store::rocks {
 inline constexpr std::uint32_t kFormatVersion = 1;
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 
-// One column family per record kind. A later mailbox CF (big-endian
-// user_id|seq keys, codec.hpp's U64PairKey) is appended here.
+// One column family per record kind; codec.hpp has the key and value
+// layouts. New families go at the end (the enum indexes kCfNames).
 enum class Cf : std::size_t {
   kMeta,
   kUsers,           // U64Key(user id) -> User
@@ -34,11 +34,36 @@ enum class Cf : std::size_t {
   kDevices,         // U64PairKey(user id, device id) -> Device
   kRefreshTokens,   // token hash -> RefreshToken
   kOtp,             // phone -> OtpCode
+  // Messaging.
+  kMailbox,    // MailboxKey(user, seq) -> one event (a kMessage row references the body)
+  kMessages,   // IdKey(msg_id) -> Message
+  kIdem,       // IdemKey(sender, client_msg_id) -> IdemEntry
+  kConvIndex,  // ConvIndexKey(owner, conv, msg_id) -> ConvIndexEntry
+  kCursors,    // CursorKey(user, device) -> seq
+  kReceipts,   // ReceiptKey(msg_id, user) -> ReceiptTimes
+  kUserState,  // IdKey(user) -> UserState (delivered watermark, purged seq)
+  kReadMarks,  // ConvKey(user, conv) -> the highest msg_id read
   kCount,
 };
 
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCount)> kCfNames = {
-    "meta", "users", "phone_index", "phone_hash_index", "devices", "refresh_tokens", "otp",
+    // Accounts.
+    "meta",
+    "users",
+    "phone_index",
+    "phone_hash_index",
+    "devices",
+    "refresh_tokens",
+    "otp",
+    // Messaging.
+    "mailbox",
+    "messages",
+    "idem",
+    "conv_index",
+    "cursors",
+    "receipts",
+    "user_state",
+    "read_marks",
 };
 
 // Maps a failed status onto the project's error kinds; `what` says which
