@@ -56,6 +56,9 @@ class WsConnection {
   virtual void Close(std::uint16_t code, std::string reason) = 0;
   // Stops the 10-second authentication deadline.
   virtual void MarkAuthenticated() = 0;
+  // Runs fn on the connection's strand, serialized with OnFrame and OnClose
+  // (so fn may touch what those touch). Dropped once the socket is gone.
+  virtual void Post(std::function<void()> fn) = 0;
   virtual const std::string& RemoteAddress() const = 0;
   // Unique per process, for logs and maps.
   virtual std::uint64_t Id() const = 0;

@@ -9,7 +9,7 @@ namespace {
 class AuthTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0"}});
+    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0"}});
     ASSERT_TRUE(server_->Start());
   }
   static void TearDownTestSuite() {

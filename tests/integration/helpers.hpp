@@ -5,9 +5,20 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <concepts>
 #include <string>
 
 #include "support/client.hpp"
+
+// Lets tests write EXPECT_EQ(obj.at("user"), some_std_string). Declared in
+// boost::json so that argument-dependent lookup finds it from inside gtest.
+namespace boost::json {
+template <class S>
+  requires std::same_as<S, std::string>
+bool operator==(const value& v, const S& s) {
+  return v.is_string() && v.get_string() == s;
+}
+}  // namespace boost::json
 
 namespace parley::test {
 

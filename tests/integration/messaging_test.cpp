@@ -12,7 +12,7 @@ namespace {
 class MessagingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0",
+    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
                                                     "--device-send-rate", "0"}});
     ASSERT_TRUE(server_->Start());
   }
@@ -416,7 +416,7 @@ TEST_F(MessagingTest, PresenceFollowsTheDevicesAndHonoursVisibility) {
 }
 
 TEST(MessagingFlood, SendsOverTheLimitAreRefusedAndAFloodCloses4429) {
-  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0",
+  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
                                            "--device-send-rate", "5"}});
   ASSERT_TRUE(server.Start());
   Account a = SignIn(server, NextPhone()), b = SignIn(server, NextPhone());

@@ -11,7 +11,7 @@ namespace {
 class WsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0",
+    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
                                                     "--contacts-per-day", "1200"}});
     ASSERT_TRUE(server_->Start());
   }

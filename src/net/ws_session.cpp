@@ -1,0 +1,493 @@
+// One WebSocket, plain or TLS, after a successful upgrade.
+//
+// Everything runs on the connection's strand. One read is always pending
+// until the socket fails or closes; that read's terminal error is the one
+// place OnClose comes from. Writes (text frames, pings, then the bye and the
+// close frame) go through one queue, one operation at a time, which also
+// keeps Beast's rule of never overlapping writes, pings and the close.
+//
+// Send() is called from any thread and must answer at once, so the queued
+// byte count and the closing flag are atomics; the queue itself lives on the
+// strand. Timers hold only weak references: a session ends when its socket
+// does, never later because a timer is still armed.
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "common/log.hpp"
+#include "net/server_state.hpp"
+#include "net/sessions.hpp"
+
+namespace parley::net::detail {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using error_code = boost::system::error_code;
+using namespace std::chrono_literals;
+
+// Beast applies this to the 101 response and to waiting for the peer's
+// close frame.
+constexpr auto kHandshakeTimeout = 10s;
+// From Close() to the socket being gone, however stuck the writes are.
+constexpr auto kCloseTimeout = 5s;
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kMaxCloseReason = 123;  // RFC 6455: 125 bytes less the code
+
+std::atomic<std::uint64_t> g_next_ws_id{1};
+
+std::string JsonEscape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::string ByeFrame(std::uint16_t code, std::string_view reason) {
+  return R"({"op":"bye","code":)" + std::to_string(code) + R"(,"reason":")" + JsonEscape(reason) +
+         "\"}";
+}
+
+// Cut at `max` bytes without splitting a UTF-8 sequence.
+std::string_view TruncateUtf8(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return s;
+  std::size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+// What a WsConnection reaches through its weak reference. Not a template,
+// so that the connection object handed to core is not one either.
+class WsControl {
+ public:
+  virtual ~WsControl() = default;
+  virtual bool TrySend(std::string frame) = 0;
+  virtual void RequestClose(std::uint16_t code, std::string reason, bool drop_backlog) = 0;
+  virtual void Authenticated() = 0;
+  virtual void RunOnStrand(std::function<void()> fn) = 0;
+};
+
+// Held by core. Only a weak reference to the session: core keeping its
+// handle must not keep a dead socket's buffers alive.
+class WsConnectionImpl final : public WsConnection {
+ public:
+  WsConnectionImpl(std::weak_ptr<WsControl> session, std::string remote, std::uint64_t id)
+      : session_(std::move(session)), remote_(std::move(remote)), id_(id) {}
+
+  bool Send(std::string frame) override {
+    auto s = session_.lock();
+    return s && s->TrySend(std::move(frame));
+  }
+  void Close(std::uint16_t code, std::string reason) override {
+    if (auto s = session_.lock()) s->RequestClose(code, std::move(reason), false);
+  }
+  void MarkAuthenticated() override {
+    if (auto s = session_.lock()) s->Authenticated();
+  }
+  void Post(std::function<void()> fn) override {
+    if (auto s = session_.lock()) s->RunOnStrand(std::move(fn));
+  }
+  const std::string& RemoteAddress() const override { return remote_; }
+  std::uint64_t Id() const override { return id_; }
+
+ private:
+  const std::weak_ptr<WsControl> session_;
+  const std::string remote_;
+  const std::uint64_t id_;
+};
+
+template <class Stream>
+class WsSession final : public Connection,
+                        public WsControl,
+                        public std::enable_shared_from_this<WsSession<Stream>> {
+  using Clock = std::chrono::steady_clock;
+
+  struct Outgoing {
+    std::string data;
+    bool ping = false;
+    bool counted = false;  // part of queued_bytes_ (the bye is not)
+  };
+
+ public:
+  WsSession(ServerState& state, Stream&& stream, HttpRequest upgrade)
+      : state_(state),
+        ws_(std::move(stream)),
+        executor_(ws_.get_executor()),
+        upgrade_(std::move(upgrade)),
+        id_(g_next_ws_id.fetch_add(1)),
+        auth_timer_(executor_),
+        heartbeat_timer_(executor_),
+        close_timer_(executor_) {
+    state_.ws_open.Add(1);
+  }
+
+  ~WsSession() override {
+    state_.ws_open.Add(-1);
+    state_.Unregister(key_);
+    // Only when the io_context was destroyed with our handlers pending.
+    NotifyClosed();
+  }
+
+  void Start(UpgradeRequest&& upgrade) {
+    key_ = state_.Register(this->weak_from_this());
+    ws_.set_option(
+        websocket::stream_base::timeout{kHandshakeTimeout, websocket::stream_base::none(), false});
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(beast::http::field::server, "parleyd"); }));
+    websocket::permessage_deflate deflate;
+    deflate.server_enable = false;
+    deflate.client_enable = false;
+    ws_.set_option(deflate);
+    // Beast's own limit would close with 1009 and no bye; OnRead enforces
+    // max_frame_bytes instead, so that the close carries 4400.
+    ws_.read_message_max(0);
+    ws_.auto_fragment(false);
+    ws_.text(true);
+    ws_.control_callback(
+        [this](websocket::frame_type, beast::string_view) { last_received_ = Clock::now(); });
+    ws_.async_accept(upgrade,
+                     [self = this->shared_from_this()](error_code ec) { self->OnAccept(ec); });
+  }
+
+  // Connection
+  void BeginShutdown() override { RequestClose(1001, "server shutting down", false); }
+  void ForceClose() override {
+    if (state_.destroying()) return;
+    asio::post(executor_, [self = this->shared_from_this()] { self->Lowest().close(); });
+  }
+
+  // WsControl: any thread.
+  bool TrySend(std::string frame) override {
+    if (closing_.load() || state_.destroying()) return false;
+    const std::size_t n = frame.size();
+    if (queued_bytes_.fetch_add(n) + n > state_.options.max_queue_bytes) {
+      queued_bytes_.fetch_sub(n);
+      RequestClose(1013, "slow consumer", true);
+      return false;
+    }
+    asio::post(executor_, [self = this->shared_from_this(), f = std::move(frame)]() mutable {
+      self->Enqueue(Outgoing{std::move(f), false, true});
+    });
+    return true;
+  }
+
+  void RequestClose(std::uint16_t code, std::string reason, bool drop_backlog) override {
+    closing_.store(true);
+    if (state_.destroying()) return;
+    asio::post(executor_, [self = this->shared_from_this(), code, r = std::move(reason),
+                           drop_backlog] { self->DoClose(code, r, drop_backlog); });
+  }
+
+  void RunOnStrand(std::function<void()> fn) override {
+    if (state_.destroying()) return;
+    asio::post(executor_, [self = this->shared_from_this(), fn = std::move(fn)] {
+      if (!self->finished_) fn();
+    });
+  }
+
+  void Authenticated() override {
+    authenticated_.store(true);
+    if (state_.destroying()) return;
+    asio::post(executor_, [self = this->shared_from_this()] { self->auth_timer_.cancel(); });
+  }
+
+ private:
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(ws_); }
+
+  void OnAccept(error_code ec) {
+    if (ec) {
+      // Beast has already answered a bad upgrade; no handler was opened.
+      PLOG_DEBUG("websocket upgrade failed", "error={}", LogQuote(ec.message()));
+      return;
+    }
+    accepted_ = true;
+    state_.Responses(101).Inc();
+    last_received_ = last_ping_ = Clock::now();
+    auto connection = std::make_shared<WsConnectionImpl>(
+        std::weak_ptr<WsControl>(this->weak_from_this()), upgrade_.remote_address, id_);
+    try {
+      handler_ = state_.service.OpenWebSocket(std::move(connection), upgrade_);
+    } catch (const std::exception& e) {
+      PLOG_ERROR("OpenWebSocket threw", "error={}", LogQuote(e.what()));
+    }
+    upgrade_ = HttpRequest{};
+    DoRead();
+    if (!handler_) return DoClose(1011, "internal error", false);
+    // A shutdown that began during the handshake found us not yet accepted.
+    if (state_.shutting_down()) return DoClose(1001, "server shutting down", false);
+    ArmAuth();
+    ArmHeartbeat();
+  }
+
+  void DoRead() {
+    const std::size_t max = state_.options.max_frame_bytes;
+    // Never buffer more than one byte past the limit: that byte is the proof.
+    const std::size_t limit =
+        close_started_ ? kReadChunk : std::min(kReadChunk, max + 1 - read_buf_.size());
+    ws_.async_read_some(
+        read_buf_, limit,
+        [self = this->shared_from_this()](error_code ec, std::size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(error_code ec) {
+    if (ec) return Finish(ec);
+    last_received_ = Clock::now();
+    if (close_started_) {
+      // Closing: what still arrives is read only to reach the peer's close frame.
+      read_buf_.clear();
+      return DoRead();
+    }
+    if (read_buf_.size() > state_.options.max_frame_bytes) {
+      read_buf_.clear();
+      DoClose(4400, "frame too large", false);
+      return DoRead();
+    }
+    if (ws_.is_message_done()) {
+      if (handler_) {
+        const std::string_view text(static_cast<const char*>(read_buf_.data().data()),
+                                    read_buf_.size());
+        try {
+          handler_->OnFrame(text);
+        } catch (const std::exception& e) {
+          PLOG_ERROR("OnFrame threw", "conn={} error={}", id_, LogQuote(e.what()));
+        }
+      }
+      read_buf_.clear();
+    }
+    DoRead();
+  }
+
+  // The read loop is over: the socket is closed or failing.
+  void Finish(error_code ec) {
+    if (finished_) return;
+    finished_ = true;
+    closing_.store(true);
+    auth_timer_.cancel();
+    heartbeat_timer_.cancel();
+    close_timer_.cancel();
+    queue_.clear();
+    queued_bytes_.store(0);
+    if (ec != websocket::error::closed) {
+      // Fail any write still in flight rather than wait for it.
+      Lowest().close();
+      PLOG_DEBUG("websocket read ended", "conn={} error={}", id_, LogQuote(ec.message()));
+    }
+    NotifyClosed();
+  }
+
+  void NotifyClosed() {
+    if (auto h = std::move(handler_)) {
+      handler_.reset();
+      try {
+        h->OnClose();
+      } catch (const std::exception& e) {
+        PLOG_ERROR("OnClose threw", "conn={} error={}", id_, LogQuote(e.what()));
+      }
+    }
+  }
+
+  void Enqueue(Outgoing o) {
+    if (close_started_ || finished_) {
+      if (o.counted) queued_bytes_.fetch_sub(o.data.size());
+      return;
+    }
+    queue_.push_back(std::move(o));
+    DoWrite();
+  }
+
+  void DoClose(std::uint16_t code, std::string_view reason, bool drop_backlog) {
+    // Before the handshake completes nothing may be written; OnAccept
+    // re-checks for a shutdown.
+    if (!accepted_ || close_started_ || finished_) return;
+    close_started_ = true;
+    closing_.store(true);
+    auth_timer_.cancel();
+    heartbeat_timer_.cancel();
+    if (drop_backlog) {
+      // A slow consumer would not read the backlog anyway; dropping it lets
+      // the bye and the close frame reach it. The front may be in flight.
+      const std::size_t keep = writing_ && !queue_.empty() ? 1 : 0;
+      while (queue_.size() > keep) {
+        if (queue_.back().counted) queued_bytes_.fetch_sub(queue_.back().data.size());
+        queue_.pop_back();
+      }
+    }
+    close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code),
+                                            TruncateUtf8(reason, kMaxCloseReason));
+    queue_.push_back(Outgoing{ByeFrame(code, reason), false, false});
+    close_timer_.expires_after(kCloseTimeout);
+    close_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+      if (ec) return;
+      if (auto s = weak.lock()) s->Lowest().close();
+    });
+    DoWrite();
+  }
+
+  void DoWrite() {
+    if (writing_ || finished_) return;
+    if (queue_.empty()) {
+      if (close_started_ && !close_sent_) {
+        close_sent_ = true;
+        writing_ = true;
+        // Completes once the close frame is out; the read loop then sees
+        // the peer's close frame (error::closed) and ends the session.
+        ws_.async_close(close_reason_, [self = this->shared_from_this()](error_code ec) {
+          self->writing_ = false;
+          if (ec && !self->finished_) self->Lowest().close();
+        });
+      }
+      return;
+    }
+    writing_ = true;
+    Outgoing& o = queue_.front();
+    if (o.ping) {
+      ws_.async_ping({}, [self = this->shared_from_this()](error_code ec) { self->OnWrite(ec); });
+    } else {
+      ws_.async_write(asio::buffer(o.data), [self = this->shared_from_this()](
+                                                error_code ec, std::size_t) { self->OnWrite(ec); });
+    }
+  }
+
+  void OnWrite(error_code ec) {
+    writing_ = false;
+    if (finished_) return;
+    if (ec) {
+      Lowest().close();  // the read loop fails next and finishes the session
+      return;
+    }
+    if (!queue_.empty()) {
+      Outgoing& done = queue_.front();
+      if (done.counted) queued_bytes_.fetch_sub(done.data.size());
+      if (done.ping) ping_queued_ = false;
+      queue_.pop_front();
+    }
+    DoWrite();
+  }
+
+  void ArmAuth() {
+    if (authenticated_.load() || state_.options.auth_timeout.count() <= 0) return;
+    auth_timer_.expires_after(state_.options.auth_timeout);
+    auth_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+      if (ec) return;
+      auto s = weak.lock();
+      if (s && !s->authenticated_.load()) s->DoClose(4401, "not authenticated", false);
+    });
+  }
+
+  // One timer serves both the pings (after ping_interval of quiet) and the
+  // idle deadline (idle_timeout without anything received, pongs included).
+  void ArmHeartbeat() {
+    const auto& o = state_.options;
+    const bool ping = o.ping_interval.count() > 0;
+    const bool idle = o.idle_timeout.count() > 0;
+    if (!ping && !idle) return;
+    Clock::time_point next = Clock::time_point::max();
+    if (ping) next = std::max(last_received_, last_ping_) + o.ping_interval;
+    if (idle) next = std::min(next, last_received_ + o.idle_timeout);
+    heartbeat_timer_.expires_at(next);
+    heartbeat_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+      if (ec) return;
+      if (auto s = weak.lock()) s->OnHeartbeat();
+    });
+  }
+
+  void OnHeartbeat() {
+    if (close_started_ || finished_) return;
+    const auto& o = state_.options;
+    const auto now = Clock::now();
+    if (o.idle_timeout.count() > 0 && now - last_received_ >= o.idle_timeout) {
+      return DoClose(4408, "heartbeat timeout", false);
+    }
+    if (o.ping_interval.count() > 0 &&
+        now - std::max(last_received_, last_ping_) >= o.ping_interval) {
+      last_ping_ = now;
+      if (!ping_queued_) {
+        ping_queued_ = true;
+        queue_.push_back(Outgoing{{}, true, false});
+        DoWrite();
+      }
+    }
+    ArmHeartbeat();
+  }
+
+  ServerState& state_;
+  websocket::stream<Stream> ws_;
+  const typename Stream::executor_type executor_;
+  HttpRequest upgrade_;  // until OpenWebSocket has seen it
+  const std::uint64_t id_;
+  std::uint64_t key_ = 0;
+  std::shared_ptr<WsHandler> handler_;
+
+  // Any thread.
+  std::atomic<bool> closing_{false};  // no more Send()
+  std::atomic<bool> authenticated_{false};
+  std::atomic<std::size_t> queued_bytes_{0};
+
+  // The strand only.
+  beast::flat_buffer read_buf_;
+  std::deque<Outgoing> queue_;
+  websocket::close_reason close_reason_;
+  Clock::time_point last_received_{};
+  Clock::time_point last_ping_{};
+  asio::steady_timer auth_timer_;
+  asio::steady_timer heartbeat_timer_;
+  asio::steady_timer close_timer_;
+  bool accepted_ = false;
+  bool writing_ = false;
+  bool ping_queued_ = false;
+  bool close_started_ = false;  // bye queued
+  bool close_sent_ = false;     // close frame handed to Beast
+  bool finished_ = false;       // read loop over, OnClose called
+};
+
+template <class Stream>
+void Launch(ServerState& state, Stream&& stream, UpgradeRequest&& upgrade, HttpRequest request) {
+  auto s = std::make_shared<WsSession<Stream>>(state, std::move(stream), std::move(request));
+  s->Start(std::move(upgrade));
+}
+
+}  // namespace
+
+void StartWebSocket(ServerState& state, PlainStream&& stream, UpgradeRequest&& upgrade,
+                    HttpRequest request) {
+  Launch(state, std::move(stream), std::move(upgrade), std::move(request));
+}
+
+void StartWebSocket(ServerState& state, TlsStream&& stream, UpgradeRequest&& upgrade,
+                    HttpRequest request) {
+  Launch(state, std::move(stream), std::move(upgrade), std::move(request));
+}
+
+}  // namespace parley::net::detail
