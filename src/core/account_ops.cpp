@@ -58,11 +58,10 @@ void Session::DevicesRemove(const json::object& req, const Rid& rid) {
     if (!r) return self->StoreError(rid, r.error(), "remove_device");
     // Another user's device looks exactly like one that does not exist.
     if (!*r) return self->Error(rid, code::kNotFound, "no such device");
-    self->Ok(rid);
     if (auto s = self->core_.sessions.Find(user, target)) {
       s->Close(proto::close_code::kRevoked, "this device was removed");
     }
-    self->core_.AnnounceDevice(user, target, "removed", "");
+    self->core_.AnnounceDevice(user, target, "removed", "", [self, rid] { self->Ok(rid); });
   });
 }
 

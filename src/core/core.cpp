@@ -115,15 +115,21 @@ void Core::PurgeBatch(std::int64_t cutoff_ms) {
 }
 
 void Core::AnnounceDevice(store::UserId user, store::DeviceId device, std::string_view change,
-                          std::string_view name) {
+                          std::string_view name, std::function<void()> then) {
   boost::json::object e;
   e["type"] = "device";
   e["change"] = change;
   e["device_id"] = IdToString(device);
   e["name"] = name;
   store.AppendEvents({user}, store::EventType::kDevice, boost::json::serialize(e), NowMs(),
-                     [this](Result<std::vector<store::Appended>> r) {
-                       if (r) Wake(*r);
+                     [this, then = std::move(then)](Result<std::vector<store::Appended>> r) {
+                       if (r) {
+                         Wake(*r);
+                       } else {
+                         PLOG_ERROR("store write failed", "op=append_events error={}",
+                                    LogQuote(r.error().message));
+                       }
+                       then();
                      });
 }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -74,9 +75,11 @@ class Core {
   // that the writer never stalls behind it. Safe to call while one runs.
   void PurgeExpired();
 
-  // A `device` event (added or removed) in the user's own mailbox.
+  // A `device` event (added or removed) in the user's own mailbox; `then`
+  // runs once it is stored (or failed to be), so that an answer given after
+  // it never precedes the event.
   void AnnounceDevice(store::UserId user, store::DeviceId device, std::string_view change,
-                      std::string_view name);
+                      std::string_view name, std::function<void()> then);
 
   // Whether `viewer` may see `target`'s last seen and online status.
   bool CanSeeLastSeen(const store::User& target, store::UserId viewer);

@@ -234,8 +234,9 @@ void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) 
         break;
     }
     core.metrics.sign_ins.Inc();
-    respond(JsonResponse(200, TokensJson(core, r->user_id, device_id, 0, r->new_user, refresh)));
-    core.AnnounceDevice(r->user_id, device_id, "added", device_name);
+    auto tokens = TokensJson(core, r->user_id, device_id, 0, r->new_user, refresh);
+    core.AnnounceDevice(r->user_id, device_id, "added", device_name,
+                        [respond, tokens = std::move(tokens)] { respond(JsonResponse(200, tokens)); });
   });
 }
 

@@ -266,7 +266,8 @@ TEST_F(MessagingTest, NotesToSelfAreStoredOnceAndReachAllDevices) {
                                      a1.user_id, "--events"}, &code);
   ASSERT_EQ(code, 0) << dump;
   int messages = 0;
-  for (auto& e : json::parse(dump).at("events").as_array()) {
+  const json::value parsed = json::parse(dump);
+  for (const auto& e : parsed.at("events").as_array()) {
     messages += e.at("type") == "message";
   }
   EXPECT_EQ(messages, 1);
