@@ -83,8 +83,8 @@ void Session::ProfileGet(const json::object& req, const Rid& rid) {
     p["user"] = IdToString(u.id);
     p["name"] = u.name;
     p["status_text"] = u.status_text;
-    p["avatar_media_id"] = u.avatar_media_id.empty() ? json::value(nullptr)
-                                                     : json::value(u.avatar_media_id);
+    p["avatar_media_id"] =
+        u.avatar_media_id.empty() ? json::value(nullptr) : json::value(u.avatar_media_id);
     // "contacts" is kept for when the server knows contacts; until then it
     // shows last seen only to the user itself, like "nobody".
     const bool visible = u.id == identity_.user || u.last_seen_visibility == "everyone";
@@ -107,8 +107,7 @@ void Session::ProfileSet(const json::object& req, const Rid& rid) {
   auto visibility = proto::GetOptString(req, "last_seen_visibility", 16);
   if (!visibility) return Error(rid, code::kBadRequest, visibility.error().message);
   if (*visibility && !ValidVisibility(**visibility)) {
-    return Error(rid, code::kBadRequest,
-                 "last_seen_visibility: one of everyone, contacts, nobody");
+    return Error(rid, code::kBadRequest, "last_seen_visibility: one of everyone, contacts, nobody");
   }
   if (*name) patch.name = std::string(**name);
   if (*status) patch.status_text = std::string(**status);

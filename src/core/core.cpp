@@ -11,21 +11,41 @@ namespace parley::core {
 namespace {
 
 // Label values are bounded: anything else counts as "other".
-constexpr std::string_view kOpsIn[] = {
-    "hello",         "ping",          "send",         "ack",          "read",
-    "typing",        "history",       "receipts",     "presence.subscribe",
-    "group.create",  "group.info",    "group.add",    "group.remove", "group.promote",
-    "group.demote",  "group.update",  "group.leave",  "keys.upload",  "keys.bundle",
-    "keys.count",    "profile.get",   "profile.set",  "contacts.discover",
-    "devices.list",  "devices.remove", "push.register"};
-constexpr std::string_view kOpsOut[] = {"ok", "error", "event", "typing", "presence", "pong", "bye"};
+constexpr std::string_view kOpsIn[] = {"hello",
+                                       "ping",
+                                       "send",
+                                       "ack",
+                                       "read",
+                                       "typing",
+                                       "history",
+                                       "receipts",
+                                       "presence.subscribe",
+                                       "group.create",
+                                       "group.info",
+                                       "group.add",
+                                       "group.remove",
+                                       "group.promote",
+                                       "group.demote",
+                                       "group.update",
+                                       "group.leave",
+                                       "keys.upload",
+                                       "keys.bundle",
+                                       "keys.count",
+                                       "profile.get",
+                                       "profile.set",
+                                       "contacts.discover",
+                                       "devices.list",
+                                       "devices.remove",
+                                       "push.register"};
+constexpr std::string_view kOpsOut[] = {"ok",       "error", "event", "typing",
+                                        "presence", "pong",  "bye"};
 
 }  // namespace
 
 CoreMetrics::CoreMetrics(Registry& r)
     : registry(r),
-      sessions_authenticated(r.GetGauge("parley_sessions_authenticated",
-                                        "WebSocket sessions that completed hello")),
+      sessions_authenticated(
+          r.GetGauge("parley_sessions_authenticated", "WebSocket sessions that completed hello")),
       otp_sent(r.GetCounter("parley_otp_sent_total", "One-time codes handed to the SMS provider")),
       sign_ins(r.GetCounter("parley_sign_ins_total", "Successful /v1/auth/verify calls")),
       in_other_(r.GetCounter("parley_ws_frames_in_total", "WebSocket frames received, by op",
@@ -62,6 +82,7 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       ids(cfg.node_id),
       node_name(std::move(node)),
       presence(*this),
+      groups(st),
       otp_per_phone(cfg.otp_per_phone, 600),
       otp_per_address(cfg.otp_per_address_per_hour, 3600),
       contacts_per_day(cfg.contacts_per_day, 86400000),
@@ -77,6 +98,9 @@ void Core::Wake(const std::vector<store::Appended>& appended) {
 void Core::Deliver(const std::shared_ptr<const store::Message>& message,
                    const std::vector<store::Appended>& appended) {
   const bool per_device = message->kind == "e2ee";
+  // Every recipient sees the same event (but for its seq), and the sender's
+  // own copy differs only in conv and outgoing: two renders per message.
+  std::string bodies[2];  // [incoming, outgoing]
   for (const auto& a : appended) {
     auto targets = sessions.ForUser(a.user);
     if (targets.empty()) continue;
@@ -89,7 +113,9 @@ void Core::Deliver(const std::shared_ptr<const store::Message>& message,
     event->message = message;
     std::shared_ptr<const std::string> frame;
     if (!per_device) {
-      frame = std::make_shared<const std::string>(EventFrame(*event, a.user, 0));
+      std::string& body = bodies[event->outgoing ? 1 : 0];
+      if (body.empty()) body = EventBody(*event, a.user, 0);
+      frame = std::make_shared<const std::string>(WrapEvent(a.seq, body));
     }
     for (auto& s : targets) s->Notify(a.seq, event, frame);
   }
@@ -148,9 +174,9 @@ std::expected<Identity, AuthFailure> Core::Authenticate(std::string_view token) 
   auto claims = tokens.VerifyAccess(token, NowMs());
   if (!claims) {
     if (claims.error() == TokenError::kExpired) {
-      return std::unexpected(
-          AuthFailure{proto::code::kTokenExpired, 401, proto::close_code::kUnauthenticated,
-                      "the access token has expired; refresh it"});
+      return std::unexpected(AuthFailure{proto::code::kTokenExpired, 401,
+                                         proto::close_code::kUnauthenticated,
+                                         "the access token has expired; refresh it"});
     }
     return std::unexpected(AuthFailure{proto::code::kInvalidToken, 401,
                                        proto::close_code::kUnauthenticated,
@@ -159,8 +185,8 @@ std::expected<Identity, AuthFailure> Core::Authenticate(std::string_view token) 
   auto device = store.GetDevice(claims->user, claims->device);
   if (!device) {
     PLOG_ERROR("store read failed", "op=get_device error={}", LogQuote(device.error().message));
-    return std::unexpected(AuthFailure{proto::code::kInternal, 500,
-                                       proto::close_code::kTryAgainLater, "try again"});
+    return std::unexpected(
+        AuthFailure{proto::code::kInternal, 500, proto::close_code::kTryAgainLater, "try again"});
   }
   if (!*device) {
     return std::unexpected(AuthFailure{proto::code::kDeviceRevoked, 403,

@@ -16,6 +16,7 @@
 #include "common/config.hpp"
 #include "common/ids.hpp"
 #include "common/metrics.hpp"
+#include "core/groups.hpp"
 #include "core/presence.hpp"
 #include "core/rate_limit.hpp"
 #include "core/sessions.hpp"
@@ -96,6 +97,7 @@ class Core {
   const std::string node_name;
 
   PresenceHub presence;
+  GroupCache groups;
 
   WindowLimiter otp_per_phone;
   WindowLimiter otp_per_address;

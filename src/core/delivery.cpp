@@ -134,15 +134,14 @@ void Session::AckOp(const json::object& req, const Rid& rid) {
   cursor_ = seq;
   if (next_ <= seq) next_ = seq + 1;
   Core& core = core_;
-  core_.store.Ack(identity_.user, identity_.device, seq, NowMs(),
-                  [&core](Result<store::AckResult> r) {
-                    if (!r) {
-                      PLOG_ERROR("store write failed", "op=ack error={}",
-                                 LogQuote(r.error().message));
-                      return;
-                    }
-                    core.Wake(r->appended);
-                  });
+  core_.store.Ack(
+      identity_.user, identity_.device, seq, NowMs(), [&core](Result<store::AckResult> r) {
+        if (!r) {
+          PLOG_ERROR("store write failed", "op=ack error={}", LogQuote(r.error().message));
+          return;
+        }
+        core.Wake(r->appended);
+      });
   Pump();
 }
 

@@ -4,9 +4,9 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "core/session.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
-#include "core/session.hpp"
 
 #include <algorithm>
 
@@ -20,7 +20,9 @@ namespace {
 constexpr std::uint32_t kMaxOtpAttempts = 5;
 constexpr std::string_view kPlatforms[] = {"android", "ios", "web", "desktop", "cli"};
 
-net::HttpResponse BadRequest(const Error& e) { return ErrorResponse(400, code::kBadRequest, e.message); }
+net::HttpResponse BadRequest(const Error& e) {
+  return ErrorResponse(400, code::kBadRequest, e.message);
+}
 
 net::HttpResponse Internal(const Error& e, std::string_view op) {
   PLOG_ERROR("store failure", "op={} error={}", op, LogQuote(e.message));
@@ -124,7 +126,8 @@ void HttpApi::Otp(const net::HttpRequest& request, net::HttpRespond respond) {
   auto phone = proto::GetString(*body, "phone", 32);
   if (!phone) return respond(BadRequest(phone.error()));
   if (!IsE164(*phone)) {
-    return respond(ErrorResponse(400, code::kInvalidPhone, "phone must be E.164: + and 8 to 15 digits"));
+    return respond(
+        ErrorResponse(400, code::kInvalidPhone, "phone must be E.164: + and 8 to 15 digits"));
   }
   const std::string phone_key(*phone);
   const double now_s = MonoSeconds();
@@ -145,16 +148,17 @@ void HttpApi::Otp(const net::HttpRequest& request, net::HttpRespond respond) {
   otp.code_hash = core_.tokens.HashOtp(phone_key, digits);
   otp.expires_ms = now + static_cast<std::int64_t>(core_.config.otp_ttl_s) * 1000;
   Core& core = core_;
-  core_.store.PutOtp(std::move(otp), [&core, phone_key, digits, now,
-                                      respond = std::move(respond)](Status st) {
-    if (!st) return respond(Internal(st.error(), "put_otp"));
-    // Only a stored code is sent: a code the server would not accept is never delivered.
-    core.sms.Send(phone_key, digits, now);
-    core.metrics.otp_sent.Inc();
-    json::object o;
-    o["expires_in_s"] = core.config.otp_ttl_s;
-    respond(JsonResponse(202, o));
-  });
+  core_.store.PutOtp(std::move(otp),
+                     [&core, phone_key, digits, now, respond = std::move(respond)](Status st) {
+                       if (!st) return respond(Internal(st.error(), "put_otp"));
+                       // Only a stored code is sent: a code the server would not accept is never
+                       // delivered.
+                       core.sms.Send(phone_key, digits, now);
+                       core.metrics.otp_sent.Inc();
+                       json::object o;
+                       o["expires_in_s"] = core.config.otp_ttl_s;
+                       respond(JsonResponse(202, o));
+                     });
 }
 
 void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) {
@@ -177,21 +181,24 @@ void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) 
                                  "device.platform: one of android, ios, web, desktop, cli"));
   }
   if (!IsE164(*phone)) {
-    return respond(ErrorResponse(400, code::kInvalidPhone, "phone must be E.164: + and 8 to 15 digits"));
+    return respond(
+        ErrorResponse(400, code::kInvalidPhone, "phone must be E.164: + and 8 to 15 digits"));
   }
 
   auto otp = core_.store.GetOtp(*phone);
   if (!otp) return respond(Internal(otp.error(), "get_otp"));
-  if (!*otp) return respond(ErrorResponse(401, code::kInvalidCode, "no code is pending for this phone"));
+  if (!*otp)
+    return respond(ErrorResponse(401, code::kInvalidCode, "no code is pending for this phone"));
   const store::OtpCode& pending = **otp;
   // A burned code stays burned until a new one is asked for, whatever is tried.
   if (pending.attempts >= kMaxOtpAttempts) {
-    return respond(ErrorResponse(429, code::kTooManyAttempts,
-                                 "too many wrong codes; ask for a new one"));
+    return respond(
+        ErrorResponse(429, code::kTooManyAttempts, "too many wrong codes; ask for a new one"));
   }
   const std::int64_t now = NowMs();
   if (pending.expires_ms <= now) {
-    return respond(ErrorResponse(410, code::kCodeExpired, "the code has expired; ask for a new one"));
+    return respond(
+        ErrorResponse(410, code::kCodeExpired, "the code has expired; ask for a new one"));
   }
   const std::string hash = core_.tokens.HashOtp(*phone, *digits);
   if (hash != pending.code_hash) {
@@ -235,8 +242,9 @@ void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) 
     }
     core.metrics.sign_ins.Inc();
     auto tokens = TokensJson(core, r->user_id, device_id, 0, r->new_user, refresh);
-    core.AnnounceDevice(r->user_id, device_id, "added", device_name,
-                        [respond, tokens = std::move(tokens)] { respond(JsonResponse(200, tokens)); });
+    core.AnnounceDevice(
+        r->user_id, device_id, "added", device_name,
+        [respond, tokens = std::move(tokens)] { respond(JsonResponse(200, tokens)); });
   });
 }
 
@@ -253,7 +261,8 @@ void HttpApi::Refresh(const net::HttpRequest& request, net::HttpRespond respond)
   if (*known) {
     auto device = core_.store.GetDevice((*known)->user_id, (*known)->device_id);
     if (!device) return respond(Internal(device.error(), "get_device"));
-    if (!*device) return respond(ErrorResponse(403, code::kDeviceRevoked, "this device was removed"));
+    if (!*device)
+      return respond(ErrorResponse(403, code::kDeviceRevoked, "this device was removed"));
   }
 
   const std::string refresh = TokenService::NewRefreshToken();
@@ -274,9 +283,11 @@ void HttpApi::Refresh(const net::HttpRequest& request, net::HttpRespond respond)
           case O::kUnknown:
             return respond(ErrorResponse(401, code::kInvalidToken, "unknown refresh token"));
           case O::kExpired:
-            return respond(ErrorResponse(401, code::kTokenExpired, "the refresh token has expired"));
+            return respond(
+                ErrorResponse(401, code::kTokenExpired, "the refresh token has expired"));
           case O::kRevoked:
-            return respond(ErrorResponse(401, code::kInvalidToken, "the refresh token was revoked"));
+            return respond(
+                ErrorResponse(401, code::kInvalidToken, "the refresh token was revoked"));
           case O::kReused:
             PLOG_WARN("refresh token reused; device tokens revoked", "user={} device={}",
                       r->user_id, r->device_id);

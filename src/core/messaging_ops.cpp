@@ -2,6 +2,7 @@
 // receipts, presence.subscribe.
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "core/groups.hpp"
 #include "core/render.hpp"
 #include "core/session.hpp"
 #include "proto/errors.hpp"
@@ -20,7 +21,7 @@ constexpr std::size_t kMaxPresenceUsers = 500;
 // Refusals in a row after which a flooding device is disconnected.
 constexpr std::uint32_t kRefusalsBeforeClose = 50;
 
-constexpr std::string_view kKinds[] = {"text", "image", "video", "audio",
+constexpr std::string_view kKinds[] = {"text", "image", "video",     "audio",
                                        "file", "e2ee",  "sender_key"};
 
 }  // namespace
@@ -67,10 +68,14 @@ void Session::Send(const json::object& req, const Rid& rid) {
 
   std::vector<store::UserId> recipients;
   if (to->kind == store::Conversation::Kind::kGroup) {
-    // Groups arrive with the groups issue; until then none exists.
-    return Error(rid, code::kNotFound, "no such group");
-  }
-  if (to->id != identity_.user) {
+    // The writer takes the members at commit time; this early check only
+    // spares the store a job for what is refused anyway.
+    auto m = core_.groups.MembershipOf(to->id, identity_.user);
+    if (!m) return StoreError(rid, m.error(), "group_membership");
+    if (*m == Membership::kFormer)
+      return Error(rid, code::kNotMember, "you are no longer a member");
+    if (*m == Membership::kNever) return Error(rid, code::kNotFound, "no such group");
+  } else if (to->id != identity_.user) {
     auto peer = core_.store.GetUser(to->id);
     if (!peer) return StoreError(rid, peer.error(), "get_user");
     if (!*peer) return Error(rid, code::kNotFound, "no such user");
@@ -90,17 +95,20 @@ void Session::Send(const json::object& req, const Rid& rid) {
   m.recipients = static_cast<std::uint32_t>(recipients.size());
   auto message = std::make_shared<const store::Message>(m);
   auto self = shared_from_this();
-  core_.store.AppendMessage(std::move(m), std::move(recipients),
-                            [self, rid, message](Result<store::SendResult> r) {
-                              if (!r) return self->StoreError(rid, r.error(), "append_message");
-                              json::object result;
-                              result["msg_id"] = IdToString(r->msg_id);
-                              result["seq"] = std::to_string(r->seq);
-                              result["ts_ms"] = r->ts_ms;
-                              result["duplicate"] = r->duplicate;
-                              self->Ok(rid, std::move(result));
-                              if (!r->duplicate) self->core_.Deliver(message, r->appended);
-                            });
+  core_.store.AppendMessage(
+      std::move(m), std::move(recipients), [self, rid, message](Result<store::SendResult> r) {
+        if (!r && r.error().code == Errc::kConflict) {
+          return self->Error(rid, code::kNotMember, "you are no longer a member");
+        }
+        if (!r) return self->StoreError(rid, r.error(), "append_message");
+        json::object result;
+        result["msg_id"] = IdToString(r->msg_id);
+        result["seq"] = std::to_string(r->seq);
+        result["ts_ms"] = r->ts_ms;
+        result["duplicate"] = r->duplicate;
+        self->Ok(rid, std::move(result));
+        if (!r->duplicate) self->core_.Deliver(message, r->appended);
+      });
 }
 
 void Session::Read(const json::object& req, const Rid& rid) {
@@ -128,15 +136,29 @@ void Session::Typing(const json::object& req, const Rid& rid) {
     return Error(rid, code::kBadRequest, "state: composing or paused");
   }
   if (OverLimit(core_.typing_limiter, rid)) return;
-  if (to->kind == store::Conversation::Kind::kGroup || to->id == identity_.user) return;
   json::object frame;
   frame["op"] = "typing";
-  frame["from"] = json::object{{"user", IdToString(identity_.user)},
-                               {"device", IdToString(identity_.device)}};
-  frame["conv"] = ConvJson({store::Conversation::Kind::kUser, identity_.user});
+  frame["from"] =
+      json::object{{"user", IdToString(identity_.user)}, {"device", IdToString(identity_.device)}};
+  std::vector<store::UserId> targets;
+  if (to->kind == store::Conversation::Kind::kGroup) {
+    auto g = core_.groups.Get(to->id);
+    if (!g) return StoreError(rid, g.error(), "get_group");
+    if (!*g || !IsMember(**g, identity_.user)) return Error(rid, code::kNotFound, "no such group");
+    for (const auto& m : (*g)->members) {
+      if (m.user != identity_.user) targets.push_back(m.user);
+    }
+    frame["conv"] = ConvJson(*to);
+  } else {
+    if (to->id == identity_.user) return;
+    targets.push_back(to->id);
+    frame["conv"] = ConvJson({store::Conversation::Kind::kUser, identity_.user});
+  }
   frame["state"] = *state;
   const std::string text = json::serialize(frame);
-  for (auto& s : core_.sessions.ForUser(to->id)) s->SendRaw("typing", text);
+  for (auto user : targets) {
+    for (auto& s : core_.sessions.ForUser(user)) s->SendRaw("typing", text);
+  }
 }
 
 void Session::History(const json::object& req, const Rid& rid) {
@@ -155,7 +177,11 @@ void Session::History(const json::object& req, const Rid& rid) {
     limit = *l;
   }
   if (conv->kind == store::Conversation::Kind::kGroup) {
-    return Error(rid, code::kNotFound, "no such group");
+    // A former member still reads what reached it before it left: its
+    // conversation index holds exactly that.
+    auto m = core_.groups.MembershipOf(conv->id, identity_.user);
+    if (!m) return StoreError(rid, m.error(), "group_membership");
+    if (*m == Membership::kNever) return Error(rid, code::kNotFound, "no such group");
   }
   auto page = core_.store.History(identity_.user, *conv, before->value_or(0),
                                   static_cast<std::size_t>(limit) + 1);

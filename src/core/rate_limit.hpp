@@ -54,7 +54,8 @@ class TokenBucket {
 // A quota per key and fixed window (a UTC day for contact discovery).
 class QuotaCounter {
  public:
-  QuotaCounter(std::uint64_t limit, std::int64_t window_ms) : limit_(limit), window_ms_(window_ms) {}
+  QuotaCounter(std::uint64_t limit, std::int64_t window_ms)
+      : limit_(limit), window_ms_(window_ms) {}
   // Takes n units; on refusal answers the milliseconds until the window resets.
   std::int64_t Take(const std::string& key, std::int64_t now_ms, std::uint64_t n);
 

@@ -63,6 +63,20 @@ json::object MessageJson(const store::Message& m, store::UserId viewer,
 
 std::string EventFrame(const store::MailboxEvent& e, store::UserId viewer,
                        store::DeviceId viewer_device) {
+  std::string body = EventBody(e, viewer, viewer_device);
+  return body.empty() ? body : WrapEvent(e.seq, body);
+}
+
+std::string WrapEvent(store::Seq seq, std::string_view body) {
+  std::string frame;
+  frame.reserve(body.size() + 48);
+  frame.append(R"({"op":"event","seq":")").append(std::to_string(seq)).append(R"(","event":)");
+  frame.append(body).append("}");
+  return frame;
+}
+
+std::string EventBody(const store::MailboxEvent& e, store::UserId viewer,
+                      store::DeviceId viewer_device) {
   json::object event;
   switch (e.type) {
     case store::EventType::kMessage:
@@ -96,11 +110,7 @@ std::string EventFrame(const store::MailboxEvent& e, store::UserId viewer,
       break;
     }
   }
-  json::object frame;
-  frame["op"] = "event";
-  frame["seq"] = IdToString(e.seq);
-  frame["event"] = std::move(event);
-  return json::serialize(frame);
+  return json::serialize(event);
 }
 
 std::optional<store::Conversation> ParseConv(const json::value& v) {

@@ -25,6 +25,12 @@ json::object MessageJson(const store::Message& m, store::UserId viewer,
 std::string EventFrame(const store::MailboxEvent& e, store::UserId viewer,
                        store::DeviceId viewer_device);
 
+// The same in two steps, so that one rendered event serves many mailboxes
+// (a group message is the same event for every member but its seq).
+std::string EventBody(const store::MailboxEvent& e, store::UserId viewer,
+                      store::DeviceId viewer_device);
+std::string WrapEvent(store::Seq seq, std::string_view body);
+
 // Conversation parsed from a request's `conv` or `to`.
 std::optional<store::Conversation> ParseConv(const json::value& v);
 

@@ -10,7 +10,7 @@ namespace parley::core {
 namespace code = proto::code;
 
 namespace {
-constexpr std::size_t kMaxBadFrames = 5;   // the fifth in a minute closes with 4400
+constexpr std::size_t kMaxBadFrames = 5;  // the fifth in a minute closes with 4400
 constexpr double kBadFrameWindowS = 60;
 constexpr std::size_t kMaxRidLength = 64;
 }  // namespace
@@ -35,6 +35,14 @@ const std::unordered_map<std::string_view, Session::Handler>& Session::Handlers(
       {"history", &Session::History},
       {"receipts", &Session::Receipts},
       {"presence.subscribe", &Session::PresenceSubscribe},
+      {"group.create", &Session::GroupCreate},
+      {"group.info", &Session::GroupInfo},
+      {"group.add", &Session::GroupAdd},
+      {"group.remove", &Session::GroupRemove},
+      {"group.promote", &Session::GroupPromote},
+      {"group.demote", &Session::GroupDemote},
+      {"group.update", &Session::GroupUpdate},
+      {"group.leave", &Session::GroupLeave},
   };
   return handlers;
 }
@@ -49,7 +57,8 @@ void Session::OnFrame(std::string_view text) {
   if (auto it = req.find("rid"); it != req.end() && !it->value().is_null()) {
     if (!it->value().is_string() || it->value().get_string().size() > kMaxRidLength) {
       core_.metrics.FrameIn("other").Inc();
-      return Error(std::nullopt, code::kBadRequest, "rid: must be a string of at most 64 characters");
+      return Error(std::nullopt, code::kBadRequest,
+                   "rid: must be a string of at most 64 characters");
     }
     rid = std::string(it->value().get_string());
   }

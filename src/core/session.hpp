@@ -10,9 +10,9 @@
 
 #include <boost/json.hpp>
 #include <deque>
-#include <set>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -81,6 +81,21 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   void History(const json::object& req, const Rid& rid);
   void Receipts(const json::object& req, const Rid& rid);
   void PresenceSubscribe(const json::object& req, const Rid& rid);
+  // Ops (group_ops.cpp).
+  void GroupCreate(const json::object& req, const Rid& rid);
+  void GroupInfo(const json::object& req, const Rid& rid);
+  void GroupAdd(const json::object& req, const Rid& rid);
+  void GroupRemove(const json::object& req, const Rid& rid);
+  void GroupPromote(const json::object& req, const Rid& rid);
+  void GroupDemote(const json::object& req, const Rid& rid);
+  void GroupUpdate(const json::object& req, const Rid& rid);
+  void GroupLeave(const json::object& req, const Rid& rid);
+  void GroupMembers(const json::object& req, const Rid& rid, store::GroupChange::Kind kind);
+  void GroupSetRole(const json::object& req, const Rid& rid, store::GroupChange::Kind kind);
+  void ApplyGroupChange(store::GroupChange change, const Rid& rid, json::object result);
+  std::optional<std::vector<store::UserId>> ParseUsers(const json::object& req, const Rid& rid,
+                                                       std::size_t max, bool must_exist);
+
   // Flood control shared by send and typing: true when over the limit, after
   // answering rate_limited (or closing with 4429 a device that keeps going).
   bool OverLimit(TokenBucket& bucket, const Rid& rid);
@@ -96,9 +111,9 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
 
   // Delivery state, on the connection's strand only.
   bool delivering_ = false;
-  store::Seq cursor_ = 0;  // the highest seq this device acknowledged
-  store::Seq next_ = 1;    // the next seq the backlog stream sends
-  store::Seq head_ = 0;    // the highest seq known to exist
+  store::Seq cursor_ = 0;       // the highest seq this device acknowledged
+  store::Seq next_ = 1;         // the next seq the backlog stream sends
+  store::Seq head_ = 0;         // the highest seq known to exist
   std::set<store::Seq> ahead_;  // live events already sent ahead of the backlog
 };
 

@@ -152,10 +152,10 @@ class WebhookSms final : public SmsSender {
     }
     bool ok = false;
     if (bio != nullptr && BIO_do_connect(bio) > 0) {
-      const std::string request = "POST " + url_.path + " HTTP/1.1\r\nHost: " + url_.host +
-                                  "\r\nContent-Type: application/json\r\nContent-Length: " +
-                                  std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-                                  body;
+      const std::string request =
+          "POST " + url_.path + " HTTP/1.1\r\nHost: " + url_.host +
+          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+          "\r\nConnection: close\r\n\r\n" + body;
       if (BIO_write(bio, request.data(), static_cast<int>(request.size())) ==
           static_cast<int>(request.size())) {
         char buf[256];

@@ -45,8 +45,8 @@ TokenService::TokenService(std::string secret, std::uint32_t access_ttl_s)
   otp_key_.assign(reinterpret_cast<char*>(key), sizeof key);
 }
 
-std::string TokenService::IssueAccess(store::UserId user, store::DeviceId device,
-                                      std::uint32_t gen, std::int64_t now_ms) const {
+std::string TokenService::IssueAccess(store::UserId user, store::DeviceId device, std::uint32_t gen,
+                                      std::int64_t now_ms) const {
   jwt_t* raw = nullptr;
   if (jwt_new(&raw) != 0) throw std::bad_alloc();
   JwtPtr jwt(raw);
@@ -132,7 +132,8 @@ std::string NewOtpCode() {
 
 std::string LoadOrCreateSecret(const std::string& configured, const std::string& data_dir) {
   if (!configured.empty()) {
-    if (configured.size() < 32) throw std::runtime_error("config: jwt_secret: at least 32 characters");
+    if (configured.size() < 32)
+      throw std::runtime_error("config: jwt_secret: at least 32 characters");
     return configured;
   }
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
@@ -141,7 +142,8 @@ std::string LoadOrCreateSecret(const std::string& configured, const std::string&
     std::string hex;
     std::getline(in, hex);
     if (hex.size() >= 64) return hex;
-    throw std::runtime_error("jwt key file " + path.string() + " is damaged; remove it to make a new one");
+    throw std::runtime_error("jwt key file " + path.string() +
+                             " is damaged; remove it to make a new one");
   }
   unsigned char bytes[32];
   randombytes_buf(bytes, sizeof bytes);

@@ -138,4 +138,58 @@ struct MessageReceipts {
   std::vector<ReceiptEntry> read;
 };
 
+// ---- Groups -----------------------------------------------------------------
+
+using GroupId = std::uint64_t;
+
+enum class GroupRole : std::uint8_t { kMember = 1, kAdmin = 2 };
+
+struct GroupMember {
+  UserId user = 0;
+  GroupRole role = GroupRole::kMember;
+  std::int64_t joined_ms = 0;
+  std::uint64_t join_order = 0;  // strictly increasing per group: who joined earliest
+};
+
+struct Group {
+  GroupId id = 0;
+  std::string name;
+  std::string avatar_media_id;  // "" when none
+  UserId created_by = 0;
+  std::int64_t created_ms = 0;
+  std::vector<GroupMember> members;  // in join order
+};
+
+// One change to a group, applied atomically with its `group` event.
+struct GroupChange {
+  enum class Kind : std::uint8_t { kCreate, kAdd, kRemove, kPromote, kDemote, kUpdate, kLeave };
+  Kind kind = Kind::kCreate;
+  GroupId group_id = 0;
+  UserId actor = 0;
+  std::vector<UserId> users;  // create: the members besides the actor; add/remove; promote/demote: one
+  std::optional<std::string> name;             // create, update
+  std::optional<std::string> avatar_media_id;  // update
+  std::int64_t now_ms = 0;
+  std::uint32_t max_members = 256;
+  // The `group` event (rendered by core) appended to the mailbox of every
+  // member before the change and every member after it: removed members
+  // learn of their removal, added ones of their addition.
+  std::string payload;
+};
+
+struct GroupChangeResult {
+  enum class Outcome : std::uint8_t {
+    kOk,
+    kNotFound,        // no such group, or the actor was never a member
+    kNotMember,       // the actor is a former member
+    kNotAdmin,        // the change needs an admin
+    kTooManyMembers,  // it would exceed max_members
+  };
+  Outcome outcome = Outcome::kOk;
+  std::vector<Appended> appended;
+  // Members made admin because the last admin left (or was demoted).
+  std::vector<UserId> auto_promoted;
+  std::shared_ptr<const Group> group;  // the group after the change (null when it is gone)
+};
+
 }  // namespace parley::store

@@ -176,6 +176,12 @@ class Store {
   // note to self, which is one outgoing row in the sender's mailbox). If the
   // sender already sent message.client_msg_id, nothing is stored and the first
   // send's msg_id, seq and ts are answered with duplicate = true.
+  // For a group message (message.to.kind == kGroup) `recipients` is ignored:
+  // the writer takes the group's members at that moment (so a member removed
+  // by an earlier write never gets it), sets message.recipients to their
+  // number less the sender, and fails with kNotFound when the group does not
+  // exist or the sender was never a member, kConflict when the sender is a
+  // former member.
   virtual void AppendMessage(Message message, std::vector<UserId> recipients,
                              Callback<SendResult> done) = 0;
   // Moves the device's cursor up to `up_to` (never down). The first time any
@@ -199,6 +205,25 @@ class Store {
   // and one-time codes past their own expiry; answers how many rows went.
   // Called again until it answers fewer than max_rows.
   virtual void Purge(std::int64_t cutoff_ms, std::size_t max_rows, Callback<std::size_t> done) = 0;
+
+  // ---- Groups ---------------------------------------------------------------
+
+  // The group with its members, or nullopt.
+  virtual Result<std::optional<Group>> GetGroup(GroupId id) = 0;
+  // Whether the user was a member once and is not now.
+  virtual Result<bool> IsFormerMember(GroupId id, UserId user) = 0;
+  // Applies one change (see GroupChange) if its preconditions hold, and
+  // appends change.payload to the mailboxes of the members before and after,
+  // all in one write. Preconditions: the group exists (kCreate: it does not);
+  // the actor is a member (kNotMember for a former one, kNotFound for anyone
+  // else); add, remove, promote, demote and update need an admin; the result
+  // has at most max_members members. kCreate makes the actor an admin and the
+  // others members. Adding a member is a no-op for one already in; removing
+  // or promoting/demoting someone not in the group is a no-op. kRemove and
+  // kLeave make the users former members. When no admin is left but members
+  // are, the member who joined earliest becomes an admin (auto_promoted). A
+  // group whose last member leaves is deleted.
+  virtual void ChangeGroup(GroupChange change, Callback<GroupChangeResult> done) = 0;
 
   // ---- Lifecycle ----------------------------------------------------------
 

@@ -1,0 +1,252 @@
+// Group ops (PROTOCOL.md section 4): create, info, add, remove, promote,
+// demote, update, leave. Every change goes through Store::ChangeGroup, which
+// checks its preconditions and appends the `group` event in the same write.
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "core/groups.hpp"
+#include "core/render.hpp"
+#include "core/session.hpp"
+#include "proto/errors.hpp"
+#include "proto/json.hpp"
+
+namespace parley::core {
+
+namespace code = proto::code;
+using Kind = store::GroupChange::Kind;
+
+namespace {
+
+constexpr std::size_t kMaxGroupNameLength = 100;
+
+const char* ChangeName(Kind kind) {
+  switch (kind) {
+    case Kind::kCreate:
+      return "created";
+    case Kind::kAdd:
+      return "added";
+    case Kind::kRemove:
+      return "removed";
+    case Kind::kPromote:
+      return "promoted";
+    case Kind::kDemote:
+      return "demoted";
+    case Kind::kUpdate:
+      return "updated";
+    case Kind::kLeave:
+      return "left";
+  }
+  return "updated";
+}
+
+json::array IdArray(const std::vector<store::UserId>& ids) {
+  json::array a;
+  for (auto id : ids) a.push_back(json::value(IdToString(id)));
+  return a;
+}
+
+}  // namespace
+
+std::string GroupEventPayload(const store::GroupChange& c) {
+  json::object e;
+  e["type"] = "group";
+  e["group_id"] = IdToString(c.group_id);
+  e["change"] = ChangeName(c.kind);
+  e["by"] = IdToString(c.actor);
+  std::vector<store::UserId> users = c.users;
+  if (c.kind == Kind::kCreate) users.insert(users.begin(), c.actor);
+  if (c.kind == Kind::kLeave) users = {c.actor};
+  e["users"] = IdArray(users);
+  if (c.name) e["name"] = *c.name;
+  if (c.avatar_media_id) e["avatar_media_id"] = *c.avatar_media_id;
+  e["ts_ms"] = c.now_ms;
+  return json::serialize(e);
+}
+
+// Parses "users" (a list of user ids, at most `max`), checking each exists.
+// Answers the error itself and returns nullopt on failure.
+std::optional<std::vector<store::UserId>> Session::ParseUsers(const json::object& req,
+                                                              const Rid& rid, std::size_t max,
+                                                              bool must_exist) {
+  auto users = proto::GetArray(req, "users", max);
+  if (!users) {
+    if (users.error().message.find("at most") != std::string::npos) {
+      Error(rid, code::kTooManyMembers, "a group has at most 256 members");
+    } else {
+      Error(rid, code::kBadRequest, users.error().message);
+    }
+    return std::nullopt;
+  }
+  std::vector<store::UserId> ids;
+  for (const auto& v : **users) {
+    auto id = v.is_string() ? ParseId(v.get_string()) : std::nullopt;
+    if (!id) {
+      Error(rid, code::kBadRequest, "users: must be a list of user ids");
+      return std::nullopt;
+    }
+    if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+  }
+  if (must_exist && !ids.empty()) {
+    auto found = core_.store.GetUsers(ids);
+    if (!found) {
+      StoreError(rid, found.error(), "get_users");
+      return std::nullopt;
+    }
+    if (found->size() != ids.size()) {
+      Error(rid, code::kNotFound, "no such user");
+      return std::nullopt;
+    }
+  }
+  return ids;
+}
+
+void Session::ApplyGroupChange(store::GroupChange change, const Rid& rid, json::object result) {
+  change.actor = identity_.user;
+  change.now_ms = NowMs();
+  change.payload = GroupEventPayload(change);
+  auto self = shared_from_this();
+  const store::GroupId id = change.group_id;
+  const store::UserId actor = identity_.user;
+  core_.store.ChangeGroup(std::move(change), [self, rid, id, actor, result = std::move(result)](
+                                                 Result<store::GroupChangeResult> r) {
+    if (!r) return self->StoreError(rid, r.error(), "change_group");
+    using O = store::GroupChangeResult::Outcome;
+    switch (r->outcome) {
+      case O::kNotFound:
+        return self->Error(rid, code::kNotFound, "no such group");
+      case O::kNotMember:
+        return self->Error(rid, code::kNotMember, "you are no longer a member");
+      case O::kNotAdmin:
+        return self->Error(rid, code::kNotAdmin, "only an admin may do that");
+      case O::kTooManyMembers:
+        return self->Error(rid, code::kTooManyMembers, "a group has at most 256 members");
+      case O::kOk:
+        break;
+    }
+    Core& core = self->core_;
+    core.groups.Replace(id, r->group);
+    core.Wake(r->appended);
+    self->Ok(rid, result);
+    if (!r->auto_promoted.empty() && r->group) {
+      store::GroupChange promoted;
+      promoted.kind = Kind::kPromote;
+      promoted.group_id = id;
+      promoted.actor = actor;
+      promoted.users = r->auto_promoted;
+      promoted.now_ms = NowMs();
+      std::vector<store::UserId> members;
+      for (const auto& m : r->group->members) members.push_back(m.user);
+      core.store.AppendEvents(std::move(members), store::EventType::kGroup,
+                              GroupEventPayload(promoted), promoted.now_ms,
+                              [&core](Result<std::vector<store::Appended>> a) {
+                                if (a) core.Wake(*a);
+                              });
+    }
+  });
+}
+
+void Session::GroupCreate(const json::object& req, const Rid& rid) {
+  auto name = proto::GetString(req, "name", kMaxGroupNameLength);
+  if (!name) return Error(rid, code::kBadRequest, name.error().message);
+  auto members = ParseUsers(req, rid, 255, true);
+  if (!members) return;
+  std::erase(*members, identity_.user);
+  store::GroupChange c;
+  c.kind = Kind::kCreate;
+  c.group_id = core_.ids.Next();
+  c.users = std::move(*members);
+  c.name = std::string(*name);
+  json::object result;
+  result["group_id"] = IdToString(c.group_id);
+  ApplyGroupChange(std::move(c), rid, std::move(result));
+}
+
+void Session::GroupInfo(const json::object& req, const Rid& rid) {
+  auto id = proto::GetId(req, "group_id");
+  if (!id) return Error(rid, code::kBadRequest, id.error().message);
+  auto g = core_.groups.Get(*id);
+  if (!g) return StoreError(rid, g.error(), "get_group");
+  if (!*g || !IsMember(**g, identity_.user)) {
+    auto m = core_.groups.MembershipOf(*id, identity_.user);
+    if (m && *m == Membership::kFormer) {
+      return Error(rid, code::kNotMember, "you are no longer a member");
+    }
+    return Error(rid, code::kNotFound, "no such group");
+  }
+  const store::Group& group = **g;
+  json::array members;
+  for (const auto& m : group.members) {
+    members.push_back(
+        json::object{{"user", IdToString(m.user)},
+                     {"role", m.role == store::GroupRole::kAdmin ? "admin" : "member"}});
+  }
+  json::object result;
+  result["group_id"] = IdToString(group.id);
+  result["name"] = group.name;
+  result["members"] = std::move(members);
+  result["created_ms"] = group.created_ms;
+  if (!group.avatar_media_id.empty()) result["avatar_media_id"] = group.avatar_media_id;
+  Ok(rid, std::move(result));
+}
+
+void Session::GroupMembers(const json::object& req, const Rid& rid, Kind kind) {
+  auto id = proto::GetId(req, "group_id");
+  if (!id) return Error(rid, code::kBadRequest, id.error().message);
+  auto users = ParseUsers(req, rid, 256, kind == Kind::kAdd);
+  if (!users) return;
+  store::GroupChange c;
+  c.kind = kind;
+  c.group_id = *id;
+  c.users = std::move(*users);
+  ApplyGroupChange(std::move(c), rid, {});
+}
+
+void Session::GroupSetRole(const json::object& req, const Rid& rid, Kind kind) {
+  auto id = proto::GetId(req, "group_id");
+  if (!id) return Error(rid, code::kBadRequest, id.error().message);
+  auto user = proto::GetId(req, "user");
+  if (!user) return Error(rid, code::kBadRequest, user.error().message);
+  store::GroupChange c;
+  c.kind = kind;
+  c.group_id = *id;
+  c.users = {*user};
+  ApplyGroupChange(std::move(c), rid, {});
+}
+
+void Session::GroupAdd(const json::object& req, const Rid& rid) {
+  GroupMembers(req, rid, Kind::kAdd);
+}
+void Session::GroupRemove(const json::object& req, const Rid& rid) {
+  GroupMembers(req, rid, Kind::kRemove);
+}
+void Session::GroupPromote(const json::object& req, const Rid& rid) {
+  GroupSetRole(req, rid, Kind::kPromote);
+}
+void Session::GroupDemote(const json::object& req, const Rid& rid) {
+  GroupSetRole(req, rid, Kind::kDemote);
+}
+
+void Session::GroupUpdate(const json::object& req, const Rid& rid) {
+  auto id = proto::GetId(req, "group_id");
+  if (!id) return Error(rid, code::kBadRequest, id.error().message);
+  auto name = proto::GetOptString(req, "name", kMaxGroupNameLength);
+  if (!name) return Error(rid, code::kBadRequest, name.error().message);
+  auto avatar = proto::GetOptId(req, "avatar_media_id");
+  if (!avatar) return Error(rid, code::kBadRequest, avatar.error().message);
+  store::GroupChange c;
+  c.kind = Kind::kUpdate;
+  c.group_id = *id;
+  if (*name) c.name = std::string(**name);
+  if (*avatar) c.avatar_media_id = IdToString(**avatar);
+  ApplyGroupChange(std::move(c), rid, {});
+}
+
+void Session::GroupLeave(const json::object& req, const Rid& rid) {
+  auto id = proto::GetId(req, "group_id");
+  if (!id) return Error(rid, code::kBadRequest, id.error().message);
+  store::GroupChange c;
+  c.kind = Kind::kLeave;
+  c.group_id = *id;
+  ApplyGroupChange(std::move(c), rid, {});
+}
+
+}  // namespace parley::core
