@@ -21,8 +21,8 @@ struct ServerOptions {
   unsigned threads = 1;
   std::string tls_cert_file;  // both set: serve https:// and wss:// only
   std::string tls_key_file;
-  std::chrono::milliseconds auth_timeout{10000};  // no MarkAuthenticated by then: close 4401
-  std::chrono::milliseconds idle_timeout{90000};  // nothing received for this long: close 4408
+  std::chrono::milliseconds auth_timeout{10000};   // no MarkAuthenticated by then: close 4401
+  std::chrono::milliseconds idle_timeout{90000};   // nothing received for this long: close 4408
   std::chrono::milliseconds ping_interval{30000};  // WebSocket pings to a quiet peer
   std::size_t max_frame_bytes = 256 * 1024;        // larger: close 4400
   std::size_t max_body_bytes = 1024 * 1024;        // larger HTTP bodies: 413

@@ -213,7 +213,13 @@ class WsSession final : public Connection,
   void RunOnStrand(std::function<void()> fn) override {
     if (state_.destroying()) return;
     asio::post(executor_, [self = this->shared_from_this(), fn = std::move(fn)] {
-      if (!self->finished_) fn();
+      if (self->finished_) return;
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        PLOG_ERROR("posted connection task threw", "conn={} error={}", self->id_,
+                   LogQuote(e.what()));
+      }
     });
   }
 

@@ -1,0 +1,34 @@
+// Internal to src/net/: how the listener hands a socket to an HTTP session,
+// and how an HTTP session hands its stream to a WebSocket session. The
+// session templates themselves stay inside http_session.cpp and
+// ws_session.cpp, instantiated there for the plain and the TLS stream.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "net/server_state.hpp"
+#include "net/service.hpp"
+
+namespace parley::net::detail {
+
+using PlainStream = boost::beast::tcp_stream;
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_body>;
+
+// A freshly accepted socket, whose executor is a new strand. TLS when the
+// server has a TLS context.
+void StartHttpSession(ServerState& state, boost::asio::ip::tcp::socket socket);
+
+// Completes the WebSocket handshake for `upgrade` (already read from
+// `stream`), then runs the socket until it closes. `request` is the same
+// upgrade as core sees it.
+void StartWebSocket(ServerState& state, PlainStream&& stream, UpgradeRequest&& upgrade,
+                    HttpRequest request);
+void StartWebSocket(ServerState& state, TlsStream&& stream, UpgradeRequest&& upgrade,
+                    HttpRequest request);
+
+}  // namespace parley::net::detail
