@@ -40,12 +40,18 @@ json::object DeviceJson(const store::Device& d) {
 
 const char* TypeName(store::EventType t) {
   switch (t) {
-    case store::EventType::kMessage: return "message";
-    case store::EventType::kReceipt: return "receipt";
-    case store::EventType::kReadSync: return "read_sync";
-    case store::EventType::kGroup: return "group";
-    case store::EventType::kKeysChanged: return "keys_changed";
-    case store::EventType::kDevice: return "device";
+    case store::EventType::kMessage:
+      return "message";
+    case store::EventType::kReceipt:
+      return "receipt";
+    case store::EventType::kReadSync:
+      return "read_sync";
+    case store::EventType::kGroup:
+      return "group";
+    case store::EventType::kKeysChanged:
+      return "keys_changed";
+    case store::EventType::kDevice:
+      return "device";
   }
   return "unknown";
 }

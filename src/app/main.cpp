@@ -102,7 +102,8 @@ int Serve(const Config& cfg) {
   net::ServerOptions options;
   options.host = hp.host;
   options.port = hp.port;
-  options.threads = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  options.threads =
+      cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   options.tls_cert_file = cfg.tls_cert;
   options.tls_key_file = cfg.tls_key;
   options.auth_timeout = std::chrono::seconds(cfg.auth_timeout_s);

@@ -14,8 +14,7 @@ inline std::int64_t NowMs() {
 
 // Monotonic seconds, for latencies and rate limiters.
 inline double MonoSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace parley

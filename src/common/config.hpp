@@ -17,15 +17,15 @@ struct Config {
   // PROTOCOL.md section 7 (names and meanings are part of the contract).
   std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
   std::string data_dir = "./data";
-  std::string sms_provider = "log";  // log | file:<path> | webhook:<url>
+  std::string sms_provider = "log";             // log | file:<path> | webhook:<url>
   std::uint32_t otp_per_address_per_hour = 20;  // 0: no limit
   std::uint32_t otp_per_phone = 3;              // per 10 minutes; 0: no limit
   std::uint32_t device_send_rate = 50;          // sends/s per device, bursts 4x; 0: no limit
   std::string config;                           // the TOML file, if any
 
   // Runtime.
-  std::uint32_t threads = 0;  // I/O threads; 0: one per core
-  std::uint32_t node_id = 0;  // 0..1023, part of every id this node makes
+  std::uint32_t threads = 0;       // I/O threads; 0: one per core
+  std::uint32_t node_id = 0;       // 0..1023, part of every id this node makes
   std::string log_level = "info";  // trace | debug | info | warn | error
   std::string tls_cert;            // PEM certificate chain; with tls_key, serve TLS
   std::string tls_key;             // PEM private key
@@ -40,8 +40,8 @@ struct Config {
   std::uint32_t contacts_per_day = 10000;
 
   // WebSocket.
-  std::uint32_t auth_timeout_s = 10;   // close 4401 without a valid hello by then
-  std::uint32_t idle_timeout_s = 90;   // close 4408 after this long without a frame
+  std::uint32_t auth_timeout_s = 10;  // close 4401 without a valid hello by then
+  std::uint32_t idle_timeout_s = 90;  // close 4408 after this long without a frame
   std::uint32_t max_frame_bytes = 262144;
 
   // Storage.

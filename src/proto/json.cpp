@@ -24,8 +24,8 @@ Result<json::object> ParseObject(std::string_view text) {
   return std::move(v.as_object());
 }
 
-Result<std::optional<std::string_view>> GetOptString(const json::object& obj,
-                                                     std::string_view key, std::size_t max_len) {
+Result<std::optional<std::string_view>> GetOptString(const json::object& obj, std::string_view key,
+                                                     std::size_t max_len) {
   auto it = obj.find(key);
   if (it == obj.end() || it->value().is_null()) return std::optional<std::string_view>{};
   if (!it->value().is_string()) return Bad(key, "must be a string");

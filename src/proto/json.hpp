@@ -22,15 +22,15 @@ Result<json::object> ParseObject(std::string_view text);
 Result<std::string_view> GetString(const json::object& obj, std::string_view key,
                                    std::size_t max_len = 4096);
 Result<std::uint64_t> GetId(const json::object& obj, std::string_view key);  // a decimal string
-Result<std::int64_t> GetInt(const json::object& obj, std::string_view key);  // number or decimal string
+Result<std::int64_t> GetInt(const json::object& obj,
+                            std::string_view key);  // number or decimal string
 Result<const json::object*> GetObject(const json::object& obj, std::string_view key);
 Result<const json::array*> GetArray(const json::object& obj, std::string_view key,
                                     std::size_t max_items);
 
 // Optional fields: nullopt when absent or null; an error when present with
 // the wrong type.
-Result<std::optional<std::string_view>> GetOptString(const json::object& obj,
-                                                     std::string_view key,
+Result<std::optional<std::string_view>> GetOptString(const json::object& obj, std::string_view key,
                                                      std::size_t max_len = 4096);
 Result<std::optional<std::uint64_t>> GetOptId(const json::object& obj, std::string_view key);
 

@@ -85,8 +85,8 @@ struct Message {
   DeviceId sender_device = 0;
   Conversation to;  // as the sender addressed it: the recipient user, or the group
   std::string client_msg_id;
-  std::string kind;  // text | image | video | audio | file | e2ee | sender_key
-  std::string body;  // the serialized JSON value, as sent
+  std::string kind;      // text | image | video | audio | file | e2ee | sender_key
+  std::string body;      // the serialized JSON value, as sent
   std::string media_id;  // "" when none
   std::int64_t ts_ms = 0;
   std::uint32_t recipients = 0;  // recipients at send time, the sender not counted
@@ -166,7 +166,8 @@ struct GroupChange {
   Kind kind = Kind::kCreate;
   GroupId group_id = 0;
   UserId actor = 0;
-  std::vector<UserId> users;  // create: the members besides the actor; add/remove; promote/demote: one
+  std::vector<UserId>
+      users;  // create: the members besides the actor; add/remove; promote/demote: one
   std::optional<std::string> name;             // create, update
   std::optional<std::string> avatar_media_id;  // update
   std::int64_t now_ms = 0;

@@ -41,7 +41,7 @@ struct SignInRequest {
   std::string code_hash;   // must equal the stored OtpCode's hash; the code is consumed
   UserId new_user_id = 0;  // the id to use when the phone has no account yet
   std::int64_t now_ms = 0;
-  Device device;        // id, name, platform preset; user_id is filled in
+  Device device;         // id, name, platform preset; user_id is filled in
   RefreshToken refresh;  // hash, expires_ms preset; user/device/gen filled in
   std::uint32_t max_devices = 5;
   std::uint32_t max_otp_attempts = 5;  // a code with this many failures is burned
@@ -163,9 +163,9 @@ class Store {
   // The messages of one conversation in the user's mailbox with msg_id <
   // before (0: from the newest), newest first, at most `limit`.
   virtual Result<std::vector<std::shared_ptr<const Message>>> History(UserId user,
-                                                                       Conversation conv,
-                                                                       MsgId before,
-                                                                       std::size_t limit) = 0;
+                                                                      Conversation conv,
+                                                                      MsgId before,
+                                                                      std::size_t limit) = 0;
   virtual Result<MessageReceipts> GetReceipts(MsgId msg_id) = 0;
 
   // ---- Messaging writes ---------------------------------------------------

@@ -9,7 +9,8 @@ namespace {
 class AuthTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0"}});
+    server_ = new Parleyd(
+        Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0"}});
     ASSERT_TRUE(server_->Start());
   }
   static void TearDownTestSuite() {
@@ -214,7 +215,8 @@ TEST(AuthLimits, CodesPerAddressAreLimited) {
 }
 
 TEST(AuthLimits, ZeroMeansNoLimit) {
-  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0"}});
+  Parleyd server(
+      Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0"}});
   ASSERT_TRUE(server.Start());
   const std::string phone = NextPhone();
   for (int i = 0; i < 8; ++i) EXPECT_EQ(RequestCode(server, phone).status, 202);

@@ -14,8 +14,8 @@ constexpr int kInFlight = 32;
 constexpr int kRuns = 10;
 
 void OneRun(std::mt19937& rng) {
-  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
-                                           "--device-send-rate", "0"}});
+  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone",
+                                           "0", "--device-send-rate", "0"}});
   ASSERT_TRUE(server.Start());
   Account a = SignIn(server, NextPhone()), b = SignIn(server, NextPhone());
   auto wa = Connect(server, a);
@@ -32,9 +32,12 @@ void OneRun(std::mt19937& rng) {
   bool dead = false;
   while (answered < kMessages && !dead) {
     while (sent < kMessages && sent - answered < kInFlight) {
-      if (!wa->SendJson({{"op", "send"}, {"rid", std::to_string(sent)},
-                         {"to", ToUser(b.user_id)}, {"client_msg_id", "crash-" + std::to_string(sent)},
-                         {"kind", "text"}, {"body", sent}})) {
+      if (!wa->SendJson({{"op", "send"},
+                         {"rid", std::to_string(sent)},
+                         {"to", ToUser(b.user_id)},
+                         {"client_msg_id", "crash-" + std::to_string(sent)},
+                         {"kind", "text"},
+                         {"body", sent}})) {
         dead = true;
         break;
       }
@@ -69,8 +72,8 @@ void OneRun(std::mt19937& rng) {
   for (int i = 0; i < kMessages; ++i) {
     if (acknowledged[i]) {
       ++ok_count;
-      EXPECT_EQ(count[i], 1) << "message " << i << " was answered ok; kill after "
-                             << kill_after_ms << " ms";
+      EXPECT_EQ(count[i], 1) << "message " << i << " was answered ok; kill after " << kill_after_ms
+                             << " ms";
     } else {
       EXPECT_LE(count[i], 1) << "message " << i;
     }

@@ -14,10 +14,8 @@
 // boost::json so that argument-dependent lookup finds it from inside gtest.
 namespace boost::json {
 template <class S>
-  requires std::same_as<S, std::string>
-bool operator==(const value& v, const S& s) {
-  return v.is_string() && v.get_string() == s;
-}
+requires std::same_as<S, std::string>
+bool operator==(const value& v, const S& s) { return v.is_string() && v.get_string() == s; }
 }  // namespace boost::json
 
 namespace parley::test {
@@ -123,8 +121,7 @@ inline std::string NextClientMsgId() {
 
 // Sends a text message and returns the answer (ok or error).
 inline std::optional<json::object> SendText(WsClient& ws, const std::string& to_user,
-                                            const std::string& text,
-                                            std::string client_msg_id = "",
+                                            const std::string& text, std::string client_msg_id = "",
                                             std::chrono::milliseconds timeout = 5s) {
   if (client_msg_id.empty()) client_msg_id = NextClientMsgId();
   return ws.Request({{"op", "send"},

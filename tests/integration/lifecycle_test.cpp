@@ -72,8 +72,8 @@ TEST(Lifecycle, ConfigurationFileEnvironmentAndFlags) {
   }
   {
     // The environment beats the file; a flag beats the environment.
-    Parleyd server(Parleyd::Options{.args = {"--config", file},
-                                    .env = {{"PARLEY_OTP_PER_PHONE", "2"}}});
+    Parleyd server(
+        Parleyd::Options{.args = {"--config", file}, .env = {{"PARLEY_OTP_PER_PHONE", "2"}}});
     ASSERT_TRUE(server.Start());
     const std::string phone = NextPhone();
     EXPECT_EQ(RequestCode(server, phone).status, 202);

@@ -12,8 +12,9 @@ namespace {
 class MessagingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
-                                                    "--device-send-rate", "0"}});
+    server_ =
+        new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone",
+                                              "0", "--device-send-rate", "0"}});
     ASSERT_TRUE(server_->Start());
   }
   static void TearDownTestSuite() {
@@ -71,7 +72,8 @@ TEST_F(MessagingTest, OfflineMessagesArriveInOrderOnReconnectAndAckedOnesDoNotRe
   Account a = SignIn(*server_, NextPhone()), b = SignIn(*server_, NextPhone());
   auto wa = Connect(*server_, a);
   ASSERT_TRUE(wa);
-  for (int i = 0; i < 5; ++i) ASSERT_EQ(Str(*SendText(*wa, b.user_id, std::to_string(i)), "op"), "ok");
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(Str(*SendText(*wa, b.user_id, std::to_string(i)), "op"), "ok");
 
   std::uint64_t last = 0;
   {
@@ -118,8 +120,11 @@ TEST_F(MessagingTest, BacklogIsWindowedAndAReconnectMidwayResumesFromTheCursor) 
   auto wa = Connect(*server_, a);
   ASSERT_TRUE(wa);
   for (int i = 0; i < 600; ++i) {
-    wa->SendJson({{"op", "send"}, {"rid", "s" + std::to_string(i)}, {"to", ToUser(b.user_id)},
-                  {"client_msg_id", "bk" + std::to_string(i)}, {"kind", "text"},
+    wa->SendJson({{"op", "send"},
+                  {"rid", "s" + std::to_string(i)},
+                  {"to", ToUser(b.user_id)},
+                  {"client_msg_id", "bk" + std::to_string(i)},
+                  {"kind", "text"},
                   {"body", {{"n", i}}}});
   }
   for (int i = 0; i < 600; ++i) ASSERT_TRUE(wa->ReceiveOp("ok", 10s)) << i;
@@ -262,8 +267,8 @@ TEST_F(MessagingTest, NotesToSelfAreStoredOnceAndReachAllDevices) {
     EXPECT_FALSE(NextEventOfType(*ws, "message", 300ms)) << "stored twice";
   }
   int code = -1;
-  const std::string dump = RunAdmin({"--data-dir", server_->data_dir(), "dump-user", "--user",
-                                     a1.user_id, "--events"}, &code);
+  const std::string dump = RunAdmin(
+      {"--data-dir", server_->data_dir(), "dump-user", "--user", a1.user_id, "--events"}, &code);
   ASSERT_EQ(code, 0) << dump;
   int messages = 0;
   const json::value parsed = json::parse(dump);
@@ -280,7 +285,8 @@ TEST_F(MessagingTest, HistoryPagesBackwardsThroughOneConversation) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) {
     auto& ws = i % 2 == 0 ? *wa : *wb;
-    ids.push_back(Str(*SendText(ws, i % 2 == 0 ? b.user_id : a.user_id, std::to_string(i)), "msg_id"));
+    ids.push_back(
+        Str(*SendText(ws, i % 2 == 0 ? b.user_id : a.user_id, std::to_string(i)), "msg_id"));
   }
   auto r = wa->Request({{"op", "history"}, {"conv", ToUser(b.user_id)}, {"limit", 2}});
   ASSERT_TRUE(r);
@@ -290,8 +296,8 @@ TEST_F(MessagingTest, HistoryPagesBackwardsThroughOneConversation) {
   EXPECT_EQ(page[1].at("msg_id"), ids[3]);
   EXPECT_EQ(page[1].at("outgoing"), false);
   EXPECT_EQ((*r)["more"], true);
-  r = wa->Request({{"op", "history"}, {"conv", ToUser(b.user_id)}, {"limit", 100},
-                   {"before_msg_id", ids[3]}});
+  r = wa->Request(
+      {{"op", "history"}, {"conv", ToUser(b.user_id)}, {"limit", 100}, {"before_msg_id", ids[3]}});
   auto& rest = (*r)["messages"].as_array();
   ASSERT_EQ(rest.size(), 3u);
   EXPECT_EQ(rest[2].at("msg_id"), ids[0]);
@@ -329,8 +335,8 @@ TEST_F(MessagingTest, BadSends) {
     frame["op"] = "send";
     return *wa->Request(std::move(frame));
   };
-  json::object good{{"to", ToUser(b.user_id)}, {"client_msg_id", "x"}, {"kind", "text"},
-                    {"body", "hi"}};
+  json::object good{
+      {"to", ToUser(b.user_id)}, {"client_msg_id", "x"}, {"kind", "text"}, {"body", "hi"}};
   auto without = [&](const char* key) {
     json::object f = good;
     f.erase(key);
@@ -386,7 +392,8 @@ TEST_F(MessagingTest, PresenceFollowsTheDevicesAndHonoursVisibility) {
   Account a1 = SignIn(*server_, pa, "a1"), a2 = SignIn(*server_, pa, "a2");
   Account c = SignIn(*server_, NextPhone());
   auto wc = Connect(*server_, c);
-  auto r = wc->Request({{"op", "presence.subscribe"}, {"users", json::array{json::value(a1.user_id)}}});
+  auto r =
+      wc->Request({{"op", "presence.subscribe"}, {"users", json::array{json::value(a1.user_id)}}});
   ASSERT_TRUE(r);
   ASSERT_EQ((*r)["statuses"].as_array().size(), 1u);
   EXPECT_EQ((*r)["statuses"].as_array()[0].at("online"), false);
@@ -417,8 +424,8 @@ TEST_F(MessagingTest, PresenceFollowsTheDevicesAndHonoursVisibility) {
 }
 
 TEST(MessagingFlood, SendsOverTheLimitAreRefusedAndAFloodCloses4429) {
-  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
-                                           "--device-send-rate", "5"}});
+  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone",
+                                           "0", "--device-send-rate", "5"}});
   ASSERT_TRUE(server.Start());
   Account a = SignIn(server, NextPhone()), b = SignIn(server, NextPhone());
   Account c = SignIn(server, NextPhone());
@@ -437,7 +444,7 @@ TEST(MessagingFlood, SendsOverTheLimitAreRefusedAndAFloodCloses4429) {
       EXPECT_TRUE((*r)["retry_after_ms"].is_int64());
     }
   }
-  EXPECT_GE(ok, 20);   // the burst is 4 x 5
+  EXPECT_GE(ok, 20);  // the burst is 4 x 5
   EXPECT_LE(ok, 25);
   EXPECT_GE(limited, 1);
   EXPECT_EQ(closed, 4429);
@@ -449,8 +456,12 @@ TEST_F(MessagingTest, ALiveMessageOvertakesALongBacklog) {
   Account a = SignIn(*server_, NextPhone()), b = SignIn(*server_, NextPhone());
   auto wa = Connect(*server_, a);
   for (int i = 0; i < 2000; ++i) {
-    wa->SendJson({{"op", "send"}, {"rid", "s" + std::to_string(i)}, {"to", ToUser(b.user_id)},
-                  {"client_msg_id", "bl" + std::to_string(i)}, {"kind", "text"}, {"body", i}});
+    wa->SendJson({{"op", "send"},
+                  {"rid", "s" + std::to_string(i)},
+                  {"to", ToUser(b.user_id)},
+                  {"client_msg_id", "bl" + std::to_string(i)},
+                  {"kind", "text"},
+                  {"body", i}});
   }
   for (int i = 0; i < 2000; ++i) ASSERT_TRUE(wa->ReceiveOp("ok", 10s));
   auto wb = Connect(*server_, b);

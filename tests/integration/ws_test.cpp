@@ -11,8 +11,9 @@ namespace {
 class WsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
-                                                    "--contacts-per-day", "1200"}});
+    server_ =
+        new Parleyd(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone",
+                                              "0", "--contacts-per-day", "1200"}});
     ASSERT_TRUE(server_->Start());
   }
   static void TearDownTestSuite() {
@@ -77,8 +78,8 @@ TEST_F(WsTest, ForgedAndMalformedTokensAreRefusedWith4401) {
   ExpectHelloRefused(*server_, forged, "invalid_token", 4401);
   ExpectHelloRefused(*server_, "not.a.jwt", "invalid_token", 4401);
   // alg "none" with the same claims.
-  const std::string payload = a.access_token.substr(a.access_token.find('.') + 1,
-                                                    a.access_token.rfind('.') - a.access_token.find('.') - 1);
+  const std::string payload = a.access_token.substr(
+      a.access_token.find('.') + 1, a.access_token.rfind('.') - a.access_token.find('.') - 1);
   ExpectHelloRefused(*server_, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + payload + ".",
                      "invalid_token", 4401);
   // No token at all.
@@ -213,7 +214,9 @@ TEST_F(WsTest, ProfilesSetAndGet) {
   Account b = SignIn(*server_, NextPhone());
   auto ws = Connect(*server_, a);
   ASSERT_TRUE(ws);
-  auto r = ws->Request({{"op", "profile.set"}, {"name", "Ada"}, {"status_text", "at work"},
+  auto r = ws->Request({{"op", "profile.set"},
+                        {"name", "Ada"},
+                        {"status_text", "at work"},
                         {"last_seen_visibility", "nobody"}});
   ASSERT_TRUE(r);
   EXPECT_EQ(Str(*r, "op"), "ok") << json::serialize(*r);

@@ -3,13 +3,13 @@
 // timeout and reports failures as values or gtest failures, never hangs.
 #pragma once
 
+#include <sys/types.h>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
-#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -25,10 +25,10 @@ struct Endpoint {
 };
 
 struct HttpResult {
-  int status = 0;                             // 0 when the request failed (see error)
+  int status = 0;  // 0 when the request failed (see error)
   std::string body;
   std::map<std::string, std::string> headers;  // names in lower case
-  std::string error;                          // transport error, if any
+  std::string error;                           // transport error, if any
 
   // body parsed as JSON (an empty object when it is not JSON).
   json::value Json() const;
@@ -39,7 +39,8 @@ struct HttpResult {
 // One request on a fresh connection. `headers` are added as given;
 // Content-Type defaults to application/json when a body is given.
 HttpResult Http(const Endpoint& ep, const std::string& method, const std::string& target,
-                const std::string& body = "", const std::map<std::string, std::string>& headers = {},
+                const std::string& body = "",
+                const std::map<std::string, std::string>& headers = {},
                 std::chrono::milliseconds timeout = 10s);
 
 // A WebSocket client. Frames that arrive while the test waits for something
@@ -92,10 +93,10 @@ class WsClient {
 class Parleyd {
  public:
   struct Options {
-    std::vector<std::string> args;            // extra flags
-    std::map<std::string, std::string> env;   // extra environment
-    std::string data_dir;                     // empty: a fresh temporary directory
-    bool tls = false;                         // generate a self-signed cert and use it
+    std::vector<std::string> args;           // extra flags
+    std::map<std::string, std::string> env;  // extra environment
+    std::string data_dir;                    // empty: a fresh temporary directory
+    bool tls = false;                        // generate a self-signed cert and use it
   };
   Parleyd();
   explicit Parleyd(Options options);

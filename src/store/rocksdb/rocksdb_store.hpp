@@ -11,10 +11,10 @@
 namespace parley::store {
 
 struct RocksOptions {
-  std::string path;         // the database directory, created if missing
-  bool read_only = false;   // for `parleyd admin` while a server may be running
-  bool sync = true;         // fsync each group commit (false only in benchmarks)
-  StoreObserver observer;   // optional
+  std::string path;        // the database directory, created if missing
+  bool read_only = false;  // for `parleyd admin` while a server may be running
+  bool sync = true;        // fsync each group commit (false only in benchmarks)
+  StoreObserver observer;  // optional
 };
 
 // Opens (creating or upgrading) the database. Fails on a format version newer
