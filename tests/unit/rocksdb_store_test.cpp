@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "store/rocksdb/codec.hpp"
+#include "store/rocksdb/group_cache.hpp"
 #include "store/rocksdb/group_writer.hpp"
 #include "store/rocksdb/mailbox_heads.hpp"
 #include "store/rocksdb/message_cache.hpp"
@@ -62,6 +63,8 @@ INSTANTIATE_TEST_SUITE_P(RocksDB, StoreContractTest, ::testing::Values(RocksStor
                          StoreFactoryName);
 INSTANTIATE_TEST_SUITE_P(RocksDB, StoreMessagingContractTest,
                          ::testing::Values(RocksStoreFactory()), StoreFactoryName);
+INSTANTIATE_TEST_SUITE_P(RocksDB, StoreGroupsContractTest, ::testing::Values(RocksStoreFactory()),
+                         StoreFactoryName);
 
 // ---- Backend-specific behaviour --------------------------------------------------
 
@@ -269,6 +272,60 @@ TEST(MessageCacheTest, EvictsLeastRecentlyUsed) {
   EXPECT_EQ(cache.Get(200)->body, "200");
   cache.Erase(200);
   EXPECT_EQ(cache.Get(200), nullptr);
+}
+
+// Jobs' group versions are seen by later jobs of the batch, vanish with a
+// rolled-back job or a failed commit, and reach readers only once committed.
+TEST(GroupCacheTest, FollowsJobsAndBatches) {
+  rocks::GroupCache cache(2);
+  auto version = [](GroupId id, const std::string& name) {
+    return rocks::GroupState{.group = std::make_shared<const Group>(Group{.id = id, .name = name}),
+                             .next_join_order = 5};
+  };
+  auto current_name = [&](GroupId id) -> std::string {
+    auto c = cache.Current(id);
+    if (!c) return "(unknown)";
+    return c->group ? c->group->name : "(deleted)";
+  };
+  cache.Loaded(1, version(1, "a"));
+  ASSERT_NE(cache.Committed(1), nullptr);
+  EXPECT_EQ(cache.Committed(1)->name, "a");
+  cache.Loaded(9, rocks::GroupState{});  // no such group: not kept
+  EXPECT_EQ(current_name(9), "(unknown)");
+
+  cache.Stage(1, version(1, "b"));
+  cache.JobDone(true);
+  cache.Stage(1, version(1, "c"));
+  cache.Stage(2, version(2, "x"));
+  cache.JobDone(false);
+  EXPECT_EQ(current_name(1), "b");
+  EXPECT_EQ(current_name(2), "(unknown)");
+  EXPECT_EQ(cache.Committed(1)->name, "a");
+  cache.Stage(1, rocks::GroupState{});
+  cache.JobDone(true);
+  EXPECT_EQ(current_name(1), "(deleted)");
+  cache.BatchDone(false);
+  EXPECT_EQ(current_name(1), "a");
+
+  cache.Stage(1, version(1, "d"));
+  cache.JobDone(true);
+  cache.BatchDone(true);
+  EXPECT_EQ(cache.Committed(1)->name, "d");
+  EXPECT_EQ(cache.Current(1)->next_join_order, 5u);
+  cache.Stage(1, rocks::GroupState{});
+  cache.JobDone(true);
+  cache.BatchDone(true);
+  EXPECT_EQ(cache.Committed(1), nullptr);
+  EXPECT_EQ(current_name(1), "(unknown)");
+
+  // Bounded: the least recently used goes.
+  cache.Loaded(1, version(1, "1"));
+  cache.Loaded(2, version(2, "2"));
+  EXPECT_NE(cache.Committed(1), nullptr);
+  cache.Loaded(3, version(3, "3"));
+  EXPECT_NE(cache.Committed(1), nullptr);
+  EXPECT_EQ(cache.Committed(2), nullptr);
+  EXPECT_NE(cache.Committed(3), nullptr);
 }
 
 // ---- Codec ----------------------------------------------------------------------------
@@ -533,6 +590,47 @@ TEST(RocksCodecTest, MalformedMessagingValuesAreCorruption) {
   EXPECT_FALSE(rocks::DecodeMailboxEvent(1, kind).has_value());
   EXPECT_FALSE(rocks::DecodeMailboxEvent(1, rocks::EncodeUser(User{})).has_value());
   EXPECT_FALSE(rocks::DecodeIdem(rocks::EncodeUserState({})).has_value());
+}
+
+TEST(RocksCodecTest, GroupValuesRoundTripAndRejectGarbage) {
+  const rocks::GroupRow row{
+      .group =
+          Group{
+              .name = "team", .avatar_media_id = "77", .created_by = 1ull << 60, .created_ms = -5},
+      .next_join_order = 300};
+  auto r = rocks::DecodeGroupRow(9, rocks::EncodeGroupRow(row)).value();
+  EXPECT_EQ(r.group.id, 9u);
+  EXPECT_EQ(r.group.name, "team");
+  EXPECT_EQ(r.group.avatar_media_id, "77");
+  EXPECT_EQ(r.group.created_by, 1ull << 60);
+  EXPECT_EQ(r.group.created_ms, -5);
+  EXPECT_TRUE(r.group.members.empty());
+  EXPECT_EQ(r.next_join_order, 300u);
+
+  const GroupMember member{.role = GroupRole::kAdmin, .joined_ms = 1234567, .join_order = 12};
+  auto m = rocks::DecodeGroupMember(4, rocks::EncodeGroupMember(member)).value();
+  EXPECT_EQ(m.user, 4u);
+  EXPECT_EQ(m.role, GroupRole::kAdmin);
+  EXPECT_EQ(m.joined_ms, 1234567);
+  EXPECT_EQ(m.join_order, 12u);
+  EXPECT_EQ(rocks::DecodeFormerMember(rocks::EncodeFormerMember(1234567)).value(), 1234567);
+
+  for (const auto& good : {rocks::EncodeGroupRow(row), rocks::EncodeGroupMember(member),
+                           rocks::EncodeFormerMember(1234567)}) {
+    for (std::size_t n = 0; n < good.size(); ++n) {
+      const auto cut = good.substr(0, n);
+      EXPECT_FALSE(rocks::DecodeGroupRow(1, cut).has_value()) << n;
+      EXPECT_FALSE(rocks::DecodeGroupMember(1, cut).has_value()) << n;
+      EXPECT_FALSE(rocks::DecodeFormerMember(cut).has_value()) << n;
+    }
+  }
+  std::string bad_role = rocks::EncodeGroupMember(member);
+  bad_role[1] = 3;
+  auto bad = rocks::DecodeGroupMember(1, bad_role);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code, Errc::kCorruption);
+  EXPECT_FALSE(rocks::DecodeGroupRow(1, rocks::EncodeGroupMember(member)).has_value());
+  EXPECT_FALSE(rocks::DecodeFormerMember(rocks::EncodeFormerMember(1) + "x").has_value());
 }
 
 }  // namespace

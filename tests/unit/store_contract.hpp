@@ -1,14 +1,16 @@
 // The store contract suites (store_contract_test.cpp for accounts and the
 // writer; store_messaging_contract_test.cpp and
-// store_retention_contract_test.cpp for mailboxes, messages and retention):
-// what every Store backend must do, written against the abstract interface
-// only. A backend joins by providing a StoreFactory and
-// instantiating both suites in its own test file, e.g.
-// (rocksdb_store_test.cpp):
+// store_retention_contract_test.cpp for mailboxes, messages and retention;
+// store_groups_contract_test.cpp for groups): what every Store backend must
+// do, written against the abstract interface only. A backend joins by
+// providing a StoreFactory and instantiating every suite in its own test
+// file, e.g. (rocksdb_store_test.cpp):
 //
 //   INSTANTIATE_TEST_SUITE_P(RocksDB, StoreContractTest,
 //                            ::testing::Values(RocksStoreFactory()), StoreFactoryName);
 //   INSTANTIATE_TEST_SUITE_P(RocksDB, StoreMessagingContractTest,
+//                            ::testing::Values(RocksStoreFactory()), StoreFactoryName);
+//   INSTANTIATE_TEST_SUITE_P(RocksDB, StoreGroupsContractTest,
 //                            ::testing::Values(RocksStoreFactory()), StoreFactoryName);
 //
 // Also here: helpers that turn the store's callbacks into blocking calls, for
@@ -235,5 +237,8 @@ class StoreContractTest : public ::testing::TestWithParam<StoreFactory> {
 
 // The messaging half of the contract, on the same fixture.
 class StoreMessagingContractTest : public StoreContractTest {};
+
+// The groups part of the contract, on the same fixture.
+class StoreGroupsContractTest : public StoreContractTest {};
 
 }  // namespace parley::store::testing

@@ -71,6 +71,34 @@ inline Result<std::vector<Appended>> AppendEvents(Store& s, std::vector<UserId> 
 inline Result<std::size_t> Purge(Store& s, std::int64_t cutoff_ms, std::size_t max_rows) {
   return Wait<std::size_t>([&](auto cb) { s.Purge(cutoff_ms, max_rows, cb); });
 }
+inline Result<GroupChangeResult> ChangeGroup(Store& s, GroupChange change) {
+  return Wait<GroupChangeResult>([&](auto cb) { s.ChangeGroup(std::move(change), cb); });
+}
+
+// A change as core would submit it; the payload names the kind and the actor
+// so that a test can tell the event rows apart.
+inline GroupChange Change(GroupChange::Kind kind, UserId actor, std::vector<UserId> users = {},
+                          std::uint64_t group_id = kGroupId, std::int64_t now_ms = kNow) {
+  return GroupChange{.kind = kind,
+                     .group_id = group_id,
+                     .actor = actor,
+                     .users = std::move(users),
+                     .now_ms = now_ms,
+                     .payload = R"({"change":)" + std::to_string(static_cast<int>(kind)) +
+                                R"(,"by":")" + std::to_string(actor) + R"("})"};
+}
+
+// `actor` creates kGroupId with `members`; the change must succeed.
+inline GroupChangeResult CreateGroup(Store& s, UserId actor, std::vector<UserId> members,
+                                     std::uint64_t group_id = kGroupId) {
+  auto change = Change(GroupChange::Kind::kCreate, actor, std::move(members), group_id);
+  change.name = "team";
+  auto r = ChangeGroup(s, std::move(change));
+  EXPECT_TRUE(r.has_value()) << r.error().message;
+  if (!r) return {};
+  EXPECT_EQ(r->outcome, GroupChangeResult::Outcome::kOk);
+  return *r;
+}
 
 // A 1:1 text from `from` to `to`; the send must succeed.
 inline SendResult SendText(Store& s, UserId from, UserId to, const std::string& client_msg_id) {

@@ -163,24 +163,7 @@ TEST_P(StoreMessagingContractTest, NoteToSelfIsOneOutgoingRow) {
   EXPECT_EQ(Where(again.appended), (Rows{{kAlice, 2u}}));
 }
 
-TEST_P(StoreMessagingContractTest, GroupMessageFansOutToEveryMember) {
-  SignUpCast(store());
-  Message m = Text(kAlice, GroupConv(kGroupId), "g1", /*recipients=*/2);
-  auto r = Send(store(), m, {kBob, kCarol}).value();
-  EXPECT_EQ(Where(r.appended), (Rows{{kBob, 1u}, {kCarol, 1u}, {kAlice, 1u}}));
-  for (UserId member : {kAlice, kBob, kCarol}) {
-    auto rows = store().ReadMailbox(member, 0, 10).value();
-    ASSERT_EQ(rows.size(), 1u) << member;
-    EXPECT_EQ(rows[0].outgoing, member == kAlice);
-    ASSERT_NE(rows[0].message, nullptr);
-    EXPECT_EQ(rows[0].message->to, GroupConv(kGroupId));
-    EXPECT_EQ(Ids(store().History(member, GroupConv(kGroupId), 0, 10).value()),
-              std::vector<MsgId>{m.msg_id})
-        << member;
-  }
-  EXPECT_TRUE(store().History(kBob, UserConv(kAlice), 0, 10).value().empty());
-  EXPECT_EQ(store().GetMessage(m.msg_id).value()->recipients, 2u);
-}
+// Group sends are in store_groups_contract_test.cpp: they need a group.
 
 TEST_P(StoreMessagingContractTest, ManyQueuedSendsKeepTheirOrder) {
   SignUpCast(store());
@@ -297,33 +280,6 @@ TEST_P(StoreMessagingContractTest, DeliveredReceiptOncePerMessageGroupedBySender
 
   // Receipts and one's own messages are not acknowledged to anyone.
   EXPECT_TRUE(Ack(store(), kCarol, kCarolPhone, 2).value().appended.empty());
-}
-
-TEST_P(StoreMessagingContractTest, GroupReceiptsNameTheGroup) {
-  SignUpCast(store());
-  Message m = Text(kAlice, GroupConv(kGroupId), "g", 2);
-  ASSERT_TRUE(Send(store(), m, {kBob, kCarol}));
-  auto bob = Ack(store(), kBob, kBobPhone, 1, kNow + 20).value();
-  auto carol = Ack(store(), kCarol, kCarolPhone, 1, kNow + 10).value();
-  EXPECT_EQ(Where(bob.appended), (Rows{{kAlice, 2u}}));
-  EXPECT_EQ(Where(carol.appended), (Rows{{kAlice, 3u}}));
-  auto rows = store().ReadMailbox(kAlice, 1, 10).value();
-  ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0].conv, GroupConv(kGroupId));
-  EXPECT_EQ(rows[0].by, kBob);
-  EXPECT_EQ(rows[1].by, kCarol);
-
-  // Ordered by time, then user.
-  auto receipts = store().GetReceipts(m.msg_id).value();
-  ASSERT_EQ(receipts.delivered.size(), 2u);
-  EXPECT_EQ(receipts.delivered[0].user, kCarol);
-  EXPECT_EQ(receipts.delivered[1].user, kBob);
-  ASSERT_TRUE(MarkRead(store(), kBob, GroupConv(kGroupId), m.msg_id, kNow + 30));
-  ASSERT_TRUE(MarkRead(store(), kCarol, GroupConv(kGroupId), m.msg_id, kNow + 30));
-  receipts = store().GetReceipts(m.msg_id).value();
-  ASSERT_EQ(receipts.read.size(), 2u);
-  EXPECT_EQ(receipts.read[0].user, kBob);  // same time: lower user id first
-  EXPECT_EQ(receipts.read[1].user, kCarol);
 }
 
 // ---- Read receipts -----------------------------------------------------------------

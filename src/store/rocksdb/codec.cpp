@@ -24,6 +24,9 @@ constexpr std::uint8_t kCursorV1 = 0x91;
 constexpr std::uint8_t kReceiptTimesV1 = 0xa1;
 constexpr std::uint8_t kUserStateV1 = 0xb1;
 constexpr std::uint8_t kReadMarkV1 = 0xc1;
+constexpr std::uint8_t kGroupV1 = 0xd1;
+constexpr std::uint8_t kGroupMemberV1 = 0xd2;
+constexpr std::uint8_t kFormerMemberV1 = 0xd3;
 
 // kMessage row flags.
 constexpr std::uint8_t kRowOutgoing = 1;
@@ -641,6 +644,65 @@ Result<MsgId> DecodeReadMark(std::string_view value) {
   const MsgId msg_id = r.Fixed64();
   if (!r.Done()) return Corrupt("read mark");
   return msg_id;
+}
+
+// ---- Groups ----------------------------------------------------------------------
+
+std::string EncodeGroupRow(const GroupRow& row) {
+  return Writer(kGroupV1)
+      .Str(row.group.name)
+      .Str(row.group.avatar_media_id)
+      .Fixed64(row.group.created_by)
+      .Signed(row.group.created_ms)
+      .Varint(row.next_join_order)
+      .Take();
+}
+
+Result<GroupRow> DecodeGroupRow(GroupId id, std::string_view value) {
+  Reader r(value, kGroupV1);
+  GroupRow row;
+  row.group.id = id;
+  row.group.name = r.Str();
+  row.group.avatar_media_id = r.Str();
+  row.group.created_by = r.Fixed64();
+  row.group.created_ms = r.Signed();
+  row.next_join_order = r.Varint();
+  if (!r.Done()) return Corrupt("group");
+  return row;
+}
+
+std::string EncodeGroupMember(const GroupMember& member) {
+  return Writer(kGroupMemberV1)
+      .Byte(static_cast<std::uint8_t>(member.role))
+      .Signed(member.joined_ms)
+      .Varint(member.join_order)
+      .Take();
+}
+
+Result<GroupMember> DecodeGroupMember(UserId user, std::string_view value) {
+  Reader r(value, kGroupMemberV1);
+  GroupMember member{.user = user};
+  const auto role = r.Byte();
+  if (role != static_cast<std::uint8_t>(GroupRole::kMember) &&
+      role != static_cast<std::uint8_t>(GroupRole::kAdmin)) {
+    r.Fail();
+  }
+  member.role = static_cast<GroupRole>(role);
+  member.joined_ms = r.Signed();
+  member.join_order = r.Varint();
+  if (!r.Done()) return Corrupt("group member");
+  return member;
+}
+
+std::string EncodeFormerMember(std::int64_t left_ms) {
+  return Writer(kFormerMemberV1).Signed(left_ms).Take();
+}
+
+Result<std::int64_t> DecodeFormerMember(std::string_view value) {
+  Reader r(value, kFormerMemberV1);
+  const std::int64_t left_ms = r.Signed();
+  if (!r.Done()) return Corrupt("former group member");
+  return left_ms;
 }
 
 }  // namespace parley::store::rocks

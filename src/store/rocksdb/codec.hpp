@@ -166,4 +166,24 @@ Result<Seq> DecodeSeqValue(std::string_view value);
 std::string EncodeReadMark(MsgId msg_id);
 Result<MsgId> DecodeReadMark(std::string_view value);
 
+// ---- Group values -------------------------------------------------------------
+
+// groups: key IdKey(group id). The members live in group_members.
+struct GroupRow {
+  Group group;  // members left empty
+  // The join_order the next member gets: never reused, so that "who joined
+  // earliest" stays true across leaves and re-adds.
+  std::uint64_t next_join_order = 1;
+};
+std::string EncodeGroupRow(const GroupRow& row);
+Result<GroupRow> DecodeGroupRow(GroupId id, std::string_view value);
+
+// group_members: key Pair64Key(group id, user).
+std::string EncodeGroupMember(const GroupMember& member);
+Result<GroupMember> DecodeGroupMember(UserId user, std::string_view value);
+
+// group_former: key Pair64Key(group id, user); the time the user left.
+std::string EncodeFormerMember(std::int64_t left_ms);
+Result<std::int64_t> DecodeFormerMember(std::string_view value);
+
 }  // namespace parley::store::rocks

@@ -15,9 +15,9 @@
 // * If the commit itself fails, nothing of the batch was applied and every
 //   job of it gets that error.
 // * A BatchObserver keeps writer-side state that is not in the batch (the
-//   mailbox heads that jobs allocate seqs from) in step with it: told when
-//   each job is kept or rolled back, and whether the batch committed, before
-//   any callback runs.
+//   mailbox heads that jobs allocate seqs from, the cached groups) in step
+//   with it: told when each job is kept or rolled back, and whether the
+//   batch committed, before any callback runs.
 // * Reads do not go through here: they hit the database directly.
 #pragma once
 
@@ -35,6 +35,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "common/result.hpp"
@@ -131,6 +132,21 @@ class BatchObserver {
   // After the commit (or its failure, or a batch that was abandoned), before
   // the callbacks.
   virtual void BatchDone(bool committed) = 0;
+};
+
+// Several observers behind the writer's one slot, told in order.
+class BatchObservers final : public BatchObserver {
+ public:
+  explicit BatchObservers(std::vector<BatchObserver*> all) : all_(std::move(all)) {}
+  void JobDone(bool kept) override {
+    for (auto* o : all_) o->JobDone(kept);
+  }
+  void BatchDone(bool committed) override {
+    for (auto* o : all_) o->BatchDone(committed);
+  }
+
+ private:
+  std::vector<BatchObserver*> all_;
 };
 
 template <class T, class F>

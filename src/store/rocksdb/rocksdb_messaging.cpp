@@ -5,7 +5,8 @@
 // receipts never fetch bodies), one conversation-index row per mailbox (for
 // history, read receipts and "is this a message of that conversation") and
 // the idempotency key. Seqs come from MailboxHeads, never from a read of the
-// mailbox.
+// mailbox. A group send fans out to the members the writer sees at that
+// moment (rocksdb_groups.cpp).
 #include <algorithm>
 #include <limits>
 #include <unordered_map>
@@ -273,7 +274,9 @@ Result<MessageReceipts> RocksStore::GetReceipts(MsgId msg_id) {
 
 void RocksStore::AppendMessage(Message message, std::vector<UserId> recipients,
                                Callback<SendResult> done) {
-  auto body = std::make_shared<const Message>(std::move(message));
+  // Mutable until published: a group send's job sets its recipient count.
+  // The job and this callback both run on the writer thread, in that order.
+  auto body = std::make_shared<Message>(std::move(message));
   // Cached once committed: the recipients' sessions are about to read it.
   Callback<SendResult> cache_then_done = [this, body,
                                           done = std::move(done)](Result<SendResult> r) {
@@ -366,8 +369,21 @@ Result<UserState> RocksStore::TxnUserState(WriteTxn& txn, UserId user) {
   return DecodeUserState(**value);
 }
 
-Result<SendResult> RocksStore::ApplyAppendMessage(WriteTxn& txn, const Message& m,
+Result<SendResult> RocksStore::ApplyAppendMessage(WriteTxn& txn, Message& m,
                                                   std::span<const UserId> recipients) {
+  const bool group = m.to.kind == Conversation::Kind::kGroup;
+  // Membership before the idempotency key: an outsider must not learn even
+  // whether a client_msg_id was used.
+  std::vector<UserId> members;
+  if (group) {
+    auto g = TxnGroupForSend(txn, m.to.id, m.sender);
+    if (!g) return Failed(g);
+    members.reserve((*g)->members.size());
+    for (const auto& member : (*g)->members) members.push_back(member.user);
+    m.recipients = static_cast<std::uint32_t>(members.size() - 1);  // the sender is one
+    recipients = members;
+  }
+
   // An empty client_msg_id names no send in particular, so it is never a
   // duplicate (core requires one; this only keeps "" from colliding).
   std::string idem_key;
@@ -389,7 +405,6 @@ Result<SendResult> RocksStore::ApplyAppendMessage(WriteTxn& txn, const Message& 
   }
   SendResult result{.msg_id = m.msg_id, .ts_ms = m.ts_ms};
   result.appended.reserve(recipients.size() + 1);
-  const bool group = m.to.kind == Conversation::Kind::kGroup;
   MessageRow row{.msg_id = m.msg_id,
                  .outgoing = false,
                  .sender = m.sender,

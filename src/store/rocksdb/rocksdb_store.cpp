@@ -12,13 +12,13 @@ RocksStore::RocksStore(std::unique_ptr<Database> db, const RocksOptions& options
       observer_(options.observer),
       heads_([this](UserId user) { return LoadHead(user); }) {
   if (!db_->read_only()) {
-    writer_ = std::make_unique<GroupWriter>(db_->db(), options.sync, options.observer, &heads_);
+    writer_ = std::make_unique<GroupWriter>(db_->db(), options.sync, options.observer, &batches_);
   }
 }
 
 RocksStore::~RocksStore() {
   Close();
-  writer_.reset();  // before db_, which it writes to, and heads_, which it tells
+  writer_.reset();  // before db_, which it writes to, and the caches it tells
 }
 
 void RocksStore::Close() {

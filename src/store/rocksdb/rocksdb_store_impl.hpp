@@ -3,11 +3,12 @@
 //   rocksdb_accounts.cpp   users, devices, tokens, one-time codes
 //   rocksdb_messaging.cpp  mailboxes, messages, cursors, receipts
 //   rocksdb_purge.cpp      retention
+//   rocksdb_groups.cpp     groups, and the membership a group send fans out to
 //
 // Threads: reads run on the caller's thread and touch only the database,
-// heads_ (committed layer) and messages_. Everything a job body touches
-// besides those (heads_' pending layer, purge_, scratch_) belongs to the
-// writer thread.
+// heads_ and groups_ (committed layers) and messages_. Everything a job body
+// touches besides those (the pending layers, purge_, scratch_) belongs to
+// the writer thread.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -24,6 +25,7 @@
 
 #include "common/clock.hpp"
 #include "store/rocksdb/codec.hpp"
+#include "store/rocksdb/group_cache.hpp"
 #include "store/rocksdb/group_writer.hpp"
 #include "store/rocksdb/mailbox_heads.hpp"
 #include "store/rocksdb/message_cache.hpp"
@@ -51,6 +53,8 @@ class ReadTimer {
 };
 
 inline constexpr std::size_t kMessageCacheEntries = 4096;
+// A full group is about 8 KiB here.
+inline constexpr std::size_t kGroupCacheEntries = 1024;
 
 class RocksStore final : public Store {
  public:
@@ -101,6 +105,11 @@ class RocksStore final : public Store {
 
   // ---- Retention (rocksdb_purge.cpp) --------------------------------------
   void Purge(std::int64_t cutoff_ms, std::size_t max_rows, Callback<std::size_t> done) override;
+
+  // ---- Groups (rocksdb_groups.cpp) ----------------------------------------
+  Result<std::optional<Group>> GetGroup(GroupId id) override;
+  Result<bool> IsFormerMember(GroupId id, UserId user) override;
+  void ChangeGroup(GroupChange change, Callback<GroupChangeResult> done) override;
 
   void Close() override;
 
@@ -167,12 +176,27 @@ class RocksStore final : public Store {
   Result<ReceiptTimes> TxnReceipt(WriteTxn& txn, MsgId msg_id, UserId user);
   Result<UserState> TxnUserState(WriteTxn& txn, UserId user);
 
-  Result<SendResult> ApplyAppendMessage(WriteTxn& txn, const Message& message,
+  // Sets message.recipients for a group send.
+  Result<SendResult> ApplyAppendMessage(WriteTxn& txn, Message& message,
                                         std::span<const UserId> recipients);
   Result<AckResult> ApplyAck(WriteTxn& txn, UserId user, DeviceId device, Seq up_to,
                              std::int64_t now_ms);
   Result<std::vector<Appended>> ApplyMarkRead(WriteTxn& txn, UserId user, Conversation conv,
                                               MsgId up_to, std::int64_t now_ms);
+
+  // ---- Group helpers (rocksdb_groups.cpp) --------------------------------
+  // The group as this job sees it (GroupState::group null when there is none).
+  Result<GroupState> TxnGroup(WriteTxn& txn, GroupId id);
+  Result<bool> TxnIsFormer(WriteTxn& txn, GroupId id, UserId user);
+  // The group a send by `sender` fans out to: kNotFound when there is no
+  // such group or the sender was never in it, kConflict for a former member.
+  Result<std::shared_ptr<const Group>> TxnGroupForSend(WriteTxn& txn, GroupId id, UserId sender);
+  Result<GroupChangeResult> ApplyChangeGroup(WriteTxn& txn, const GroupChange& change);
+  // Writes the difference between `before` and `after` (null: deleted) and
+  // the change's event rows.
+  Status WriteGroupChange(WriteTxn& txn, const GroupChange& change, const Group* before,
+                          const std::shared_ptr<const Group>& after, std::uint64_t next_join_order,
+                          std::vector<Appended>& appended);
 
   // ---- Retention (rocksdb_purge.cpp) --------------------------------------
   // One scan position per family that retention walks. A pass walks each of
@@ -216,6 +240,8 @@ class RocksStore final : public Store {
   StoreObserver observer_;
   MailboxHeads heads_;
   MessageCache messages_{kMessageCacheEntries};
+  GroupCache groups_{kGroupCacheEntries};
+  BatchObservers batches_{{&heads_, &groups_}};  // what the writer tells after each job and batch
   std::array<PurgeCursor, kPurgePhases> purge_;  // writer thread
   std::string scratch_;                          // writer thread: values being encoded
   std::unique_ptr<GroupWriter> writer_;          // null when read-only; last: uses the above

@@ -43,6 +43,10 @@ enum class Cf : std::size_t {
   kReceipts,   // ReceiptKey(msg_id, user) -> ReceiptTimes
   kUserState,  // IdKey(user) -> UserState (delivered watermark, purged seq)
   kReadMarks,  // ConvKey(user, conv) -> the highest msg_id read
+  // Groups.
+  kGroups,        // IdKey(group id) -> GroupRow (the group without its members)
+  kGroupMembers,  // Pair64Key(group id, user) -> GroupMember
+  kGroupFormer,   // Pair64Key(group id, user) -> when the user left or was removed
   kCount,
 };
 
@@ -64,6 +68,10 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCoun
     "receipts",
     "user_state",
     "read_marks",
+    // Groups.
+    "groups",
+    "group_members",
+    "group_former",
 };
 
 // Maps a failed status onto the project's error kinds; `what` says which
