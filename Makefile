@@ -10,7 +10,7 @@ ARGS ?=
 
 FORMAT_DIRS := $(wildcard src tests sdk bench)
 
-.PHONY: all build bootstrap run test asan format clean
+.PHONY: all build bootstrap run test asan bench format clean
 
 all: build
 
@@ -35,6 +35,14 @@ asan: bootstrap
 	  cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 	ctest --test-dir $(ASAN_DIR) --output-on-failure -j$(CTEST_JOBS)
+
+# A fresh parleyd, every parley-bench scenario briefly, a summary (bench/run.sh;
+# docs/benchmarks.md). Builds only the two binaries it needs.
+bench: bootstrap
+	@test -f $(BUILD_DIR)/build.ninja || \
+	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target parleyd parley-bench
+	./bench/run.sh $(BUILD_DIR)
 
 format:
 	@./scripts/bootstrap clang-format

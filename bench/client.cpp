@@ -1,0 +1,376 @@
+#include "client.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/json.hpp>
+#include <charconv>
+#include <cstdio>
+#include <deque>
+#include <future>
+#include <thread>
+#include <vector>
+
+namespace parley::bench {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+// Acks are batched: the highest seq seen goes out once 64 events are
+// unacknowledged or 10 ms after the first of them, whichever is sooner. The
+// server keeps 256 events in flight, so 64 never stalls its window.
+constexpr std::uint64_t kAckEvery = 64;
+constexpr auto kAckTick = std::chrono::milliseconds(10);
+constexpr std::size_t kMaxFrame = 1024 * 1024;
+
+Target g_target;
+std::vector<asio::ip::address> g_sources;
+std::atomic<std::uint32_t> g_next_source{0};
+
+std::uint64_t ToU64(std::string_view s) {
+  std::uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+std::string_view StrOf(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string_view(v->as_string()) : std::string_view();
+}
+
+class SessionImpl;
+
+}  // namespace
+
+void SetTarget(const Target& target) {
+  g_target = target;
+  g_sources.clear();
+  if (!target.ipv6 && target.source_addrs > 1) {
+    for (int i = 0; i < target.source_addrs; ++i) {
+      g_sources.push_back(asio::ip::address_v4(0x7f000001u + static_cast<std::uint32_t>(i)));
+    }
+  }
+}
+
+struct Loop::Impl {
+  asio::io_context ioc{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
+  asio::steady_timer tick{ioc};
+  std::thread thread;
+  std::vector<std::shared_ptr<SessionImpl>> ack_due;
+
+  void Tick();
+};
+
+namespace {
+
+class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl> {
+ public:
+  SessionImpl(Loop::Impl& loop, const Account& a, std::uint32_t id, SessionListener* listener)
+      : Session(id),
+        loop_(loop),
+        ws_(loop.ioc),
+        timer_(loop.ioc),
+        token_(a.access_token),
+        listener_(listener) {}
+
+  void Start(std::chrono::milliseconds timeout) override {
+    if (state_ != State::kIdle) return;
+    state_ = State::kConnecting;
+    started_at = Clock::now();
+    auto self = shared_from_this();
+    timer_.expires_after(timeout);
+    timer_.async_wait([self](error_code ec) {
+      if (!ec && self->state_ < State::kOpen) self->Fail("timeout");
+    });
+    const bool v6 = g_target.ipv6;
+    auto& sock = ws_.next_layer();
+    error_code ec;
+    sock.open(v6 ? tcp::v6() : tcp::v4(), ec);
+    if (!ec && !g_sources.empty()) {
+      // Choose the port at connect() time, per destination, instead of at
+      // bind() time (which would reserve it for every destination).
+      int one = 1;
+      ::setsockopt(sock.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      const auto& src = g_sources[g_next_source.fetch_add(1) % g_sources.size()];
+      sock.bind(tcp::endpoint(src, 0), ec);
+    }
+    if (ec) return Fail("socket: " + ec.message());
+    const tcp::endpoint ep(asio::ip::make_address(g_target.host), g_target.port);
+    sock.async_connect(ep, [self](error_code ec) { self->OnConnect(ec); });
+  }
+
+  void Send(std::string frame) override {
+    if (state_ != State::kOpen && state_ != State::kHello) return;
+    wq_.push_back(std::move(frame));
+    if (!writing_) DoWrite();
+  }
+
+  void Close() override {
+    if (state_ != State::kOpen && state_ != State::kHello) return;
+    // What was received is acknowledged before leaving, or the server
+    // would send it again on the next connection.
+    if (state_ == State::kOpen) FlushAck();
+    state_ = State::kClosing;
+    if (!writing_) DoClose();
+  }
+
+  void Abort() override {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    reported_ = true;
+    Drop();
+  }
+
+  bool open() const override { return state_ == State::kOpen; }
+  std::size_t queued() const override { return wq_.size(); }
+
+  // Sends the ack for everything seen, if anything is new.
+  void FlushAck() {
+    ack_listed_ = false;
+    if (state_ != State::kOpen || highest_ <= acked_) return;
+    acked_ = highest_;
+    Send(R"({"op":"ack","seq":")" + std::to_string(highest_) + "\"}");
+  }
+
+ private:
+  enum class State { kIdle, kConnecting, kHello, kOpen, kClosing, kClosed };
+
+  void OnConnect(error_code ec) {
+    if (state_ != State::kConnecting) return;
+    if (ec) return Fail("connect: " + ec.message());
+    ws_.next_layer().set_option(tcp::no_delay(true), ec);
+    ws_.read_message_max(kMaxFrame);
+    ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
+      req.set(beast::http::field::user_agent, "parley-bench");
+    }));
+    const std::string host = g_target.ipv6 ? "[" + g_target.host + "]" : g_target.host;
+    ws_.async_handshake(host + ":" + std::to_string(g_target.port), "/v1/ws",
+                        [self = shared_from_this()](error_code ec) { self->OnUpgrade(ec); });
+  }
+
+  void OnUpgrade(error_code ec) {
+    if (state_ != State::kConnecting) return;
+    if (ec) return Fail("upgrade: " + ec.message());
+    upgraded_at = Clock::now();
+    ws_.text(true);
+    state_ = State::kHello;
+    Send(R"({"op":"hello","rid":"hello","token":")" + token_ + "\"}");
+    hello_at = Clock::now();
+    DoRead();
+  }
+
+  void DoRead() {
+    ws_.async_read(rbuf_,
+                   [self = shared_from_this()](error_code ec, std::size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(error_code ec) {
+    if (state_ == State::kClosed) return;
+    if (ec) {
+      // Our own close handshake ends the read; DoClose's handler reports it.
+      if (ec == asio::error::operation_aborted && state_ == State::kClosing) return;
+      if (ec == websocket::error::closed) {
+        return Fail("closed " + std::to_string(ws_.reason().code));
+      }
+      return Fail("read: " + ec.message());
+    }
+    const auto data = rbuf_.cdata();
+    const std::string_view text(static_cast<const char*>(data.data()), data.size());
+    error_code pec;
+    json::value v = json::parse(text, pec);
+    rbuf_.consume(rbuf_.size());
+    if (!pec && v.is_object()) Dispatch(v.as_object());
+    if (state_ != State::kClosed) DoRead();
+  }
+
+  void Dispatch(const json::object& f) {
+    const std::string_view op = StrOf(f, "op");
+    if (op == "event") {
+      const std::uint64_t seq = ToU64(StrOf(f, "seq"));
+      if (seq > highest_) highest_ = seq;
+      if (highest_ - acked_ >= kAckEvery) {
+        FlushAck();
+      } else if (!ack_listed_) {
+        ack_listed_ = true;
+        loop_.ack_due.push_back(shared_from_this());
+      }
+      if (const auto* e = f.if_contains("event"); e != nullptr && e->is_object()) {
+        listener_->OnEvent(*this, seq, e->as_object());
+      }
+      return;
+    }
+    if (op != "ok" && op != "error") return;  // pong, typing, presence, bye
+    const std::string_view rid = StrOf(f, "rid");
+    const bool ok = op == "ok";
+    const std::string_view code = ok ? std::string_view() : StrOf(f, "code");
+    if (state_ == State::kHello && rid == "hello") {
+      if (!ok) return Fail(code.empty() ? "hello refused" : code);
+      state_ = State::kOpen;
+      ready_at = Clock::now();
+      head_seq = ToU64(StrOf(f, "head_seq"));
+      timer_.cancel();
+      reported_ = true;
+      listener_->OnHello(*this, true, {});
+      return;
+    }
+    listener_->OnAnswer(*this, rid, f, ok, code);
+  }
+
+  void DoWrite() {
+    writing_ = true;
+    ws_.async_write(asio::buffer(wq_.front()),
+                    [self = shared_from_this()](error_code ec, std::size_t) {
+                      self->writing_ = false;
+                      if (self->state_ == State::kClosed) return;
+                      self->wq_.pop_front();
+                      if (ec) return self->Fail("write: " + ec.message());
+                      if (!self->wq_.empty()) return self->DoWrite();
+                      if (self->state_ == State::kClosing) self->DoClose();
+                    });
+  }
+
+  void DoClose() {
+    // Beast's closing handshake: the close frame goes out here; the pending
+    // read then ends with error::closed once the server answers.
+    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](error_code ec) {
+      if (ec) return self->Fail("close: " + ec.message());
+      self->Fail("closed " + std::to_string(self->ws_.reason().code));
+    });
+  }
+
+  void Fail(std::string_view why) {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    Drop();
+    if (reported_ && ready_at != Clock::time_point{}) {
+      listener_->OnClosed(*this, why);
+    } else if (!reported_) {
+      reported_ = true;
+      listener_->OnHello(*this, false, why);
+    }
+  }
+
+  void Drop() {
+    error_code ec;
+    timer_.cancel();
+    ws_.next_layer().close(ec);
+    wq_.clear();
+  }
+
+  Loop::Impl& loop_;
+  websocket::stream<tcp::socket> ws_;
+  asio::steady_timer timer_;
+  beast::flat_buffer rbuf_;
+  std::deque<std::string> wq_;
+  std::string token_;
+  SessionListener* listener_;
+  State state_ = State::kIdle;
+  bool writing_ = false;
+  bool reported_ = false;  // OnHello was called
+  bool ack_listed_ = false;
+  std::uint64_t highest_ = 0;
+  std::uint64_t acked_ = 0;
+};
+
+}  // namespace
+
+void Loop::Impl::Tick() {
+  tick.expires_after(kAckTick);
+  tick.async_wait([this](error_code ec) {
+    if (ec) return;
+    auto due = std::move(ack_due);
+    ack_due.clear();
+    for (auto& s : due) s->FlushAck();
+    Tick();
+  });
+}
+
+Loop::Loop() : impl_(std::make_unique<Impl>()) {}
+
+Loop::~Loop() {
+  Stop();
+  impl_->ack_due.clear();
+}
+
+void Loop::Start() {
+  if (impl_->thread.joinable()) return;
+  impl_->Tick();
+  impl_->thread = std::thread([this] { impl_->ioc.run(); });
+}
+
+void Loop::Stop() {
+  impl_->guard.reset();
+  impl_->ioc.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void Loop::Post(std::function<void()> fn) { asio::post(impl_->ioc, std::move(fn)); }
+
+bool Loop::Call(std::function<void()> fn, std::chrono::milliseconds timeout) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto fut = done->get_future();
+  asio::post(impl_->ioc, [fn = std::move(fn), done] {
+    fn();
+    done->set_value();
+  });
+  if (fut.wait_for(timeout) == std::future_status::ready) return true;
+  // Callers hand in lambdas that refer to their locals; returning now would
+  // let the loop run one after they are gone. A loop stalled this long means
+  // the figures are worthless anyway: end the process.
+  std::fprintf(stderr, "parley-bench: an I/O loop did not respond in %lld ms; giving up\n",
+               static_cast<long long>(timeout.count()));
+  std::fflush(stderr);
+  ::_exit(3);
+}
+
+struct Timer::Impl {
+  explicit Impl(asio::io_context& ioc) : timer(ioc) {}
+  asio::steady_timer timer;
+  std::function<void()> fn;
+  std::uint64_t generation = 0;
+};
+
+Timer::Timer(Loop& loop) : impl_(std::make_shared<Impl>(loop.impl().ioc)) {}
+
+Timer::~Timer() { Cancel(); }
+
+void Timer::At(Clock::time_point when, std::function<void()> fn) {
+  impl_->fn = std::move(fn);
+  const std::uint64_t gen = ++impl_->generation;
+  impl_->timer.expires_at(when);
+  impl_->timer.async_wait([impl = impl_, gen](error_code ec) {
+    // A wait that was replaced may already have been queued as expired.
+    if (ec || gen != impl->generation || !impl->fn) return;
+    auto fn = std::move(impl->fn);
+    impl->fn = nullptr;
+    fn();
+  });
+}
+
+void Timer::Cancel() {
+  ++impl_->generation;
+  impl_->fn = nullptr;
+  impl_->timer.cancel();
+}
+
+std::shared_ptr<Session> Session::Create(Loop& loop, const Account& account, std::uint32_t id,
+                                         SessionListener* listener) {
+  return std::make_shared<SessionImpl>(loop.impl(), account, id, listener);
+}
+
+}  // namespace parley::bench

@@ -1,0 +1,385 @@
+// chat: N online users send 1:1 messages to random online peers, open-loop
+// at a fixed total rate (latency counted from each message's scheduled send
+// time, so a stalled server cannot hide its stall: no coordinated omission)
+// or, with --rate max, closed-loop with --window sends in flight per user.
+// Recipients ack (batched); senders count the delivered receipts. A body
+// carries its scheduled time on the steady clock, which every process on
+// this machine shares, so the recipient times send -> delivery itself.
+#include <atomic>
+#include <boost/json.hpp>
+#include <charconv>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "driver.hpp"
+#include "report.hpp"
+#include "scenario.hpp"
+
+namespace parley::bench {
+
+namespace json = boost::json;
+
+namespace {
+
+// The most sends one loop keeps unanswered before it starts skipping (and
+// says so): memory stays bounded when the server falls far behind.
+constexpr std::uint64_t kMaxInflightPerLoop = 200'000;
+
+Clock::time_point FromNs(std::int64_t ns) {
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+std::int64_t ParseI64(std::string_view s, bool* ok) {
+  std::int64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  *ok = r.ec == std::errc() && r.ptr == s.data() + s.size();
+  return v;
+}
+
+class ChatFleet final : public Fleet {
+ public:
+  ChatFleet(WorkerContext& ctx, std::size_t capacity)
+      : Fleet(ctx, ctx.opt.threads, capacity), session_inflight_(capacity, 0) {
+    for (int l = 0; l < loops(); ++l) {
+      per_loop_.push_back(std::make_unique<PerLoop>(loop(l)));
+      per_loop_.back()->index = l;
+      per_loop_.back()->rng.seed((ctx.opt.seed ? ctx.opt.seed : std::random_device{}()) +
+                                 static_cast<std::uint64_t>(ctx.share.index * 1000 + l));
+    }
+    window_ = ctx.opt.window > 0 ? ctx.opt.window : 8;
+    if (ctx.opt.body_bytes > 0) pad_.assign(static_cast<std::size_t>(ctx.opt.body_bytes), 'x');
+  }
+  ~ChatFleet() override { StopLoops(); }
+
+  void Go(std::int64_t start_ns) {
+    const auto& opt = ctx_.opt;
+    start_ns_ = start_ns;
+    measure_ns_ = start_ns + static_cast<std::int64_t>(opt.warmup_s * 1e9);
+    end_ns_ = measure_ns_ + static_cast<std::int64_t>(opt.duration_s * 1e9);
+    const double total_users = static_cast<double>(ctx_.accounts.size());
+    for (int l = 0; l < loops(); ++l) {
+      loop(l).Post([this, l, total_users] {
+        PerLoop& st = *per_loop_[static_cast<std::size_t>(l)];
+        for (std::size_t i = static_cast<std::size_t>(l); i < size();
+             i += static_cast<std::size_t>(loops())) {
+          if (session(i).open()) st.senders.push_back(static_cast<std::uint32_t>(i));
+        }
+        if (ctx_.opt.rate_max) {
+          for (auto id : st.senders) {
+            for (int k = 0; k < window_; ++k) SendFrom(st, session(id), MonoNs());
+          }
+          return;
+        }
+        // This loop's share of the total rate, in proportion to its senders.
+        const double rate = ctx_.opt.rate * static_cast<double>(st.senders.size()) / total_users;
+        if (rate <= 0) return;
+        st.interval_ns = 1e9 / rate;
+        Schedule(st);
+      });
+    }
+  }
+
+  // Waits for the run and the drain; sends progress meanwhile.
+  void Wait() {
+    const auto end = FromNs(end_ns_);
+    const auto drain_end = end + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(ctx_.opt.drain_s));
+    // Bounded by drain_end.
+    while (Clock::now() < drain_end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::uint64_t inflight = 0;
+      std::int64_t last_event = 0;
+      for (auto& st : per_loop_) {
+        inflight += st->inflight_now.load(std::memory_order_relaxed);
+        last_event = std::max(last_event, st->last_event_ns.load(std::memory_order_relaxed));
+      }
+      // Done once every send is answered and deliveries have gone quiet.
+      if (Clock::now() > end && inflight == 0 && MonoNs() - last_event > 500'000'000) break;
+      ctx_.MaybeProgress([&] { return ProgressPayload(); });
+    }
+  }
+
+  json::object Result() {
+    Payload p;
+    std::map<std::string, double> c;
+    Histogram ok, deliver;
+    for (auto& st : per_loop_) {
+      c["sent"] += static_cast<double>(st->sent);
+      c["ok"] += static_cast<double>(st->ok);
+      c["failed"] += static_cast<double>(st->failed);
+      c["unanswered"] += static_cast<double>(st->inflight);
+      c["delivered"] += static_cast<double>(st->delivered);
+      c["skipped"] += static_cast<double>(st->skipped);
+      c["warmup_sent"] += static_cast<double>(st->warmup_sent);
+      c["receipts_delivered"] += static_cast<double>(st->receipts_delivered);
+      c["receipts_read"] += static_cast<double>(st->receipts_read);
+      c["sessions_closed"] += static_cast<double>(st->closed);
+      ok.Merge(st->ok_lat);
+      deliver.Merge(st->deliver_lat);
+      p.Errors(st->errors);
+    }
+    for (const auto& [k, v] : c) p.Count(k, v);
+    p.Hist("ok", ok);
+    p.Hist("deliver", deliver);
+    return p.Build();
+  }
+
+  void OnAnswer(Session& s, std::string_view rid, const json::object& frame, bool ok,
+                std::string_view code) override {
+    bool numeric = false;
+    const std::int64_t t = ParseI64(rid, &numeric);
+    if (!numeric) return;
+    PerLoop& st = *per_loop_[static_cast<std::size_t>(loop_of(s.id()))];
+    --st.inflight;
+    st.inflight_now.store(st.inflight, std::memory_order_relaxed);
+    --session_inflight_[s.id()];
+    const std::int64_t now = MonoNs();
+    // The progress line counts warm-up answers too, so it moves from the start.
+    if (ok) st.ok_now.fetch_add(1, std::memory_order_relaxed);
+    if (t >= measure_ns_ && t < end_ns_) {
+      if (ok) {
+        ++st.ok;
+        st.ok_lat.Record(std::chrono::nanoseconds(now - t));
+      } else {
+        ++st.failed;
+        ++st.errors[std::string(code.empty() ? "error" : code)];
+      }
+    }
+    (void)frame;
+    if (ctx_.opt.rate_max && now < end_ns_) SendFrom(st, s, now);
+  }
+
+  void OnEvent(Session& s, std::uint64_t, const json::object& e) override {
+    PerLoop& st = *per_loop_[static_cast<std::size_t>(loop_of(s.id()))];
+    const auto* type = e.if_contains("type");
+    if (type == nullptr || !type->is_string()) return;
+    const std::int64_t now = MonoNs();
+    if (type->as_string() == "message") {
+      if (const auto* out = e.if_contains("outgoing"); out && out->is_bool() && out->as_bool()) {
+        return;
+      }
+      const auto* body = e.if_contains("body");
+      if (body == nullptr || !body->is_object()) return;
+      const auto* r = body->as_object().if_contains("r");
+      const auto* t = body->as_object().if_contains("t");
+      if (r == nullptr || !r->is_string() || r->as_string() != ctx_.run_id || t == nullptr ||
+          !t->is_number())
+        return;  // not this run's (an old backlog)
+      const auto sent = t->to_number<std::int64_t>();
+      st.last_event_ns.store(now, std::memory_order_relaxed);
+      if (sent < measure_ns_ || sent >= end_ns_) return;
+      ++st.delivered;
+      st.delivered_now.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard lock(st.progress_mu);
+      st.deliver_lat.Record(std::chrono::nanoseconds(now - sent));
+    } else if (type->as_string() == "receipt") {
+      const auto* ids = e.if_contains("msg_ids");
+      const auto* status = e.if_contains("status");
+      const std::uint64_t n = ids && ids->is_array() ? ids->as_array().size() : 1;
+      if (status && status->is_string() && status->as_string() == "read") {
+        st.receipts_read += n;
+      } else {
+        st.receipts_delivered += n;
+      }
+    }
+  }
+
+  void OnSessionClosed(Session& s, std::string_view why) override {
+    PerLoop& st = *per_loop_[static_cast<std::size_t>(loop_of(s.id()))];
+    ++st.closed;
+    ++st.errors["session closed: " + std::string(why)];
+    // Its unanswered sends will never be answered: stop waiting for them.
+    st.inflight -= session_inflight_[s.id()];
+    session_inflight_[s.id()] = 0;
+    st.inflight_now.store(st.inflight, std::memory_order_relaxed);
+  }
+
+ private:
+  struct PerLoop {
+    explicit PerLoop(Loop& l) : timer(l) {}
+    Timer timer;
+    int index = 0;
+    std::vector<std::uint32_t> senders;
+    std::size_t rr = 0;
+    double interval_ns = 0;
+    std::uint64_t scheduled = 0;
+    std::uint64_t next_msg = 0;
+    std::mt19937_64 rng;
+    std::uint64_t inflight = 0;
+    std::uint64_t sent = 0, ok = 0, failed = 0, delivered = 0, skipped = 0, warmup_sent = 0;
+    std::uint64_t receipts_delivered = 0, receipts_read = 0, closed = 0;
+    Histogram ok_lat;
+    Histogram deliver_lat;  // under progress_mu (the progress snapshot reads it)
+    std::mutex progress_mu;
+    std::map<std::string, std::uint64_t> errors;
+    std::atomic<std::uint64_t> inflight_now{0}, ok_now{0}, delivered_now{0}, sent_now{0};
+    std::atomic<std::int64_t> last_event_ns{0};
+  };
+
+  json::object ProgressPayload() {
+    Payload p;
+    double ok = 0, delivered = 0, sent = 0;
+    Histogram h;
+    for (auto& st : per_loop_) {
+      ok += static_cast<double>(st->ok_now.load(std::memory_order_relaxed));
+      delivered += static_cast<double>(st->delivered_now.load(std::memory_order_relaxed));
+      sent += static_cast<double>(st->sent_now.load(std::memory_order_relaxed));
+      std::lock_guard lock(st->progress_mu);
+      h.Merge(st->deliver_lat);
+    }
+    p.Count("sessions", static_cast<double>(open_count()));
+    p.Count("sent", sent);
+    p.Count("ok", ok);
+    p.Count("delivered", delivered);
+    p.Hist("progress", h);
+    return p.Build();
+  }
+
+  void Schedule(PerLoop& st) {
+    const std::int64_t now = MonoNs();
+    // Open loop: whatever is due goes now, timed from when it was due. A
+    // burst is capped so that reads are not starved; the rest follows at once.
+    for (int burst = 0; burst < 2000; ++burst) {
+      const auto due =
+          start_ns_ + static_cast<std::int64_t>(static_cast<double>(st.scheduled) * st.interval_ns);
+      if (due >= end_ns_) return;
+      if (due > now) return st.timer.At(FromNs(due), [this, &st] { Schedule(st); });
+      ++st.scheduled;
+      Session* s = NextSender(st);
+      if (s == nullptr) {
+        if (due >= measure_ns_) ++st.skipped;
+        continue;
+      }
+      SendFrom(st, *s, due);
+    }
+    st.timer.At(Clock::now(), [this, &st] { Schedule(st); });
+  }
+
+  Session* NextSender(PerLoop& st) {
+    // Bounded: one pass over the loop's senders.
+    for (std::size_t k = 0; k < st.senders.size(); ++k) {
+      Session& s = session(st.senders[st.rr++ % st.senders.size()]);
+      if (s.open()) return &s;
+    }
+    return nullptr;
+  }
+
+  void SendFrom(PerLoop& st, Session& s, std::int64_t t) {
+    const bool measured = t >= measure_ns_ && t < end_ns_;
+    if (!s.open() || st.inflight >= kMaxInflightPerLoop || s.queued() > 10'000) {
+      if (measured) ++st.skipped;
+      return;
+    }
+    const std::size_t n = ctx_.accounts.size();
+    const std::size_t self = account_of(s.id());
+    std::size_t peer = static_cast<std::size_t>(st.rng() % (n - 1));
+    if (peer >= self) ++peer;
+    const std::string ts = std::to_string(t);
+    std::string f;
+    f.reserve(224 + pad_.size());
+    f += R"({"op":"send","rid":")";
+    f += ts;
+    f += R"(","to":{"user":")";
+    f += ctx_.accounts[peer].user_id;
+    f += R"("},"client_msg_id":")";
+    f += ctx_.run_id;
+    f += '-';
+    f += std::to_string(ctx_.share.index);
+    f += '-';
+    f += std::to_string(st.index);
+    f += '-';
+    f += std::to_string(st.next_msg++);
+    f += R"(","kind":"text","body":{"r":")";
+    f += ctx_.run_id;
+    f += R"(","t":)";
+    f += ts;
+    if (!pad_.empty()) {
+      f += R"(,"p":")";
+      f += pad_;
+      f += '"';
+    }
+    f += "}}";
+    s.Send(std::move(f));
+    ++st.inflight;
+    st.inflight_now.store(st.inflight, std::memory_order_relaxed);
+    ++session_inflight_[s.id()];
+    if (measured) {
+      ++st.sent;
+      st.sent_now.fetch_add(1, std::memory_order_relaxed);
+    } else if (t < measure_ns_) {
+      ++st.warmup_sent;
+    }
+  }
+
+  std::vector<std::unique_ptr<PerLoop>> per_loop_;
+  std::vector<std::uint32_t> session_inflight_;
+  int window_ = 8;
+  std::string pad_;
+  std::int64_t start_ns_ = 0, measure_ns_ = 0, end_ns_ = 0;
+};
+
+class Chat final : public Scenario {
+ public:
+  std::size_t Accounts(const Options& o) const override { return UsersOr(o, 1000); }
+  std::size_t Sockets(const Options& o) const override { return UsersOr(o, 1000); }
+  double Seconds(const Options& o) const override {
+    return o.warmup_s + o.duration_s + o.drain_s + 30;
+  }
+  std::string ProgressText(const Merged& m, double elapsed, double rate) const override {
+    std::string s = Scenario::ProgressText(m, elapsed, rate);
+    return s + "  delivered " + std::to_string(static_cast<long>(m.Counter("delivered")));
+  }
+
+  int Worker(WorkerContext& ctx) override {
+    const auto& opt = ctx.opt;
+    ChatFleet fleet(ctx, ctx.share.end - ctx.share.begin);
+    std::vector<std::size_t> idx;
+    for (std::size_t i = ctx.share.begin; i < ctx.share.end; ++i) idx.push_back(i);
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(opt.setup_timeout_s));
+    auto stats = fleet.Open(idx, deadline, [&](std::size_t ok, std::size_t) {
+      ctx.MaybeProgress([&] {
+        Payload p;
+        p.Count("sessions", static_cast<double>(ok));
+        return p.Build();
+      });
+    });
+    Payload ready;
+    AddOpenStats(ready, stats, "setup_");
+    const auto start = ctx.ReadyAndWait(
+        ready.Build(),
+        Clock::now() + std::chrono::seconds(static_cast<long>(opt.setup_timeout_s) + 120));
+    if (!start) return 2;
+    fleet.Go(*start);
+    fleet.Wait();
+    fleet.StopLoops();
+    ctx.Result(fleet.Result());
+    return 0;
+  }
+
+  void Summarize(const Options& o, const Merged& m, Driver&, json::object& out) override {
+    const double d = o.duration_s;
+    out["target_rate"] = o.rate_max ? json::value("max") : json::value(o.rate);
+    if (o.rate_max) out["window_per_user"] = o.window > 0 ? o.window : 8;
+    out["users"] = UsersOr(o, 1000);
+    out["measured_seconds"] = d;
+    for (const char* k : {"sent", "ok", "failed", "unanswered", "delivered", "skipped",
+                          "receipts_delivered", "receipts_read", "sessions_closed"}) {
+      out[k] = m.Counter(k);
+    }
+    out["sent_per_s"] = m.Counter("sent") / d;
+    out["ok_per_s"] = m.Counter("ok") / d;
+    out["delivered_per_s"] = m.Counter("delivered") / d;
+    out["delivered_of_ok"] = m.Counter("ok") > 0 ? m.Counter("delivered") / m.Counter("ok") : 0.0;
+    out["latency_send_to_ok"] = m.Hist("ok").Summary();
+    out["latency_send_to_delivered"] = m.Hist("deliver").Summary();
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Scenario> MakeChat() { return std::make_unique<Chat>(); }
+
+}  // namespace parley::bench
