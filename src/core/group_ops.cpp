@@ -80,7 +80,7 @@ std::optional<std::vector<store::UserId>> Session::ParseUsers(const json::object
   for (const auto& v : **users) {
     auto id = v.is_string() ? ParseId(v.get_string()) : std::nullopt;
     if (!id) {
-      Error(rid, code::kBadRequest, "users: must be a list of user ids");
+      Error(rid, code::kBadRequest, std::string(key) + ": must be a list of user ids");
       return std::nullopt;
     }
     if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
@@ -147,7 +147,7 @@ void Session::ApplyGroupChange(store::GroupChange change, const Rid& rid, json::
 void Session::GroupCreate(const json::object& req, const Rid& rid) {
   auto name = proto::GetString(req, "name", kMaxGroupNameLength);
   if (!name) return Error(rid, code::kBadRequest, name.error().message);
-  auto members = ParseUsers(req, rid, 255, true);
+  auto members = ParseUsers(req, rid, "members", 255, true);
   if (!members) return;
   std::erase(*members, identity_.user);
   store::GroupChange c;
@@ -191,7 +191,7 @@ void Session::GroupInfo(const json::object& req, const Rid& rid) {
 void Session::GroupMembers(const json::object& req, const Rid& rid, Kind kind) {
   auto id = proto::GetId(req, "group_id");
   if (!id) return Error(rid, code::kBadRequest, id.error().message);
-  auto users = ParseUsers(req, rid, 256, kind == Kind::kAdd);
+  auto users = ParseUsers(req, rid, "users", 256, kind == Kind::kAdd);
   if (!users) return;
   store::GroupChange c;
   c.kind = kind;

@@ -94,7 +94,8 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   void GroupSetRole(const json::object& req, const Rid& rid, store::GroupChange::Kind kind);
   void ApplyGroupChange(store::GroupChange change, const Rid& rid, json::object result);
   std::optional<std::vector<store::UserId>> ParseUsers(const json::object& req, const Rid& rid,
-                                                       std::size_t max, bool must_exist);
+                                                       std::string_view key, std::size_t max,
+                                                       bool must_exist);
 
   // Flood control shared by send and typing: true when over the limit, after
   // answering rate_limited (or closing with 4429 a device that keeps going).
