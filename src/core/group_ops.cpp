@@ -62,12 +62,12 @@ std::string GroupEventPayload(const store::GroupChange& c) {
   return json::serialize(e);
 }
 
-// Parses "users" (a list of user ids, at most `max`), checking each exists.
-// Answers the error itself and returns nullopt on failure.
+// Parses the list of user ids under `key` (at most `max`), checking each
+// exists when asked. Answers the error itself and returns nullopt on failure.
 std::optional<std::vector<store::UserId>> Session::ParseUsers(const json::object& req,
-                                                              const Rid& rid, std::size_t max,
-                                                              bool must_exist) {
-  auto users = proto::GetArray(req, "users", max);
+                                                              const Rid& rid, std::string_view key,
+                                                              std::size_t max, bool must_exist) {
+  auto users = proto::GetArray(req, key, max);
   if (!users) {
     if (users.error().message.find("at most") != std::string::npos) {
       Error(rid, code::kTooManyMembers, "a group has at most 256 members");
