@@ -1,3 +1,4 @@
+#include <algorithm>
 // The test support library (tests/support/client.hpp) against real sockets:
 // a small synchronous Beast HTTP + WebSocket server running in this process,
 // and a fake parleyd shell script.
@@ -582,9 +583,9 @@ TEST(TestSupportWs, CloseAndAbortFromTheClient) {
   }
   auto closes = server.client_closes();
   ASSERT_EQ(closes.size(), 3u);
-  EXPECT_EQ(closes[0], 1000);
-  EXPECT_EQ(closes[1], 0);
-  EXPECT_EQ(closes[2], 0);
+  // The server's threads may record the three in any order under load.
+  std::sort(closes.begin(), closes.end());
+  EXPECT_EQ(closes, (decltype(closes){0, 0, 1000}));
 }
 
 TEST(TestSupportWs, OverTls) {
