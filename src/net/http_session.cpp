@@ -7,6 +7,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/optional.hpp>
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -14,6 +16,9 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
+
+#include <unistd.h>
 
 #include "common/log.hpp"
 #include "net/server_state.hpp"
@@ -54,6 +59,61 @@ HttpResponse ErrorResponse(int status, std::string_view code, std::string_view m
   r.body = ErrorBody(code, message);
   return r;
 }
+
+// Bytes read from the socket per streamed-body chunk.
+constexpr std::size_t kStreamChunkBytes = 64 * 1024;
+
+// A Beast body that is a range of an open file, read with pread as the
+// socket drains: a large download costs one small buffer, not its size.
+struct FileRangeBody {
+  using value_type = std::shared_ptr<const FileRange>;
+
+  static std::uint64_t size(const value_type& v) { return v ? v->length() : 0; }
+
+  class writer {
+   public:
+    using const_buffers_type = asio::const_buffer;
+
+    template <bool isRequest, class Fields>
+    writer(http::header<isRequest, Fields>&, const value_type& body) : body_(body) {}
+
+    void init(error_code& ec) {
+      ec = {};
+      pos_ = body_ ? body_->offset() : 0;
+      remain_ = size(body_);
+    }
+
+    boost::optional<std::pair<const_buffers_type, bool>> get(error_code& ec) {
+      if (remain_ == 0) {
+        ec = {};
+        return boost::none;
+      }
+      const std::size_t want =
+          remain_ < sizeof(buf_) ? static_cast<std::size_t>(remain_) : sizeof(buf_);
+      ssize_t n;
+      do {
+        n = ::pread(body_->fd(), buf_, want, static_cast<off_t>(pos_));
+      } while (n < 0 && errno == EINTR);
+      if (n <= 0) {
+        // A file shorter than promised: the Content-Length already went out,
+        // so the only honest thing left is to fail the write.
+        ec = n < 0 ? error_code(errno, boost::system::system_category())
+                   : make_error_code(boost::system::errc::io_error);
+        return boost::none;
+      }
+      ec = {};
+      pos_ += static_cast<std::uint64_t>(n);
+      remain_ -= static_cast<std::uint64_t>(n);
+      return std::make_pair(const_buffers_type(buf_, static_cast<std::size_t>(n)), remain_ > 0);
+    }
+
+   private:
+    const value_type& body_;
+    std::uint64_t pos_ = 0;
+    std::uint64_t remain_ = 0;
+    char buf_[kStreamChunkBytes];
+  };
+};
 
 bool ResponseHasNoBody(unsigned status) { return status < 200 || status == 204 || status == 304; }
 
@@ -162,8 +222,12 @@ class HttpSession final : public Connection,
 
   void DoRead() {
     if (state_.shutting_down()) return CloseNow();
+    stream_parser_.reset();
+    aborted_ = false;
     parser_.emplace();
-    parser_->body_limit(state_.options.max_body_bytes);
+    // The limit is applied once the head says whether the body is buffered
+    // (OnHeader): a streamed body has none here.
+    parser_->body_limit(boost::none);
     parser_->header_limit(kHeaderLimit);
     Lowest().expires_after(kReadTimeout);
     http::async_read_header(
@@ -174,6 +238,17 @@ class HttpSession final : public Connection,
   void OnHeader(error_code ec) {
     if (ec) return OnReadError(ec);
     const auto& req = parser_->get();
+    stream_head_.reset();
+    if (!parser_->is_done() && !beast::websocket::is_upgrade(req)) {
+      HttpRequest head = ToHttpRequest(req, remote_);
+      if (state_.service.BodyModeFor(head) == BodyMode::kStream) stream_head_ = std::move(head);
+    }
+    if (!stream_head_) {
+      const std::size_t limit = state_.options.max_body_bytes;
+      parser_->body_limit(limit);
+      const auto length = parser_->content_length();
+      if (length && *length > limit) return OnReadError(http::error::body_limit);
+    }
     if (req[http::field::expect] == "100-continue" && !parser_->is_done()) {
       // Clients that ask (curl, for bodies over 1 KiB) wait for this before
       // sending the body; without it they stall for a second.
@@ -190,6 +265,11 @@ class HttpSession final : public Connection,
   }
 
   void ReadBody() {
+    if (stream_head_) {
+      auto head = std::move(*stream_head_);
+      stream_head_.reset();
+      return StartStream(std::move(head));
+    }
     http::async_read(stream_, buffer_, *parser_,
                      [self = this->shared_from_this()](error_code ec, std::size_t) {
                        if (ec) return self->OnReadError(ec);
@@ -243,9 +323,98 @@ class HttpSession final : public Connection,
     }
   }
 
+  // ---- streamed request bodies
+
+  void StartStream(HttpRequest head) {
+    stream_parser_.emplace(std::move(*parser_));
+    parser_.reset();
+    stream_parser_->body_limit(boost::none);
+    const auto& req = stream_parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    head_ = false;
+    busy_ = true;
+    streaming_ = true;
+    self_ = this->shared_from_this();
+    auto slot = std::make_shared<ResponseSlot<HttpSession>>(this->weak_from_this());
+    try {
+      sink_ = state_.service.HandleHttpStream(
+          std::move(head), [slot](HttpResponse r) { slot->Deliver(std::move(r)); });
+    } catch (const std::exception& e) {
+      PLOG_ERROR("HandleHttpStream threw", "error={}", LogQuote(e.what()));
+      slot->Deliver(ErrorResponse(500, "internal", "internal error"));
+    }
+    chunk_.resize(kStreamChunkBytes);
+    ReadChunk();
+  }
+
+  void ReadChunk() {
+    if (!streaming_) return;
+    auto& body = stream_parser_->get().body();
+    body.data = chunk_.data();
+    body.size = chunk_.size();
+    reading_ = true;
+    Lowest().expires_after(kReadTimeout);  // per chunk: a deadline on progress
+    http::async_read(
+        stream_, buffer_, *stream_parser_,
+        [self = this->shared_from_this()](error_code ec, std::size_t) { self->OnChunk(ec); });
+  }
+
+  void OnChunk(error_code ec) {
+    reading_ = false;
+    if (ec == http::error::need_buffer) ec = {};
+    if (!streaming_) {
+      // Core answered while this read was in flight.
+      if (pending_) {
+        auto r = std::move(*pending_);
+        pending_.reset();
+        Write(std::move(r), /*keep=*/false, /*linger=*/!ec);
+      }
+      return;
+    }
+    if (ec) return AbortStream();
+    const std::size_t got = chunk_.size() - stream_parser_->get().body().size;
+    if (got == 0) return AfterChunk();
+    if (!sink_) return AfterChunk();  // discarded
+    auto weak = this->weak_from_this();
+    auto consumed = [weak] {
+      if (auto s = weak.lock()) {
+        s->Dispatch([](HttpSession& self) { self.AfterChunk(); });
+      }
+    };
+    sink_->OnChunk(std::string(chunk_.data(), got), std::move(consumed));
+  }
+
+  void AfterChunk() {
+    if (!streaming_) return;
+    if (!stream_parser_->is_done()) return ReadChunk();
+    streaming_ = false;
+    Lowest().expires_never();  // core's turn; the write sets its own deadline
+    if (auto sink = std::exchange(sink_, nullptr)) sink->OnEnd();
+  }
+
+  void AbortStream() {
+    streaming_ = false;
+    aborted_ = true;
+    if (auto sink = std::exchange(sink_, nullptr)) sink->OnAbort();
+    CloseNow();
+  }
+
   void WriteResponse(HttpResponse r) {
     self_.reset();
     if (!busy_ || upgraded_) return;
+    if (aborted_) return;
+    if (streaming_) {
+      // An answer before the end of the body: stop reading it, then close.
+      streaming_ = false;
+      sink_.reset();
+      keep_alive_ = false;
+      if (reading_) {
+        pending_ = std::move(r);
+        return;
+      }
+      return Write(std::move(r), /*keep=*/false, /*linger=*/true);
+    }
     const bool keep = keep_alive_ && !state_.shutting_down();
     Write(std::move(r), keep, /*linger=*/false);
   }
@@ -262,6 +431,12 @@ class HttpSession final : public Connection,
   void Write(HttpResponse r, bool keep, bool linger) {
     unsigned status = static_cast<unsigned>(r.status);
     if (status < 100 || status > 599) status = 500;
+    if (r.file && !head_ && !ResponseHasNoBody(status))
+      return WriteFile(std::move(r), status, keep);
+    if (r.file && head_) {
+      r.body.clear();
+    }
+    auto file_length = r.file ? std::optional<std::uint64_t>(r.file->length()) : std::nullopt;
     auto res = std::make_shared<http::response<http::string_body>>();
     try {
       BuildResponse(*res, std::move(r), status, keep);
@@ -271,6 +446,26 @@ class HttpSession final : public Connection,
       res = std::make_shared<http::response<http::string_body>>();
       BuildResponse(*res, ErrorResponse(500, "internal", "internal error"), status, keep);
     }
+    if (file_length && head_ && !ResponseHasNoBody(status)) res->content_length(*file_length);
+    Send(std::move(res), status, keep, linger);
+  }
+
+  void WriteFile(HttpResponse r, unsigned status, bool keep) {
+    auto res = std::make_shared<http::response<FileRangeBody>>();
+    auto file = std::move(r.file);
+    r.body.clear();
+    // Headers come from the same code as every other response.
+    http::response<http::string_body> head;
+    BuildResponse(head, std::move(r), status, keep);
+    res->base() = std::move(head.base());
+    res->body() = std::move(file);
+    res->content_length(res->body()->length());
+    res->keep_alive(keep);
+    Send(std::move(res), status, keep, /*linger=*/false);
+  }
+
+  template <class Message>
+  void Send(std::shared_ptr<Message> res, unsigned status, bool keep, bool linger) {
     state_.Responses(status).Inc();
     Lowest().expires_after(kWriteTimeout);
     http::async_write(
@@ -354,6 +549,14 @@ class HttpSession final : public Connection,
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::empty_body>> continue_;
+  std::optional<http::request_parser<http::buffer_body>> stream_parser_;
+  std::optional<HttpRequest> stream_head_;  // the head of a request to stream
+  std::shared_ptr<RequestBody> sink_;
+  std::vector<char> chunk_;
+  std::optional<HttpResponse> pending_;  // answered while a chunk read was in flight
+  bool streaming_ = false;               // the body is being delivered to core
+  bool reading_ = false;                 // a chunk read is in flight
+  bool aborted_ = false;
   std::shared_ptr<HttpSession> self_;  // while core holds the request
   unsigned version_ = 11;
   bool keep_alive_ = false;

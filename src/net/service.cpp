@@ -1,5 +1,6 @@
 #include "net/service.hpp"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
 
@@ -21,6 +22,18 @@ std::string_view HttpRequest::GetHeader(std::string_view name) const {
     if (EqualsIgnoreCase(h.name, name)) return h.value;
   }
   return {};
+}
+
+FileRange::~FileRange() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::shared_ptr<RequestBody> Service::HandleHttpStream(HttpRequest, HttpRespond respond) {
+  HttpResponse r;
+  r.status = 500;
+  r.body = R"({"error":{"code":"internal","message":"streaming not supported"}})";
+  respond(std::move(r));
+  return nullptr;
 }
 
 }  // namespace parley::net

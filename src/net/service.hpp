@@ -32,11 +32,37 @@ struct HttpRequest {
   std::string_view GetHeader(std::string_view name) const;
 };
 
+// A byte range of an open file, to be sent as a response body straight from
+// disk (read in small chunks as the socket drains, never whole into memory).
+// Owns the descriptor: it is closed when the last reference goes.
+class FileRange {
+ public:
+  FileRange(int fd, std::uint64_t offset, std::uint64_t length)
+      : fd_(fd), offset_(offset), length_(length) {}
+  ~FileRange();
+  FileRange(const FileRange&) = delete;
+  FileRange& operator=(const FileRange&) = delete;
+
+  int fd() const { return fd_; }
+  std::uint64_t offset() const { return offset_; }
+  std::uint64_t length() const { return length_; }
+
+ private:
+  int fd_;
+  std::uint64_t offset_;
+  std::uint64_t length_;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<Header> headers;  // extra headers (Retry-After, Location, ...)
+  // When set, the body is this range of a file and `body` is ignored; its
+  // Content-Length is the range's length (Content-Range, ETag, ... are the
+  // caller's to add in `headers`). A file that turns out shorter than the
+  // range closes the connection mid-body rather than sending wrong bytes.
+  std::shared_ptr<const FileRange> file;
 };
 
 // Sends the response; callable once, from any thread.
@@ -74,9 +100,44 @@ class WsHandler {
   virtual void OnClose() = 0;
 };
 
+// How net delivers a request's body to core.
+enum class BodyMode {
+  kBuffer,  // read whole (up to ServerOptions::max_body_bytes), then HandleHttp
+  kStream,  // HandleHttpStream with the head, then the body chunk by chunk
+};
+
+// What core attaches to one streamed request body. Calls come from the
+// connection's strand, one at a time, in this order: OnChunk* then exactly
+// one of OnEnd or OnAbort -- unless core responds first (see
+// HandleHttpStream), after which nothing more is called.
+class RequestBody {
+ public:
+  virtual ~RequestBody() = default;
+  // The next bytes of the body, never empty. net reads nothing more from the
+  // socket until `consumed` is called (once, from any thread): flow control,
+  // so a slow disk holds the client back instead of growing memory.
+  virtual void OnChunk(std::string chunk, std::function<void()> consumed) = 0;
+  // The last chunk was consumed and the body is complete.
+  virtual void OnEnd() = 0;
+  // The body will not complete: the client went away, stalled past the read
+  // deadline, or sent a malformed body. The connection is closed; a response
+  // sent after this is dropped.
+  virtual void OnAbort() = 0;
+};
+
 class Service {
  public:
   virtual ~Service() = default;
+  // Asked once the head of a request has been read (`head.body` is empty).
+  // The default buffers, as every route did before streaming existed.
+  virtual BodyMode BodyModeFor(const HttpRequest& /*head*/) { return BodyMode::kBuffer; }
+  // A request that BodyModeFor streams. Returns the sink for its body (null:
+  // the body is discarded). `respond` may be called at any time; before
+  // OnEnd (a 401, or a 413 once a limit is passed), net stops delivering the
+  // body, writes the response and closes the connection. No body limit is
+  // applied by net: the service enforces its own while streaming. Called on
+  // an I/O thread: must not block.
+  virtual std::shared_ptr<RequestBody> HandleHttpStream(HttpRequest head, HttpRespond respond);
   // Every HTTP request except the WebSocket upgrade. Called on an I/O thread:
   // must not block; long work answers later through `respond`.
   virtual void HandleHttp(HttpRequest request, HttpRespond respond) = 0;

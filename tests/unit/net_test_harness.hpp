@@ -5,6 +5,7 @@
 // layer that tests/support's client is built on.
 #pragma once
 
+#include <fcntl.h>
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -90,9 +92,62 @@ class TestService final : public Service {
       return respond(HttpResponse{
           204, "text/plain", "ignored", {{"X-Bad", "a\r\nInjected: 1"}, {"X-Ok", "1"}}});
     }
+    if (req.path == "/file") {
+      // Bytes 2..6 of a file on disk, streamed from its descriptor.
+      const auto path = std::filesystem::temp_directory_path() / "parley_net_file_test";
+      { std::ofstream(path) << "0123456789"; }
+      HttpResponse r;
+      r.content_type = "application/octet-stream";
+      r.headers.push_back({"Content-Range", "bytes 2-6/10"});
+      r.status = 206;
+      r.file = std::make_shared<FileRange>(::open(path.c_str(), O_RDONLY), 2, 5);
+      return respond(std::move(r));
+    }
     if (req.path == "/v1/ws") return respond(HttpResponse{426, "application/json", "{}", {}});
     respond(HttpResponse{404, "application/json", R"({"error":{"code":"not_found"}})", {}});
   }
+
+  BodyMode BodyModeFor(const HttpRequest& head) override {
+    return head.path.starts_with("/stream") ? BodyMode::kStream : BodyMode::kBuffer;
+  }
+
+  // Collects a streamed body, acknowledging each chunk from another thread
+  // after a pause (a slow disk); /stream/limit?N answers 413 past N bytes.
+  class Sink final : public RequestBody {
+   public:
+    Sink(HttpRespond r, std::size_t limit, TestService& s)
+        : respond_(std::move(r)), limit_(limit), service_(s) {}
+    void OnChunk(std::string chunk, std::function<void()> consumed) override {
+      body_ += chunk;
+      service_.chunks++;
+      if (body_.size() > limit_) {
+        return respond_(HttpResponse{413, "text/plain", "too big", {}});
+      }
+      std::thread([consumed] {
+        std::this_thread::sleep_for(1ms);
+        consumed();
+      }).detach();
+    }
+    void OnEnd() override {
+      respond_(HttpResponse{200, "text/plain", std::to_string(body_.size()) + ":" + body_, {}});
+    }
+    void OnAbort() override { service_.aborts++; }
+
+   private:
+    HttpRespond respond_;
+    std::size_t limit_;
+    TestService& service_;
+    std::string body_;
+  };
+
+  std::shared_ptr<RequestBody> HandleHttpStream(HttpRequest head, HttpRespond respond) override {
+    std::size_t limit = SIZE_MAX;
+    if (head.path == "/stream/limit") limit = std::stoul(head.query);
+    return std::make_shared<Sink>(std::move(respond), limit, *this);
+  }
+
+  std::atomic<int> chunks{0};
+  std::atomic<int> aborts{0};
 
   std::shared_ptr<WsHandler> OpenWebSocket(std::shared_ptr<WsConnection> connection,
                                            const HttpRequest& upgrade) override {
