@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 CTEST_JOBS ?= 2
 ARGS ?=
 
-FORMAT_DIRS := $(wildcard src tests sdk bench)
+FORMAT_DIRS := $(wildcard src tests sdk cli bench)
 
 .PHONY: all build bootstrap run test asan bench format clean
 
