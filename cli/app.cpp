@@ -145,6 +145,9 @@ json::object MessageJson(const sdk::Message& m) {
   if (!m.media_id.empty()) o["media_id"] = m.media_id;
   if (m.seq != 0) o["seq"] = std::to_string(m.seq);
   if (m.encrypted) o["encrypted"] = true;
+  if (m.decrypt_error) {
+    o["decrypt_error"] = {{"code", m.decrypt_error->code}, {"message", m.decrypt_error->message}};
+  }
   return o;
 }
 
@@ -259,6 +262,7 @@ std::string MessageLine(const sdk::Message& m, const std::string& self_user,
     if (auto it = names->find(who); it != names->end() && !it->second.empty()) who = it->second;
   }
   std::string text = m.kind == "text" ? m.text : "[" + m.kind + "]";
+  if (m.decrypt_error) text = "[could not decrypt: " + m.decrypt_error->message + "]";
   if (m.kind == "text" && m.text.empty() && m.body_json != "null") text = m.body_json;
   std::string line = "[" + FormatTime(m.ts_ms) + "] ";
   line += who + ": " + text;

@@ -52,6 +52,11 @@ int Login(const Globals& g, const LoginArgs& a) {
   }
   auto account = Await(client.Verify(a.phone, code), g);
   if (!account) return out.Fail(account.error());
+  // Publish this device's keys now, so that others can write to it before
+  // it first goes online for a chat.
+  client.Start();
+  auto keys = Await(client.PublishKeys(), g);
+  if (!keys && keys.error().code != "unsupported") return out.Fail(keys.error());
   out.Emit({{"user_id", account->user_id},
             {"device_id", account->device_id},
             {"new_user", account->new_user},
@@ -89,6 +94,18 @@ int Logout(const Globals& g) {
   return kExitOk;
 }
 
+namespace {
+std::string detail_hex(const std::string& bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+  return out;
+}
+}  // namespace
+
 int Whoami(const Globals& g) {
   Out out(g.json);
   auto opened = OpenClient(g, out, true);
@@ -102,6 +119,30 @@ int Whoami(const Globals& g) {
             {"data_dir", ProfileDir(g.profile)}},
            "User " + a.user_id + " (" + a.phone + "), device " + a.device_id + "\nServer " +
                a.server_url + "\nProfile '" + g.profile + "' in " + ProfileDir(g.profile));
+  return kExitOk;
+}
+
+int SafetyNumberCmd(const Globals& g, const std::string& user) {
+  Out out(g.json);
+  auto opened = OpenClient(g, out, true);
+  if (!opened.client) return opened.exit_code;
+  auto& client = *opened.client;
+  client.Start();
+  auto number = Await(client.SafetyNumber(user), g);
+  if (!number) return out.Fail(number.error());
+  // Shown as 12 groups of 5 digits, as Signal does; compare them aloud or
+  // side by side.
+  std::string grouped;
+  for (std::size_t i = 0; i < number->displayable.size(); i += 5) {
+    if (i != 0) grouped += (i % 30 == 0) ? "\n" : " ";
+    grouped += number->displayable.substr(i, 5);
+  }
+  out.Emit({{"user", user},
+            {"safety_number", number->displayable},
+            {"scannable", detail_hex(number->scannable)}},
+           "Safety number with " + user + ":\n" + grouped +
+               "\nCompare it with theirs (parley safety-number " + client.account()->user_id +
+               "): equal numbers mean no one is in the middle.");
   return kExitOk;
 }
 

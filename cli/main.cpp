@@ -94,6 +94,11 @@ int main(int argc, char** argv) {
           {"create", "info", "add", "remove", "promote", "demote", "rename", "leave"}));
   group_cmd->add_option("args", group_args, "NAME [USER_ID...] | GROUP_ID [USER_ID...|NAME]");
 
+  std::string safety_user;
+  auto* safety_cmd = app.add_subcommand(
+      "safety-number", "the safety number with a user, to compare out of band (E2EE)");
+  safety_cmd->add_option("user", safety_user, "the other user's id")->required();
+
   std::string devices_action;
   std::string device_id;
   auto* devices_cmd = app.add_subcommand("devices", "list or remove this account's devices");
@@ -148,6 +153,7 @@ int main(int argc, char** argv) {
     auto conv = need_target(history_with);
     return conv ? ShowHistory(g, *conv, limit, before, local) : kExitError;
   }
+  if (safety_cmd->parsed()) return SafetyNumberCmd(g, safety_user);
   if (listen_cmd->parsed()) return Listen(g, listen_count, listen_seconds);
   if (group_cmd->parsed()) return Group(g, group_action, group_args);
   if (devices_cmd->parsed()) {

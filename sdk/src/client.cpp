@@ -63,7 +63,8 @@ Result<std::unique_ptr<Client>> Client::Open(ClientOptions options) {
                                std::filesystem::perm_options::replace, ec);
   auto store = Store::Open((std::filesystem::path(options.data_dir) / "parley.db").string());
   if (!store) return std::unexpected(store.error());
-  const std::string backend = options.crypto ? options.crypto->Name() : "plaintext";
+  if (!options.crypto) options.crypto = MakeDefaultCrypto();
+  const std::string backend = options.crypto->Name();
   auto recorded = (*store)->GetMeta("crypto");
   if (recorded && *recorded && **recorded != backend) {
     return Fail("crypto", "this profile was set up with the " + **recorded +
@@ -235,8 +236,15 @@ Future<void> Client::AddMembers(const std::string& group_id, std::vector<std::st
 }
 
 Future<void> Client::RemoveMembers(const std::string& group_id, std::vector<std::string> users) {
-  return CallVoid(*impl_,
-                  {{"op", "group.remove"}, {"group_id", group_id}, {"users", JsonList(users)}});
+  // The sender key rotates before the Future answers, so that a message
+  // sent right after cannot use the key the removed member holds (the
+  // group event would rotate it too, but may come later).
+  return CallAs<void>(*impl_,
+                      {{"op", "group.remove"}, {"group_id", group_id}, {"users", JsonList(users)}},
+                      false, [impl = impl_.get(), group_id](const json::object&) -> Status {
+                        impl->MembersLeft(group_id);
+                        return {};
+                      });
 }
 
 Future<void> Client::Promote(const std::string& group_id, const std::string& user) {
@@ -256,11 +264,33 @@ Future<void> Client::UpdateGroup(const std::string& group_id, std::optional<std:
 }
 
 Future<void> Client::LeaveGroup(const std::string& group_id) {
-  return CallVoid(*impl_, {{"op", "group.leave"}, {"group_id", group_id}});
+  return CallAs<void>(*impl_, {{"op", "group.leave"}, {"group_id", group_id}}, false,
+                      [impl = impl_.get(), group_id](const json::object&) -> Status {
+                        impl->MembersLeft(group_id);
+                        return {};
+                      });
 }
 
 // ---- Devices, profiles, contacts
 // --------------------------------------------------------------------
+
+Future<int> Client::PublishKeys() {
+  auto p = MakePromise<int>();
+  auto f = p->get_future();
+  impl_->Post([impl = impl_.get(), p] {
+    impl->PublishKeys([p](Result<int> r) { p->set_value(std::move(r)); });
+  });
+  return f;
+}
+
+Future<Fingerprint> Client::SafetyNumber(const std::string& user) {
+  auto p = MakePromise<Fingerprint>();
+  auto f = p->get_future();
+  impl_->Post([impl = impl_.get(), user, p] {
+    impl->SafetyNumber(user, [p](Result<Fingerprint> r) { p->set_value(std::move(r)); });
+  });
+  return f;
+}
 
 Future<std::vector<DeviceInfo>> Client::ListDevices() {
   return CallAs<std::vector<DeviceInfo>>(

@@ -85,6 +85,13 @@ class Client::Impl {
                          std::function<void(Result<std::vector<PresenceStatus>>)> done);
   Store& store() { return *store_; }
 
+  // End-to-end encryption (e2ee.cpp).
+  void PublishKeys(std::function<void(Result<int>)> done);
+  // Someone left the group (or was removed): a new sender key, and the
+  // member list read again, before the next group message.
+  void MembersLeft(const std::string& group_id);
+  void SafetyNumber(const std::string& user, std::function<void(Result<Fingerprint>)> done);
+
  private:
   enum class Phase { kIdle, kConnecting, kHello, kOnline, kWaiting, kStopped };
   struct Request {
@@ -138,6 +145,26 @@ class Client::Impl {
   void ResetSync();
   Message Decode(Message m);
   void AfterOnline();
+  void FailSend(const Message& m, const Error& e);
+
+  // e2ee.cpp: keys, the encrypted send path, sender keys. See docs/sdk.md.
+  using Done = std::function<void(Status)>;
+  void CheckKeys();
+  // The frame that sends `m` encrypted, or nullopt when sessions, device
+  // lists or sender keys must be fetched first (Prepare).
+  Result<std::optional<json::object>> EncryptedFrame(const Message& m);
+  void Prepare(const Conv& conv);
+  void PrepareConv(const Conv& conv, Done done);
+  void EnsureUsers(std::vector<std::string> users, Done done);
+  void FetchBundles(const std::string& user, Done done);
+  void DistributeSenderKey(const std::string& group_id, Done done);
+  void SendSenderKey(const std::string& group_id, const std::string& user,
+                     const std::string& distribution, int attempt, Done done);
+  void RepairStale(const Error& e);
+  std::vector<DeviceAddress> DevicesOf(const std::vector<std::string>& users) const;
+  Message DecodeGroup(Message m, const json::object& body);
+  void HandleSenderKey(const Message& m, std::vector<Event>& out);
+  void ForgetPeerDevice(const DeviceAddress& d);
 
   // ---- Immutable after construction ---------------------------------------------
   ClientOptions options_;
@@ -199,6 +226,23 @@ class Client::Impl {
   std::set<std::string> in_flight_;                      // client_msg_ids sent, no answer yet
   Clock::time_point outbox_retry_at_{};
   bool outbox_timer_armed_ = false;
+
+  // End-to-end encryption (I/O thread only).
+  bool keys_ready_ = false;     // keys checked/uploaded since this hello
+  bool keys_checking_ = false;  // keys.count/keys.upload in flight
+  int prekeys_spent_ = 0;       // prekey messages decrypted since the last check
+  Result<int> keys_left_ = std::unexpected(Error{"unsupported", "no key check yet"});
+  std::vector<std::function<void(Result<int>)>> key_waiters_;  // PublishKeys
+  // Other devices with keys, per user (this device excluded): from
+  // keys.bundle, corrected by stale_devices, keys_changed and device events.
+  std::map<std::string, std::vector<std::string>> devices_;
+  std::map<std::string, std::string> identity_keys_;               // "<user>.<device>" -> key bytes
+  std::map<std::string, std::vector<Done>> fetch_waiters_;         // keys.bundle in flight, by user
+  std::set<std::string> preparing_;                                // conv keys being prepared
+  std::set<std::string> prepared_;                                 // conv keys just prepared
+  std::map<std::string, int> stale_retries_;                       // client_msg_id -> stale answers
+  std::map<std::string, std::vector<std::string>> group_members_;  // group -> user ids
+  std::map<std::string, std::set<DeviceAddress>> sender_key_sent_;  // group -> devices
 
   // Presence and typing.
   std::optional<std::vector<std::string>> presence_users_;

@@ -40,7 +40,7 @@ std::int64_t WallMs() {
 Client::Impl::Impl(ClientOptions options, std::unique_ptr<Store> store)
     : options_(std::move(options)),
       store_(std::move(store)),
-      crypto_(options_.crypto ? std::move(options_.crypto) : std::make_unique<PlaintextCrypto>()),
+      crypto_(options_.crypto ? std::move(options_.crypto) : MakeDefaultCrypto()),
       events_(options_.max_queued_events),
       work_(boost::asio::make_work_guard(io_)),
       tls_(detail::MakeTlsContext(options_.tls_verify, options_.ca_file)),

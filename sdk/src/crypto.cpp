@@ -3,13 +3,24 @@
 // that a misuse is an error, never a message that silently went in clear.
 #include "parley/crypto.hpp"
 
+#include <atomic>
+
 namespace parley::sdk {
 
 namespace {
+std::atomic<CryptoFactory> default_factory{nullptr};
+
 std::unexpected<Error> Unsupported() {
   return Fail("unsupported", "the plaintext backend does not encrypt");
 }
 }  // namespace
+
+void SetDefaultCrypto(CryptoFactory factory) { default_factory.store(factory); }
+
+std::unique_ptr<Crypto> MakeDefaultCrypto() {
+  if (auto factory = default_factory.load()) return factory();
+  return std::make_unique<PlaintextCrypto>();
+}
 
 Status PlaintextCrypto::StartSession(const PreKeyBundle&) { return Unsupported(); }
 

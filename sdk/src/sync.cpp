@@ -56,6 +56,8 @@ void Client::Impl::AfterOnline() {
   acked_ = 0;  // acks in flight when the last connection dropped may be lost
   FlushAck();
   FlushRequests();
+  keys_ready_ = false;
+  CheckKeys();  // uploads keys, replenishes one-time prekeys; then the outbox goes
   if (presence_users_) {
     json::array users;
     for (const auto& u : *presence_users_) users.push_back(json::value(u));
@@ -113,30 +115,6 @@ void Client::Impl::OnEvent(std::uint64_t seq, const json::object& event) {
   CheckSync();
 }
 
-Message Client::Impl::Decode(Message m) {
-  if (m.kind != "e2ee") return m;
-  m.encrypted = true;
-  if (!crypto_->Encrypts()) return m;  // unreadable here: kept as it came
-  boost::system::error_code ec;
-  auto envelope = detail::ParseEnvelope(json::parse(m.body_json, ec));
-  const auto me = AccountSnapshot();
-  if (ec || !envelope || !me) return m;
-  for (const auto& c : envelope->ciphertexts) {
-    if (c.device.user != me->user_id || c.device.device != me->device_id) continue;
-    auto plain = crypto_->Decrypt({m.from.user, m.from.device}, c);
-    if (!plain) return m;
-    auto inner = detail::ParseObject(*plain);
-    if (!inner) return m;
-    m.kind = Str(*inner, "kind");
-    auto body = inner->find("body");
-    m.body_json = body != inner->end() ? json::serialize(body->value()) : "null";
-    m.media_id = Str(*inner, "media_id");
-    m.text = detail::TextOf(m.body_json);
-    return m;
-  }
-  return m;
-}
-
 Status Client::Impl::HandleEvent(std::uint64_t seq, const json::object& event,
                                  std::vector<Event>& out) {
   const std::string type = Str(event, "type");
@@ -147,6 +125,11 @@ Status Client::Impl::HandleEvent(std::uint64_t seq, const json::object& event,
       return {};
     }
     parsed->seq = seq;
+    if (parsed->kind == "sender_key") {
+      // Key material, not a message: never stored or shown (unless unreadable).
+      HandleSenderKey(*parsed, out);
+      return {};
+    }
     Message m = Decode(std::move(*parsed));
     auto put = store_->PutMessage(m);
     if (!put) return std::unexpected(put.error());
@@ -188,9 +171,11 @@ Status Client::Impl::HandleEvent(std::uint64_t seq, const json::object& event,
   }
   if (type == "group") {
     GroupEvent g = detail::ParseGroupEvent(event);
-    if (crypto_->Encrypts() && (g.change == "removed" || g.change == "left")) {
-      // Whoever left must not read what comes next: a new sender key.
-      if (auto s = crypto_->RotateSenderKey(g.group_id); !s) return s;
+    group_members_.erase(g.group_id);  // read again (group.info) before the next send
+    if (g.change == "removed" || g.change == "left") {
+      // Whoever left must not read what comes next: a new sender key, sent
+      // again to every remaining member device before the next message.
+      MembersLeft(g.group_id);
     }
     out.push_back(std::move(g));
     return {};
@@ -198,13 +183,19 @@ Status Client::Impl::HandleEvent(std::uint64_t seq, const json::object& event,
   if (type == "keys_changed") {
     KeysChangedEvent k{{Str(event, "user"), Str(event, "device")}};
     if (crypto_->Encrypts()) {
-      if (auto s = crypto_->ForgetDevice(k.device); !s) return s;
+      ForgetPeerDevice(k.device);
+      devices_.erase(k.device.user);  // its list is fetched again before the next send
     }
     out.push_back(std::move(k));
     return {};
   }
   if (type == "device") {
-    out.push_back(DeviceEvent{Str(event, "change"), Str(event, "device_id"), Str(event, "name")});
+    DeviceEvent d{Str(event, "change"), Str(event, "device_id"), Str(event, "name")};
+    if (const auto me = AccountSnapshot(); me && crypto_->Encrypts()) {
+      if (d.change == "removed") ForgetPeerDevice({me->user_id, d.device_id});
+      devices_.erase(me->user_id);
+    }
+    out.push_back(std::move(d));
     return {};
   }
   out.push_back(OtherEvent{seq, type, json::serialize(event)});
@@ -306,13 +297,13 @@ void Client::Impl::Send(const Conv& to, OutgoingMessage msg,
                         std::shared_ptr<std::promise<Result<SentMessage>>> promise) {
   const auto me = AccountSnapshot();
   if (!me) return promise->set_value(Fail("not_logged_in", "log in first"));
-  if (crypto_->Encrypts()) {
-    // The e2ee send path (bundles, envelopes, stale_devices) comes with the
-    // server's key directory; docs/sdk.md, "End-to-end encryption".
-    return promise->set_value(Fail("unsupported", "encrypted sending is not implemented yet"));
+  if (crypto_->Encrypts() && (msg.kind == "e2ee" || msg.kind == "sender_key")) {
+    return promise->set_value(
+        Fail("invalid", "the SDK encrypts itself: send the plain kind (text, image, ...)"));
   }
-  // Plain kinds go as given. So do "e2ee" and "sender_key" bodies a caller
-  // built itself: with a non-encrypting backend the SDK does not touch them.
+  // With an encrypting backend the outbox keeps the plaintext and each send
+  // encrypts it (e2ee.cpp). Otherwise plain kinds go as given, and so do
+  // "e2ee" and "sender_key" bodies a caller built itself.
   boost::system::error_code ec;
   json::parse(msg.body_json, ec);
   if (ec) return promise->set_value(Fail("invalid", "body_json is not JSON"));
@@ -346,12 +337,42 @@ void Client::Impl::PumpOutbox() {
     });
     return;
   }
+  const bool encrypts = crypto_->Encrypts();
+  if (encrypts && !keys_ready_) return;  // CheckKeys pumps when done
   auto pending = store_->Pending();
   if (!pending) return;
+  std::set<std::string> held;  // conversations waiting for Prepare: order is kept
   for (const auto& m : *pending) {
     if (in_flight_.size() >= kMaxInFlightSends) break;
     if (in_flight_.contains(m.client_msg_id)) continue;
-    SendPending(m);
+    if (!encrypts) {
+      SendPending(m);
+      continue;
+    }
+    const std::string key = m.conv.Key();
+    if (held.contains(key) || preparing_.contains(key)) {
+      held.insert(key);
+      continue;
+    }
+    auto frame = EncryptedFrame(m);
+    if (!frame) {
+      FailSend(m, frame.error());
+      continue;
+    }
+    if (!*frame) {
+      held.insert(key);
+      if (prepared_.erase(key) > 0) {
+        // Prepared, and still not ready: it will not get better by itself.
+        FailSend(m, Error{"crypto", "no session for every device of the conversation"});
+        continue;
+      }
+      Prepare(m.conv);
+      continue;
+    }
+    prepared_.erase(key);
+    in_flight_.insert(m.client_msg_id);
+    Call(std::move(**frame), false,
+         [this, m](Result<json::object> r) { OnSendAnswer(m, std::move(r)); });
   }
 }
 
@@ -372,6 +393,7 @@ void Client::Impl::SendPending(const Message& m) {
 void Client::Impl::OnSendAnswer(const Message& m, Result<json::object> r) {
   in_flight_.erase(m.client_msg_id);
   if (r) {
+    stale_retries_.erase(m.client_msg_id);
     SentMessage sent{Str(*r, "msg_id"), m.client_msg_id, Seq(*r, "seq"), Int(*r, "ts_ms"),
                      detail::Bool(*r, "duplicate")};
     auto changed = store_->MarkSent(m.client_msg_id, sent);
@@ -381,6 +403,12 @@ void Client::Impl::OnSendAnswer(const Message& m, Result<json::object> r) {
     return ResolveSend(m.client_msg_id, std::move(sent));
   }
   const Error& e = r.error();
+  if (e.code == "stale_devices" && crypto_->Encrypts() && ++stale_retries_[m.client_msg_id] <= 3) {
+    // Sessions for the missing devices, none for the extra ones, then the
+    // same client_msg_id again (PumpOutbox encrypts it anew).
+    RepairStale(e);
+    return PumpOutbox();
+  }
   if (Retryable(e.code)) {
     // It stays pending; the pump sends it again (now, after a reconnect, or
     // once the rate limit allows).
@@ -390,6 +418,11 @@ void Client::Impl::OnSendAnswer(const Message& m, Result<json::object> r) {
     outbox_retry_at_ = std::max(outbox_retry_at_, Clock::now() + delay);
     return PumpOutbox();
   }
+  FailSend(m, e);
+}
+
+void Client::Impl::FailSend(const Message& m, const Error& e) {
+  stale_retries_.erase(m.client_msg_id);
   (void)store_->MarkFailed(m.client_msg_id);
   events_.Push(MessageStatusEvent{m.conv, {}, m.client_msg_id, MessageStatus::kFailed, {}, e});
   ResolveSend(m.client_msg_id, std::unexpected(e));
@@ -440,10 +473,14 @@ void Client::Impl::History(const Conv& conv, const std::string& before, int limi
       for (const auto& v : *list) {
         if (!v.is_object()) continue;
         auto parsed = detail::ParseMessage(v.get_object());
-        if (!parsed) continue;
-        Message m = Decode(std::move(*parsed));
+        if (!parsed || parsed->kind == "sender_key") continue;  // key material
         // What this device already has (decrypted, with its status) wins:
         // an e2ee message decrypts only once.
+        if (auto stored = store_->GetMessage(parsed->msg_id); stored && *stored) {
+          page.messages.push_back(std::move(**stored));
+          continue;
+        }
+        Message m = Decode(std::move(*parsed));
         auto put = store_->PutMessage(m);
         if (put && *put != Store::Insert::kNew) {
           if (auto stored = store_->GetMessage(m.msg_id); stored && *stored) {

@@ -212,6 +212,42 @@ TEST_F(CliTest, LoginSendHistoryAndGroupsWithJsonOutput) {
   EXPECT_EQ(devices.Last().at("current"), true);
 }
 
+TEST_F(CliTest, EncryptedByDefaultWithSafetyNumbers) {
+  const std::string alice = CliLogin("ealice", NextPhone());
+  const std::string bob = CliLogin("ebob", NextPhone());
+  ASSERT_FALSE(alice.empty());
+  ASSERT_FALSE(bob.empty());
+  const std::string secret = "cli-secret-3e9b1f";
+  auto sent = Parley({"--profile", "ealice", "send", "--to", bob, secret});
+  ASSERT_EQ(sent.exit_code, 0) << sent.out << sent.err;
+  auto listen = Parley({"--profile", "ebob", "listen", "--count", "1", "--for", "10"});
+  ASSERT_EQ(listen.exit_code, 0) << listen.err;
+  bool heard = false;
+  for (const auto& e : listen.Lines()) {
+    if (S(e, "event") != "message") continue;
+    heard = S(e, "text") == secret;
+    EXPECT_EQ(e.at("encrypted"), true);
+    EXPECT_FALSE(e.contains("decrypt_error"));
+  }
+  EXPECT_TRUE(heard) << listen.out;
+
+  auto mine = Parley({"--profile", "ealice", "safety-number", bob});
+  auto theirs = Parley({"--profile", "ebob", "safety-number", alice});
+  ASSERT_EQ(mine.exit_code, 0) << mine.out << mine.err;
+  ASSERT_EQ(theirs.exit_code, 0) << theirs.out << theirs.err;
+  const std::string number = S(mine.Last(), "safety_number");
+  EXPECT_EQ(number.size(), 60u);
+  EXPECT_EQ(number, S(theirs.Last(), "safety_number"));
+
+  // The server has the envelope, not the text.
+  int code = -1;
+  const std::string dump = test::RunAdmin(
+      {"--data-dir", server_->data_dir(), "dump-user", "--user", bob, "--events"}, &code);
+  ASSERT_EQ(code, 0) << dump;
+  EXPECT_NE(dump.find("\"e2ee\""), std::string::npos);
+  EXPECT_EQ(dump.find(secret), std::string::npos);
+}
+
 TEST_F(CliTest, ErrorsAreJsonWithAnExitCode) {
   auto nobody = Parley({"--profile", "ghost", "whoami"});
   EXPECT_EQ(nobody.exit_code, 3);

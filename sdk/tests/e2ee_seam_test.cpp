@@ -4,11 +4,10 @@
 //
 // The backend here is a test double that "decrypts" by reversing bytes: it
 // checks the SDK's plumbing (envelope, addressing, the inner plaintext,
-// storage), not cryptography. The sender builds the envelope by hand; the
-// SDK's own e2ee send path comes with the server's key directory. Once the
-// server checks that an e2ee send covers exactly the devices that uploaded
-// identity keys, this test has to upload keys for the receiving devices
-// first.
+// storage), not cryptography. The sender builds the envelope by hand (the
+// SDK's own send path is tested with libsignal in e2ee_test.cpp); the
+// receiving devices publish stand-in keys first, since the server checks
+// that an e2ee send covers exactly the devices that uploaded identity keys.
 #include <algorithm>
 #include <boost/json.hpp>
 
@@ -29,7 +28,16 @@ class ReversingCrypto final : public Crypto {
     self_ = self;
     return {};
   }
-  Result<KeyUpload> KeysToUpload(std::optional<int>) override { return KeyUpload{}; }
+  Result<KeyUpload> KeysToUpload(std::optional<int> left) override {
+    // Shaped like Curve25519 keys (0x05 and 32 bytes); nobody uses them.
+    KeyUpload up;
+    up.identity_key = std::string(1, '\x05') + std::string(32, 'i');
+    up.registration_id = 7;
+    up.signed_prekey =
+        SignedPreKey{1, std::string(1, '\x05') + std::string(32, 's'), std::string(64, 'g')};
+    if (!left) up.one_time_prekeys.push_back({1, std::string(1, '\x05') + std::string(32, 'o')});
+    return up;
+  }
   bool HasSession(const DeviceAddress&) override { return true; }
   Status StartSession(const PreKeyBundle&) override { return {}; }
   Result<std::vector<Ciphertext>> Encrypt(std::span<const DeviceAddress> devices,
@@ -82,6 +90,7 @@ TEST_F(E2eeSeamTest, EachDeviceDecryptsItsOwnCiphertext) {
   auto b2 = Login(pb, "eb2", with_backend);
   ASSERT_TRUE(a && b1 && b2);
   for (auto* c : {a.get(), b1.get(), b2.get()}) ASSERT_TRUE(StartSynced(*c));
+  for (auto* c : {b1.get(), b2.get()}) ASSERT_TRUE(c->PublishKeys().get());
   const auto bu = b1->account()->user_id;
 
   auto inner = [](const std::string& text) {
@@ -117,11 +126,11 @@ TEST_F(E2eeSeamTest, EachDeviceDecryptsItsOwnCiphertext) {
   ASSERT_TRUE(theirs && theirs->size() == 1u);
   EXPECT_EQ(theirs->front().kind, "e2ee");
 
-  // An encrypting backend without the send path refuses rather than
-  // sending in the clear.
+  // An encrypting client never falls back to the clear: to a user with no
+  // keys (a's client does not encrypt) the send fails.
   auto refused = b1->SendText(Conv::User(a->account()->user_id), "secret").get();
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().code, "unsupported");
+  EXPECT_EQ(refused.error().code, "no_keys");
 }
 
 TEST_F(E2eeSeamTest, AProfileKeepsItsBackend) {

@@ -51,7 +51,7 @@ class TempDir {
 };
 
 // Options for a profile in `dir` against `server`, with short timeouts so
-// that failures show quickly.
+// that failures show quickly; no encryption (see EncryptedOptions).
 inline ClientOptions OptionsFor(const Parleyd& server, const std::string& dir,
                                 const std::string& device_name = "sdk test") {
   ClientOptions o;
@@ -62,6 +62,9 @@ inline ClientOptions OptionsFor(const Parleyd& server, const std::string& dir,
   o.backoff_initial = 200ms;
   o.backoff_max = 2s;
   o.tls_verify = false;
+  // The transport tests run in the clear; e2ee tests pass their backend
+  // (or null: the default, libsignal, since the tests link it).
+  o.crypto = std::make_unique<PlaintextCrypto>();
   return o;
 }
 

@@ -186,6 +186,19 @@ class Client {
 
   // ---- Devices, profiles, contacts ---------------------------------------------
 
+  // Publishes this device's keys now (keys.count, then keys.upload when
+  // something is missing; the client also does it after every hello and
+  // when one-time prekeys run low) and answers how many one-time prekeys
+  // the server holds. Waits for the connection like any op. A freshly
+  // logged-in device should do this before others can write to it.
+  Future<int> PublishKeys();
+
+  // The safety number between this user and `user` (docs/e2ee.md): the
+  // same 60 digits on both sides while no device key changed. Fetches both
+  // users' device keys (keys.bundle). "unsupported" without an encrypting
+  // backend.
+  Future<Fingerprint> SafetyNumber(const std::string& user);
+
   Future<std::vector<DeviceInfo>> ListDevices();
   // Removing this device itself is allowed: the Client then stops (device_revoked).
   Future<void> RemoveDevice(const std::string& device_id);

@@ -191,4 +191,11 @@ class PlaintextCrypto final : public Crypto {
                                          const std::string&, std::span<const std::string>) override;
 };
 
+// The backend a Client gets when ClientOptions::crypto is null. A backend
+// library registers itself: linking parley_sdk_signal makes libsignal the
+// default (encryption on), and without any backend it is PlaintextCrypto.
+using CryptoFactory = std::unique_ptr<Crypto> (*)();
+void SetDefaultCrypto(CryptoFactory factory);
+std::unique_ptr<Crypto> MakeDefaultCrypto();
+
 }  // namespace parley::sdk

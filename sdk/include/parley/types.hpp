@@ -106,6 +106,10 @@ struct Message {
   std::int64_t ts_ms = 0;  // server time (local time while pending)
   std::uint64_t seq = 0;   // the mailbox seq it arrived with (0 if from history)
   bool encrypted = false;  // it travelled as kind "e2ee"
+  // Set when an e2ee message could not be decrypted (tampered, not meant for
+  // this device, no session or sender key): kind stays "e2ee" and the body
+  // is the envelope as it came. Reported in the MessageEvent, not stored.
+  std::optional<Error> decrypt_error;
   MessageStatus status = MessageStatus::kReceived;
 };
 
