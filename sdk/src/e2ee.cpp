@@ -167,7 +167,13 @@ void Client::Impl::FetchBundles(const std::string& user, Done done) {
   Call({{"op", "keys.bundle"}, {"user", user}}, true, [this, user](Result<json::object> r) {
     Status status;
     const auto me = AccountSnapshot();
-    if (!r) {
+    if (!r && me && user == me->user_id && r.error().code == "not_found") {
+      // This user has no other device with keys (the server leaves the
+      // asking device out of its own bundle list).
+      devices_[user] = {};
+    } else if (!r) {
+      // For a peer, not_found: no such user, or none of its devices has
+      // keys (a client that does not encrypt). Either way nothing to send.
       status = std::unexpected(r.error());
     } else if (!me) {
       status = Fail("not_logged_in");

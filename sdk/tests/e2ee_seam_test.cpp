@@ -127,10 +127,15 @@ TEST_F(E2eeSeamTest, EachDeviceDecryptsItsOwnCiphertext) {
   EXPECT_EQ(theirs->front().kind, "e2ee");
 
   // An encrypting client never falls back to the clear: to a user with no
-  // keys (a's client does not encrypt) the send fails.
+  // keys (a's client does not encrypt) the send fails (keys.bundle answers
+  // not_found for such a user).
   auto refused = b1->SendText(Conv::User(a->account()->user_id), "secret").get();
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().code, "no_keys");
+  EXPECT_EQ(refused.error().code, "not_found");
+  auto mine = b1->LocalMessages(Conv::User(a->account()->user_id)).get();
+  ASSERT_TRUE(mine);
+  ASSERT_EQ(mine->size(), 2u);
+  EXPECT_EQ(mine->front().status, MessageStatus::kFailed);
 }
 
 TEST_F(E2eeSeamTest, AProfileKeepsItsBackend) {
