@@ -5,10 +5,9 @@
 // The backend here is a test double that "decrypts" by reversing bytes: it
 // checks the SDK's plumbing (envelope, addressing, the inner plaintext,
 // storage), not cryptography. The sender builds the envelope by hand; the
-// SDK's own e2ee send path comes with the server's key directory. Once the
+// SDK's own e2ee send path comes with the server's key directory. The
 // server checks that an e2ee send covers exactly the devices that uploaded
-// identity keys, this test has to upload keys for the receiving devices
-// first.
+// identity keys, so the receiving devices upload keys first.
 #include <algorithm>
 #include <boost/json.hpp>
 
@@ -83,6 +82,18 @@ TEST_F(E2eeSeamTest, EachDeviceDecryptsItsOwnCiphertext) {
   ASSERT_TRUE(a && b1 && b2);
   for (auto* c : {a.get(), b1.get(), b2.get()}) ASSERT_TRUE(StartSynced(*c));
   const auto bu = b1->account()->user_id;
+  // The server checks that an e2ee send covers exactly the devices that
+  // uploaded identity keys: b's two devices upload theirs.
+  for (auto* c : {b1.get(), b2.get()}) {
+    const json::object upload{{"op", "keys.upload"},
+                              {"identity_key", detail::Base64Encode(std::string(33, '\x05'))},
+                              {"signed_prekey",
+                               {{"id", 1},
+                                {"key", detail::Base64Encode(std::string(33, '\x05'))},
+                                {"signature", detail::Base64Encode(std::string(64, 's'))}}}};
+    auto up = c->Request(json::serialize(upload)).get();
+    ASSERT_TRUE(up) << up.error().ToString();
+  }
 
   auto inner = [](const std::string& text) {
     return ReversingCrypto::Reverse(
