@@ -3,6 +3,7 @@
 #include <unordered_map>
 
 #include "common/clock.hpp"
+#include "core/e2ee.hpp"
 #include "core/session.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
@@ -54,15 +55,19 @@ void Session::DevicesRemove(const json::object& req, const Rid& rid) {
   const store::UserId user = identity_.user;
   const store::DeviceId target = *device;
   auto self = shared_from_this();
-  core_.store.RemoveDevice(user, target, [self, rid, user, target](Result<bool> r) {
-    if (!r) return self->StoreError(rid, r.error(), "remove_device");
-    // Another user's device looks exactly like one that does not exist.
-    if (!*r) return self->Error(rid, code::kNotFound, "no such device");
-    if (auto s = self->core_.sessions.Find(user, target)) {
-      s->Close(proto::close_code::kRevoked, "this device was removed");
-    }
-    self->core_.AnnounceDevice(user, target, "removed", "", [self, rid] { self->Ok(rid); });
-  });
+  core_.store.RemoveDevice(user, target, NowMs(), RenderKeysChanged,
+                           [self, rid, user, target](Result<store::RemoveDeviceResult> r) {
+                             if (!r) return self->StoreError(rid, r.error(), "remove_device");
+                             // Another user's device looks exactly like one that does not exist.
+                             if (!r->removed)
+                               return self->Error(rid, code::kNotFound, "no such device");
+                             self->core_.Wake(r->appended);
+                             if (auto s = self->core_.sessions.Find(user, target)) {
+                               s->Close(proto::close_code::kRevoked, "this device was removed");
+                             }
+                             self->core_.AnnounceDevice(user, target, "removed", "",
+                                                        [self, rid] { self->Ok(rid); });
+                           });
 }
 
 void Session::ProfileGet(const json::object& req, const Rid& rid) {

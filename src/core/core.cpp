@@ -2,6 +2,7 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "core/e2ee.hpp"
 #include "core/render.hpp"
 #include "core/session.hpp"
 #include "proto/errors.hpp"
@@ -97,7 +98,10 @@ void Core::Wake(const std::vector<store::Appended>& appended) {
 
 void Core::Deliver(const std::shared_ptr<const store::Message>& message,
                    const std::vector<store::Appended>& appended) {
-  const bool per_device = message->kind == "e2ee";
+  // Encrypted kinds: the event is rendered once without ciphertexts and
+  // each device's own ciphertext is spliced in (e2ee.hpp).
+  EncryptedFrames encrypted;
+  const bool per_device = IsEncryptedKind(message->kind) && encrypted.Prepare(*message);
   // Every recipient sees the same event (but for its seq), and the sender's
   // own copy differs only in conv and outgoing: two renders per message.
   std::string bodies[2];  // [incoming, outgoing]
@@ -111,8 +115,16 @@ void Core::Deliver(const std::shared_ptr<const store::Message>& message,
     event->msg_id = message->msg_id;
     event->outgoing = message->sender == a.user;
     event->message = message;
+    if (per_device) {
+      for (auto& s : targets) {
+        auto frame = std::make_shared<const std::string>(
+            WrapEvent(a.seq, encrypted.EventBodyFor(a.user, s->identity().device)));
+        s->Notify(a.seq, event, std::move(frame));
+      }
+      continue;
+    }
     std::shared_ptr<const std::string> frame;
-    if (!per_device) {
+    if (!IsEncryptedKind(message->kind)) {
       std::string& body = bodies[event->outgoing ? 1 : 0];
       if (body.empty()) body = EventBody(*event, a.user, 0);
       frame = std::make_shared<const std::string>(WrapEvent(a.seq, body));

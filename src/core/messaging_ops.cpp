@@ -1,7 +1,10 @@
 // Messaging ops (PROTOCOL.md section 4): send, read, typing, history,
 // receipts, presence.subscribe.
+#include <set>
+
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "core/e2ee.hpp"
 #include "core/groups.hpp"
 #include "core/render.hpp"
 #include "core/session.hpp"
@@ -65,6 +68,7 @@ void Session::Send(const json::object& req, const Rid& rid) {
   auto media = proto::GetOptId(req, "media_id");
   if (!media) return Error(rid, code::kBadRequest, media.error().message);
   if (OverLimit(core_.send_limiter, rid)) return;
+  if (IsEncryptedKind(*kind) && !CheckEnvelope(body_it->value(), *kind, *to, rid)) return;
 
   std::vector<store::UserId> recipients;
   if (to->kind == store::Conversation::Kind::kGroup) {
@@ -109,6 +113,80 @@ void Session::Send(const json::object& req, const Rid& rid) {
         self->Ok(rid, std::move(result));
         if (!r->duplicate) self->core_.Deliver(message, r->appended);
       });
+}
+
+bool Session::CheckEnvelope(const json::value& body, std::string_view kind,
+                            const store::Conversation& to, const Rid& rid) {
+  auto env = ParseEnvelope(body, kind);
+  if (!env) {
+    Error(rid, code::kBadRequest, env.error());
+    return false;
+  }
+  if (env->sender_device != identity_.device) {
+    Error(rid, code::kBadRequest, "body.sender_device: must be the sending device's id");
+    return false;
+  }
+  // The users the message reaches: the peer, or the group's members now.
+  std::vector<store::UserId> users;
+  const bool group = to.kind == store::Conversation::Kind::kGroup;
+  if (group) {
+    auto g = core_.groups.Get(to.id);
+    if (!g) {
+      StoreError(rid, g.error(), "get_group");
+      return false;
+    }
+    // Not a member: the append answers not_found or not_member as for any kind.
+    if (!*g || !IsMember(**g, identity_.user)) return true;
+    for (const auto& m : (*g)->members) users.push_back(m.user);
+  } else {
+    users.push_back(identity_.user);
+    if (to.id != identity_.user) users.push_back(to.id);
+  }
+  std::set<DeviceAddr> current;
+  for (auto u : users) {
+    auto keys = core_.store.ListDeviceKeys(u);
+    if (!keys) {
+      StoreError(rid, keys.error(), "list_device_keys");
+      return false;
+    }
+    for (const auto& k : *keys) {
+      if (u != identity_.user || k.device != identity_.device) current.insert({u, k.device});
+    }
+  }
+  json::array missing;
+  json::array extra;
+  auto addr = [](const DeviceAddr& a) {
+    return json::object{{"user", IdToString(a.user)}, {"device", IdToString(a.device)}};
+  };
+  std::set<DeviceAddr> given;
+  for (const auto& t : env->targets) {
+    if (t.user == identity_.user && t.device == identity_.device) {
+      Error(rid, code::kBadRequest, "body.ciphertexts: the sending device needs no ciphertext");
+      return false;
+    }
+    if (!group && std::find(users.begin(), users.end(), t.user) == users.end()) {
+      // The users of a 1:1 chat never change: this is no stale view.
+      Error(rid, code::kBadRequest,
+            "body.ciphertexts: user " + IdToString(t.user) + " is not in this conversation");
+      return false;
+    }
+    given.insert(t);
+    if (!current.contains(t)) extra.push_back(addr(t));
+  }
+  // A sender_key message goes to the devices it names (one, usually): only
+  // devices that are not current are wrong. An e2ee message goes to all.
+  if (kind == "e2ee") {
+    for (const auto& c : current) {
+      if (!given.contains(c)) missing.push_back(addr(c));
+    }
+  }
+  if (missing.empty() && extra.empty()) return true;
+  json::object details;
+  details["missing"] = std::move(missing);
+  details["extra"] = std::move(extra);
+  Error(rid, code::kStaleDevices, "the ciphertexts do not match the current devices",
+        std::move(details));
+  return false;
 }
 
 void Session::Read(const json::object& req, const Rid& rid) {

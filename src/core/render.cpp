@@ -16,7 +16,7 @@ json::value BodyFor(const store::Message& m, store::UserId viewer, store::Device
   boost::system::error_code ec;
   json::value body = json::parse(m.body, ec);
   if (ec) return json::value(nullptr);
-  if (m.kind != "e2ee" || !body.is_object()) return body;
+  if ((m.kind != "e2ee" && m.kind != "sender_key") || !body.is_object()) return body;
   // A device is given only its own ciphertext.
   auto& obj = body.as_object();
   auto it = obj.find("ciphertexts");

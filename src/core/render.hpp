@@ -15,8 +15,8 @@ namespace json = boost::json;
 json::object ConvJson(const store::Conversation& conv);
 
 // The message object of an event or a history page, as `viewer` sees it
-// (its conv names the other side; e2ee bodies keep only viewer_device's
-// ciphertext).
+// (its conv names the other side; e2ee and sender_key bodies keep only
+// viewer_device's ciphertext: the sending device gets an empty list).
 json::object MessageJson(const store::Message& m, store::UserId viewer,
                          store::DeviceId viewer_device);
 

@@ -43,6 +43,9 @@ const std::unordered_map<std::string_view, Session::Handler>& Session::Handlers(
       {"group.demote", &Session::GroupDemote},
       {"group.update", &Session::GroupUpdate},
       {"group.leave", &Session::GroupLeave},
+      {"keys.upload", &Session::KeysUpload},
+      {"keys.bundle", &Session::KeysBundle},
+      {"keys.count", &Session::KeysCount},
   };
   return handlers;
 }

@@ -81,6 +81,14 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   void History(const json::object& req, const Rid& rid);
   void Receipts(const json::object& req, const Rid& rid);
   void PresenceSubscribe(const json::object& req, const Rid& rid);
+  // Ops (keys_ops.cpp).
+  void KeysUpload(const json::object& req, const Rid& rid);
+  void KeysBundle(const json::object& req, const Rid& rid);
+  void KeysCount(const json::object& req, const Rid& rid);
+  // The stale_devices check of an e2ee or sender_key send (messaging_ops.cpp);
+  // false when it answered the request.
+  bool CheckEnvelope(const json::value& body, std::string_view kind, const store::Conversation& to,
+                     const Rid& rid);
   // Ops (group_ops.cpp).
   void GroupCreate(const json::object& req, const Rid& rid);
   void GroupInfo(const json::object& req, const Rid& rid);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -192,5 +193,56 @@ struct GroupChangeResult {
   std::vector<UserId> auto_promoted;
   std::shared_ptr<const Group> group;  // the group after the change (null when it is gone)
 };
+
+// ---- End-to-end encryption keys (the key directory) --------------------------
+//
+// Key material is kept as the client uploaded it: standard base64 text,
+// checked by core for its decoded size. A device is "current" once it has
+// uploaded an identity key, until it is removed.
+
+struct SignedPrekey {
+  std::uint32_t id = 0;
+  std::string key;
+  std::string signature;
+};
+
+struct OneTimePrekey {
+  std::uint32_t id = 0;
+  std::string key;
+};
+
+// One current device's long-lived keys.
+struct DeviceKeys {
+  UserId user = 0;
+  DeviceId device = 0;
+  std::string identity_key;
+  std::optional<std::uint32_t> registration_id;
+  SignedPrekey signed_prekey;
+  std::uint32_t one_time_prekeys = 0;  // how many are stored and not yet handed out
+};
+
+// One device's entry of a bundle: its keys and, while any are left, one
+// one-time prekey that nobody else will ever be given.
+struct PrekeyBundle {
+  DeviceKeys keys;
+  std::optional<OneTimePrekey> one_time_prekey;
+};
+
+enum class KeysChange : std::uint8_t {
+  kAdded,            // the device's first identity key: it became current
+  kIdentityChanged,  // a different identity key replaced the device's old one
+  kRemoved,          // the device was removed
+};
+
+// What a keys_changed event says; core renders it (KeysChangedRenderer).
+struct KeysChangedInfo {
+  UserId user = 0;
+  DeviceId device = 0;
+  KeysChange change = KeysChange::kAdded;
+  std::vector<DeviceId> current;  // the user's current devices after the change, ascending
+  std::int64_t ts_ms = 0;
+};
+// Runs on the writer thread inside the write: must be quick and pure.
+using KeysChangedRenderer = std::function<std::string(const KeysChangedInfo&)>;
 
 }  // namespace parley::store

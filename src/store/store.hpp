@@ -86,6 +86,29 @@ struct SendResult {
   std::vector<Appended> appended;  // every mailbox row written (empty for a duplicate)
 };
 
+// One keys.upload: the fields that are set are applied. See Store::UploadKeys.
+struct KeysUpload {
+  UserId user = 0;
+  DeviceId device = 0;
+  std::optional<std::string> identity_key;
+  std::optional<std::uint32_t> registration_id;
+  std::optional<SignedPrekey> signed_prekey;
+  std::vector<OneTimePrekey> one_time_prekeys;
+  std::uint32_t max_one_time_prekeys = 1000;  // stored per device, at most
+  std::int64_t now_ms = 0;
+  KeysChangedRenderer render;  // the keys_changed event's payload
+};
+
+struct KeysUploadResult {
+  std::uint32_t one_time_prekeys_left = 0;
+  std::vector<Appended> appended;  // keys_changed events (empty when none)
+};
+
+struct RemoveDeviceResult {
+  bool removed = false;            // false: the user has no such device
+  std::vector<Appended> appended;  // keys_changed events of a current device
+};
+
 struct AckResult {
   Seq cursor = 0;                  // the device's cursor afterwards
   std::vector<Appended> appended;  // receipt events appended to senders' mailboxes
@@ -139,10 +162,14 @@ class Store {
   // access and refresh token of that device.
   virtual void RotateRefreshToken(std::string old_hash, RefreshToken replacement,
                                   std::int64_t now_ms, Callback<RotateResult> done) = 0;
-  // Deletes the device and its cursor (its tokens stop working since it no
-  // longer exists).
-  // Answers false when the user has no such device.
-  virtual void RemoveDevice(UserId user, DeviceId device, Callback<bool> done) = 0;
+  // Deletes the device, its cursor and its keys (its tokens stop working
+  // since it no longer exists). When the device was current (it had an
+  // identity key), a keys_changed event rendered by `render` (kRemoved) goes
+  // to the user and to every user who shares a conversation with it (see
+  // UploadKeys), in the same write. `removed` is false when the user has no
+  // such device (nothing changes).
+  virtual void RemoveDevice(UserId user, DeviceId device, std::int64_t now_ms,
+                            KeysChangedRenderer render, Callback<RemoveDeviceResult> done) = 0;
   // Records activity; a missing device is not an error.
   virtual void TouchDevice(UserId user, DeviceId device, std::int64_t last_active_ms,
                            Callback<void> done) = 0;
@@ -224,6 +251,38 @@ class Store {
   // are, the member who joined earliest becomes an admin (auto_promoted). A
   // group whose last member leaves is deleted.
   virtual void ChangeGroup(GroupChange change, Callback<GroupChangeResult> done) = 0;
+
+  // ---- End-to-end encryption keys -----------------------------------------
+
+  // The device's keys, or nullopt when it is not current (no identity key).
+  virtual Result<std::optional<DeviceKeys>> GetDeviceKeys(UserId user, DeviceId device) = 0;
+  // Every current device of the user, ascending by device id.
+  virtual Result<std::vector<DeviceKeys>> ListDeviceKeys(UserId user) = 0;
+  // The users who share a conversation with `user`: its 1:1 peers (anyone
+  // it sent a message to or received one from) and the members of its
+  // current groups, ascending, `user` itself not included.
+  virtual Result<std::vector<UserId>> ListContacts(UserId user) = 0;
+
+  // Applies an upload for a device that exists (kNotFound otherwise):
+  // identity key and registration id replace the stored ones, the signed
+  // prekey replaces the stored one, one-time prekeys are added (one with an
+  // id already stored replaces it and is not counted twice). A device's
+  // first upload must carry identity_key and signed_prekey; an upload whose
+  // identity_key differs from the stored one must carry signed_prekey, and
+  // drops every one-time prekey stored under the old identity (kInvalid,
+  // naming the field, otherwise). More than max_one_time_prekeys stored
+  // afterwards: kInvalid ("one_time_prekeys: ..."), nothing changes. A
+  // first or changed identity key appends keys_changed (rendered by
+  // upload.render) to the user's mailbox and to the mailbox of every user
+  // of ListContacts, in the same write.
+  virtual void UploadKeys(KeysUpload upload, Callback<KeysUploadResult> done) = 0;
+  // A bundle for each current device of the user but `except` (the asking
+  // device, when it asks for its own user; 0: none) ascending by device id,
+  // each with one of its one-time prekeys (the lowest id) that is deleted in
+  // the same write: a one-time prekey is handed out once, ever, however many
+  // claims race. Empty when the user has no current device.
+  virtual void ClaimPrekeys(UserId user, DeviceId except,
+                            Callback<std::vector<PrekeyBundle>> done) = 0;
 
   // ---- Lifecycle ----------------------------------------------------------
 

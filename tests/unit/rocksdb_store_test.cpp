@@ -20,7 +20,7 @@
 #include "store/rocksdb/mailbox_heads.hpp"
 #include "store/rocksdb/message_cache.hpp"
 #include "store/rocksdb/schema.hpp"
-#include "unit/store_contract.hpp"
+#include "unit/store_messaging_contract.hpp"
 
 namespace parley::store::testing {
 namespace {
@@ -64,6 +64,8 @@ INSTANTIATE_TEST_SUITE_P(RocksDB, StoreContractTest, ::testing::Values(RocksStor
 INSTANTIATE_TEST_SUITE_P(RocksDB, StoreMessagingContractTest,
                          ::testing::Values(RocksStoreFactory()), StoreFactoryName);
 INSTANTIATE_TEST_SUITE_P(RocksDB, StoreGroupsContractTest, ::testing::Values(RocksStoreFactory()),
+                         StoreFactoryName);
+INSTANTIATE_TEST_SUITE_P(RocksDB, StoreKeysContractTest, ::testing::Values(RocksStoreFactory()),
                          StoreFactoryName);
 
 // ---- Backend-specific behaviour --------------------------------------------------
@@ -120,6 +122,55 @@ TEST_F(RocksStoreTest, StampsFormatVersionOnCreate) {
   OpenOk().reset();  // and accepts its own version
 }
 
+// A version 1 database has no peers and user_groups: opening it fills them.
+TEST_F(RocksStoreTest, UpgradeFromV1FillsTheKeysChangedIndexes) {
+  {
+    auto store = OpenOk();
+    ASSERT_TRUE(store);
+    SendText(*store, kAlice, kBob, "hi");
+    CreateGroup(*store, kCarol, {kBob});
+    auto contacts = store->ListContacts(kBob);
+    ASSERT_TRUE(contacts.has_value());
+    EXPECT_EQ(*contacts, (std::vector<UserId>{kAlice, kCarol}));
+    store->Close();
+  }
+  {
+    // Make it look like version 1: the two families empty.
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path(), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* db = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path(), families, &handles, &db).ok());
+    int deleted = 0;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (names[i] != "peers" && names[i] != "user_groups") continue;
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i], it->key()).ok());
+        ++deleted;
+      }
+    }
+    EXPECT_EQ(deleted, 4);  // alice-bob both ways, carol and bob in the group
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  RawFormatVersion("1");
+  auto store = OpenOk();
+  ASSERT_TRUE(store);
+  for (auto [user, expected] : {std::pair{kBob, std::vector<UserId>{kAlice, kCarol}},
+                                std::pair{kAlice, std::vector<UserId>{kBob}},
+                                std::pair{kCarol, std::vector<UserId>{kBob}}}) {
+    auto contacts = store->ListContacts(user);
+    ASSERT_TRUE(contacts.has_value());
+    EXPECT_EQ(*contacts, expected) << user;
+  }
+  store->Close();
+  store.reset();
+  EXPECT_EQ(RawFormatVersion(), std::to_string(rocks::kFormatVersion));
+}
+
 TEST_F(RocksStoreTest, RefusesNewerFormatVersion) {
   OpenOk().reset();
   RawFormatVersion(std::to_string(rocks::kFormatVersion + 1));
@@ -155,7 +206,7 @@ TEST_F(RocksStoreTest, ReadOnlyOpenReadsAndRefusesWrites) {
   auto status = Wait<void>([&](auto cb) { reader->PutOtp(OtpCode{.phone = "+1"}, cb); });
   ASSERT_FALSE(status.has_value());
   EXPECT_EQ(status.error().code, Errc::kUnavailable);
-  auto removed = Wait<bool>([&](auto cb) { reader->RemoveDevice(1, 2, cb); });
+  auto removed = Wait<RemoveDeviceResult>([&](auto cb) { reader->RemoveDevice(1, 2, 0, {}, cb); });
   ASSERT_FALSE(removed.has_value());
   EXPECT_EQ(removed.error().code, Errc::kUnavailable);
   reader->Close();

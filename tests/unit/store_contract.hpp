@@ -182,8 +182,15 @@ inline Result<RotateResult> Rotate(Store& s, const std::string& old_hash, Refres
   return Wait<RotateResult>(
       [&](auto cb) { s.RotateRefreshToken(old_hash, std::move(replacement), now_ms, cb); });
 }
+inline Result<RemoveDeviceResult> RemoveDeviceWith(Store& s, UserId user, DeviceId device,
+                                                   KeysChangedRenderer render = {}) {
+  return Wait<RemoveDeviceResult>(
+      [&](auto cb) { s.RemoveDevice(user, device, kNow, std::move(render), cb); });
+}
 inline Result<bool> RemoveDevice(Store& s, UserId user, DeviceId device) {
-  return Wait<bool>([&](auto cb) { s.RemoveDevice(user, device, cb); });
+  auto r = RemoveDeviceWith(s, user, device);
+  if (!r) return std::unexpected(r.error());
+  return r->removed;
 }
 inline Status TouchDevice(Store& s, UserId user, DeviceId device, std::int64_t ms) {
   return Wait<void>([&](auto cb) { s.TouchDevice(user, device, ms, cb); });
@@ -240,5 +247,8 @@ class StoreMessagingContractTest : public StoreContractTest {};
 
 // The groups part of the contract, on the same fixture.
 class StoreGroupsContractTest : public StoreContractTest {};
+
+// The key directory part of the contract (store_keys_contract_test.cpp).
+class StoreKeysContractTest : public StoreContractTest {};
 
 }  // namespace parley::store::testing

@@ -186,4 +186,19 @@ Result<GroupMember> DecodeGroupMember(UserId user, std::string_view value);
 std::string EncodeFormerMember(std::int64_t left_ms);
 Result<std::int64_t> DecodeFormerMember(std::string_view value);
 
+// ---- Key directory (codec_keys.cpp) -------------------------------------------
+
+// prekeys: U64Key(user) + U64Key(device) + 4-byte big-endian prekey id, so a
+// device's prekeys sort by id under the 16-byte prefix Pair64Key(user, device).
+KeyBuf<20> PrekeyKey(UserId user, DeviceId device, std::uint32_t prekey_id);
+std::optional<std::uint32_t> ParsePrekeyId(std::string_view key);
+
+// device_keys: key Pair64Key(user, device).
+std::string EncodeDeviceKeys(const DeviceKeys& keys);
+Result<DeviceKeys> DecodeDeviceKeys(UserId user, DeviceId device, std::string_view value);
+
+// prekeys: the one-time prekey's public key.
+std::string EncodePrekey(std::string_view key);
+Result<std::string> DecodePrekey(std::string_view value);
+
 }  // namespace parley::store::rocks

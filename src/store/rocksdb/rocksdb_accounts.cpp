@@ -163,10 +163,13 @@ void RocksStore::RotateRefreshToken(std::string old_hash, RefreshToken replaceme
        now_ms](WriteTxn& txn) mutable { return ApplyRotate(txn, old_hash, replacement, now_ms); });
 }
 
-void RocksStore::RemoveDevice(UserId user, DeviceId device, Callback<bool> done) {
-  Submit<bool>("remove_device", std::move(done), [this, user, device](WriteTxn& txn) {
-    return ApplyRemoveDevice(txn, user, device);
-  });
+void RocksStore::RemoveDevice(UserId user, DeviceId device, std::int64_t now_ms,
+                              KeysChangedRenderer render, Callback<RemoveDeviceResult> done) {
+  Submit<RemoveDeviceResult>(
+      "remove_device", std::move(done),
+      [this, user, device, now_ms, render = std::move(render)](WriteTxn& txn) {
+        return ApplyRemoveDevice(txn, user, device, now_ms, render);
+      });
 }
 
 void RocksStore::TouchDevice(UserId user, DeviceId device, std::int64_t last_active_ms,
@@ -348,16 +351,30 @@ Result<RotateResult> RocksStore::ApplyRotate(WriteTxn& txn, const std::string& o
   return result;
 }
 
-Result<bool> RocksStore::ApplyRemoveDevice(WriteTxn& txn, UserId user, DeviceId device) {
+Result<RemoveDeviceResult> RocksStore::ApplyRemoveDevice(WriteTxn& txn, UserId user,
+                                                         DeviceId device, std::int64_t now_ms,
+                                                         const KeysChangedRenderer& render) {
   const auto key = Pair64Key(user, device);
   auto value = txn.Get(cf(Cf::kDevices), key);
   if (!value) return std::unexpected(value.error());
-  if (!*value) return false;
+  if (!*value) return RemoveDeviceResult{};
+  auto keys = txn.Get(cf(Cf::kDeviceKeys), key);
+  if (!keys) return std::unexpected(keys.error());
   for (auto s :
-       {txn.Delete(cf(Cf::kDevices), key), txn.Delete(cf(Cf::kCursors), CursorKey(user, device))}) {
+       {txn.Delete(cf(Cf::kDevices), key), txn.Delete(cf(Cf::kCursors), CursorKey(user, device)),
+        txn.Delete(cf(Cf::kDeviceKeys), key), DeletePrekeys(txn, user, device)}) {
     if (!s) return std::unexpected(s.error());
   }
-  return true;
+  RemoveDeviceResult result{.removed = true};
+  if (*keys) {
+    // It was current: whoever encrypts for this user must drop it.
+    if (auto s = AppendKeysChanged(txn, user, device, KeysChange::kRemoved, now_ms, render,
+                                   result.appended);
+        !s) {
+      return std::unexpected(s.error());
+    }
+  }
+  return result;
 }
 
 }  // namespace parley::store::rocks

@@ -308,10 +308,16 @@ Status RocksStore::WriteGroupChange(WriteTxn& txn, const GroupChange& c, const G
       const auto key = Pair64Key(id, old_members[i].user);
       if (auto s = txn.Delete(cf(Cf::kGroupMembers), key); !s) return s;
       if (auto s = txn.Put(cf(Cf::kGroupFormer), key, left); !s) return s;
+      if (auto s = txn.Delete(cf(Cf::kUserGroups), Pair64Key(old_members[i].user, id)); !s) {
+        return s;
+      }
       ++i;
     } else if (joined) {
       const auto key = Pair64Key(id, new_members[j].user);
       if (auto s = txn.Put(cf(Cf::kGroupMembers), key, EncodeGroupMember(new_members[j])); !s) {
+        return s;
+      }
+      if (auto s = txn.Put(cf(Cf::kUserGroups), Pair64Key(new_members[j].user, id), ""); !s) {
         return s;
       }
       if (c.kind != Kind::kCreate) {

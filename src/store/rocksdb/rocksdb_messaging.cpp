@@ -416,6 +416,10 @@ Result<SendResult> RocksStore::ApplyAppendMessage(WriteTxn& txn, Message& m,
   }
   row.outgoing = true;
   row.conv = m.to;
+  // The peers index: who shares a 1:1 conversation, for keys_changed.
+  if (!group) {
+    if (auto s = NotePeers(txn, m.sender, m.to.id); !s) return Failed(s);
+  }
   auto seq = AppendMessageRow(txn, m.sender, row, result.appended);
   if (!seq) return Failed(seq);
   result.seq = *seq;

@@ -4,6 +4,7 @@
 //   rocksdb_messaging.cpp  mailboxes, messages, cursors, receipts
 //   rocksdb_purge.cpp      retention
 //   rocksdb_groups.cpp     groups, and the membership a group send fans out to
+//   rocksdb_keys.cpp       the e2ee key directory and keys_changed fan-out
 //
 // Threads: reads run on the caller's thread and touch only the database,
 // heads_ and groups_ (committed layers) and messages_. Everything a job body
@@ -29,6 +30,7 @@
 #include "store/rocksdb/group_writer.hpp"
 #include "store/rocksdb/mailbox_heads.hpp"
 #include "store/rocksdb/message_cache.hpp"
+#include "store/rocksdb/peer_cache.hpp"
 #include "store/rocksdb/rocksdb_store.hpp"
 #include "store/rocksdb/schema.hpp"
 #include "store/store.hpp"
@@ -78,7 +80,8 @@ class RocksStore final : public Store {
   void SignIn(SignInRequest req, Callback<SignInResult> done) override;
   void RotateRefreshToken(std::string old_hash, RefreshToken replacement, std::int64_t now_ms,
                           Callback<RotateResult> done) override;
-  void RemoveDevice(UserId user, DeviceId device, Callback<bool> done) override;
+  void RemoveDevice(UserId user, DeviceId device, std::int64_t now_ms, KeysChangedRenderer render,
+                    Callback<RemoveDeviceResult> done) override;
   void TouchDevice(UserId user, DeviceId device, std::int64_t last_active_ms,
                    Callback<void> done) override;
   void UpdateProfile(UserId user, ProfilePatch patch, Callback<void> done) override;
@@ -110,6 +113,14 @@ class RocksStore final : public Store {
   Result<std::optional<Group>> GetGroup(GroupId id) override;
   Result<bool> IsFormerMember(GroupId id, UserId user) override;
   void ChangeGroup(GroupChange change, Callback<GroupChangeResult> done) override;
+
+  // ---- Key directory (rocksdb_keys.cpp) -----------------------------------
+  Result<std::optional<DeviceKeys>> GetDeviceKeys(UserId user, DeviceId device) override;
+  Result<std::vector<DeviceKeys>> ListDeviceKeys(UserId user) override;
+  Result<std::vector<UserId>> ListContacts(UserId user) override;
+  void UploadKeys(KeysUpload upload, Callback<KeysUploadResult> done) override;
+  void ClaimPrekeys(UserId user, DeviceId except,
+                    Callback<std::vector<PrekeyBundle>> done) override;
 
   void Close() override;
 
@@ -159,7 +170,9 @@ class RocksStore final : public Store {
   Result<SignInResult> ApplySignIn(WriteTxn& txn, SignInRequest& req);
   Result<RotateResult> ApplyRotate(WriteTxn& txn, const std::string& old_hash,
                                    RefreshToken& replacement, std::int64_t now_ms);
-  Result<bool> ApplyRemoveDevice(WriteTxn& txn, UserId user, DeviceId device);
+  Result<RemoveDeviceResult> ApplyRemoveDevice(WriteTxn& txn, UserId user, DeviceId device,
+                                               std::int64_t now_ms,
+                                               const KeysChangedRenderer& render);
 
   // ---- Messaging helpers (rocksdb_messaging.cpp) --------------------------
   // The committed head from the database: its newest row, or for a mailbox
@@ -197,6 +210,23 @@ class RocksStore final : public Store {
   Status WriteGroupChange(WriteTxn& txn, const GroupChange& change, const Group* before,
                           const std::shared_ptr<const Group>& after, std::uint64_t next_join_order,
                           std::vector<Appended>& appended);
+
+  // ---- Key directory helpers (rocksdb_keys.cpp) ---------------------------
+  Result<std::optional<DeviceKeys>> TxnDeviceKeys(WriteTxn& txn, UserId user, DeviceId device);
+  // The user's current device ids, ascending, as this job sees them.
+  Result<std::vector<DeviceId>> TxnCurrentDevices(WriteTxn& txn, UserId user);
+  // ListContacts as this job sees it.
+  Result<std::vector<UserId>> TxnContacts(WriteTxn& txn, UserId user);
+  // Appends the keys_changed event to the user's mailbox and its contacts'.
+  Status AppendKeysChanged(WriteTxn& txn, UserId user, DeviceId device, KeysChange change,
+                           std::int64_t now_ms, const KeysChangedRenderer& render,
+                           std::vector<Appended>& appended);
+  // Deletes every one-time prekey of the device.
+  Status DeletePrekeys(WriteTxn& txn, UserId user, DeviceId device);
+  Result<KeysUploadResult> ApplyUploadKeys(WriteTxn& txn, const KeysUpload& upload);
+  Result<std::vector<PrekeyBundle>> ApplyClaimPrekeys(WriteTxn& txn, UserId user, DeviceId except);
+  // Records that `a` and `b` have a 1:1 conversation (peers, both ways).
+  Status NotePeers(WriteTxn& txn, UserId a, UserId b);
 
   // ---- Retention (rocksdb_purge.cpp) --------------------------------------
   // One scan position per family that retention walks. A pass walks each of
@@ -241,7 +271,9 @@ class RocksStore final : public Store {
   MailboxHeads heads_;
   MessageCache messages_{kMessageCacheEntries};
   GroupCache groups_{kGroupCacheEntries};
-  BatchObservers batches_{{&heads_, &groups_}};  // what the writer tells after each job and batch
+  PeerCache peers_;  // writer thread
+  BatchObservers batches_{
+      {&heads_, &groups_, &peers_}};             // what the writer tells after each job and batch
   std::array<PurgeCursor, kPurgePhases> purge_;  // writer thread
   std::string scratch_;                          // writer thread: values being encoded
   std::unique_ptr<GroupWriter> writer_;          // null when read-only; last: uses the above

@@ -1,5 +1,7 @@
 #include "store/rocksdb/schema.hpp"
 
+#include <rocksdb/write_batch.h>
+
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
@@ -10,6 +12,8 @@
 #include <filesystem>
 #include <string>
 #include <system_error>
+
+#include "store/rocksdb/codec.hpp"
 
 namespace parley::store::rocks {
 namespace {
@@ -55,9 +59,54 @@ rocksdb::ColumnFamilyOptions MakeCfOptions(const std::shared_ptr<rocksdb::Cache>
 // Upgrades a database from format version `from` to from + 1. One case per
 // version; each step must be safe to run twice, since a crash between it and
 // the new version stamp runs it again.
-Status UpgradeFrom(Database& /*db*/, std::uint32_t from) {
+// Version 2 adds user_groups and peers, the indexes that tell whom a
+// keys_changed event reaches: fill them from group_members and conv_index.
+Status UpgradeV1ToV2(Database& d) {
+  rocksdb::WriteBatch batch;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        d.db()->NewIterator(rocksdb::ReadOptions(), d.cf(Cf::kGroupMembers)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto ids = ParseU64PairKey(it->key().ToStringView());
+      if (!ids) return Fail(Errc::kCorruption, "malformed group member key");
+      batch.Put(d.cf(Cf::kUserGroups), U64PairKey(ids->second, ids->first), "");
+    }
+    if (!it->status().ok()) return std::unexpected(FromRocks(it->status(), "upgrade to v2"));
+  }
+  {
+    // conv_index: owner (8) + kind (1) + conv id (8) + msg_id (8). One seek
+    // per conversation, not one step per message.
+    std::unique_ptr<rocksdb::Iterator> it(
+        d.db()->NewIterator(rocksdb::ReadOptions(), d.cf(Cf::kConvIndex)));
+    for (it->SeekToFirst(); it->Valid();) {
+      const std::string_view key = it->key().ToStringView();
+      if (key.size() != 25) return Fail(Errc::kCorruption, "malformed conversation index key");
+      const std::string conv_prefix(key.substr(0, 17));
+      if (static_cast<std::uint8_t>(key[8]) ==
+          static_cast<std::uint8_t>(Conversation::Kind::kUser)) {
+        auto owner = ParseU64Key(key.substr(0, 8));
+        auto peer = ParseU64Key(key.substr(9, 8));
+        if (!owner || !peer) return Fail(Errc::kCorruption, "malformed conversation index key");
+        batch.Put(d.cf(Cf::kPeers), U64PairKey(*owner, *peer), "");
+        batch.Put(d.cf(Cf::kPeers), U64PairKey(*peer, *owner), "");
+      }
+      const std::string next = PrefixUpperBound(conv_prefix);
+      if (next.empty()) break;
+      it->Seek(next);
+    }
+    if (!it->status().ok()) return std::unexpected(FromRocks(it->status(), "upgrade to v2"));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  auto s = d.db()->Write(wo, &batch);
+  if (!s.ok()) return std::unexpected(FromRocks(s, "upgrade to v2"));
+  return Ok();
+}
+
+Status UpgradeFrom(Database& d, std::uint32_t from) {
   switch (from) {
-    // case 1: return UpgradeV1ToV2(db);
+    case 1:
+      return UpgradeV1ToV2(d);
     default:
       return Fail(Errc::kInternal,
                   "no upgrade step from database format version " + std::to_string(from));

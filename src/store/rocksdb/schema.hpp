@@ -21,7 +21,8 @@
 
 namespace parley::store::rocks {
 
-inline constexpr std::uint32_t kFormatVersion = 1;
+// 2: user_groups and peers (filled from group_members and conv_index).
+inline constexpr std::uint32_t kFormatVersion = 2;
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 
 // One column family per record kind; codec.hpp has the key and value
@@ -47,6 +48,11 @@ enum class Cf : std::size_t {
   kGroups,        // IdKey(group id) -> GroupRow (the group without its members)
   kGroupMembers,  // Pair64Key(group id, user) -> GroupMember
   kGroupFormer,   // Pair64Key(group id, user) -> when the user left or was removed
+  // End-to-end encryption keys, and who hears of their changes.
+  kDeviceKeys,  // Pair64Key(user, device) -> DeviceKeys (only current devices have a row)
+  kPrekeys,     // PrekeyKey(user, device, prekey id) -> the one-time prekey (base64)
+  kPeers,       // Pair64Key(user, peer) -> "" for each 1:1 conversation, both directions
+  kUserGroups,  // Pair64Key(user, group id) -> "" while the user is a member
   kCount,
 };
 
@@ -72,6 +78,11 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCoun
     "groups",
     "group_members",
     "group_former",
+    // Keys.
+    "device_keys",
+    "prekeys",
+    "peers",
+    "user_groups",
 };
 
 // Maps a failed status onto the project's error kinds; `what` says which
