@@ -154,12 +154,10 @@ class Client::Impl {
   // lists or sender keys must be fetched first (Prepare).
   Result<std::optional<json::object>> EncryptedFrame(const Message& m);
   void Prepare(const Conv& conv);
-  void PrepareConv(const Conv& conv, Done done);
+  void PrepareConv(const Conv& conv, Done done, int attempt = 0);
   void EnsureUsers(std::vector<std::string> users, Done done);
   void FetchBundles(const std::string& user, Done done);
-  void DistributeSenderKey(const std::string& group_id, Done done);
-  void SendSenderKey(const std::string& group_id, const std::string& user,
-                     const std::string& distribution, int attempt, Done done);
+  void DistributeSenderKey(const std::string& group_id, int attempt, Done done);
   void RepairStale(const Error& e);
   std::vector<DeviceAddress> DevicesOf(const std::vector<std::string>& users) const;
   Message DecodeGroup(Message m, const json::object& body);

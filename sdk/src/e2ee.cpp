@@ -18,9 +18,10 @@
 // Group messages: kind "e2ee" with {"sender_device","group":{"data"}} (one
 // sender-key ciphertext for every member device, docs/protocol.md). Before
 // the first one, and after each rotation (a member left or was removed),
-// this device's sender key goes pairwise, as a "sender_key" message whose
-// inner plaintext is {"group","distribution"}, to every member device and
-// to this user's other devices.
+// this device's sender key goes to the member devices (this user's other
+// devices included) that lack it: one "sender_key" message to the group
+// with a pairwise ciphertext for each of them, whose inner plaintext is
+// {"group","distribution"}.
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <utility>
@@ -338,18 +339,18 @@ void Client::Impl::Prepare(const Conv& conv) {
   });
 }
 
-void Client::Impl::PrepareConv(const Conv& conv, Done done) {
+void Client::Impl::PrepareConv(const Conv& conv, Done done, int attempt) {
   const auto me = AccountSnapshot();
   if (!me) return done(Fail("not_logged_in", "log in first"));
   if (!conv.is_group()) return EnsureUsers({conv.id, me->user_id}, std::move(done));
   const std::string g = conv.id;
-  auto with_members = [this, g, me, done](Status s) {
+  auto with_members = [this, g, me, done, attempt](Status s) {
     if (!s) return done(s);
     auto users = group_members_[g];
     users.push_back(me->user_id);
-    EnsureUsers(users, [this, g, done](Status s) {
+    EnsureUsers(users, [this, g, done, attempt](Status s) {
       if (!s) return done(s);
-      DistributeSenderKey(g, done);
+      DistributeSenderKey(g, attempt, done);
     });
   };
   if (group_members_.contains(g)) return with_members({});
@@ -365,40 +366,25 @@ void Client::Impl::PrepareConv(const Conv& conv, Done done) {
        });
 }
 
-void Client::Impl::DistributeSenderKey(const std::string& group_id, Done done) {
+void Client::Impl::DistributeSenderKey(const std::string& group_id, int attempt, Done done) {
   const auto me = AccountSnapshot();
   if (!me) return done(Fail("not_logged_in"));
   auto users = group_members_[group_id];
   users.push_back(me->user_id);
   const auto& sent = sender_key_sent_[group_id];
-  std::vector<std::string> need;
-  for (const auto& u : users) {
-    for (const auto& d : DevicesOf({u})) {
-      if (!sent.contains(d)) {
-        need.push_back(u);
-        break;
-      }
-    }
+  std::vector<DeviceAddress> need;
+  for (const auto& d : DevicesOf(users)) {
+    if (!sent.contains(d)) need.push_back(d);
   }
   if (need.empty()) return done({});
   auto dist = crypto_->OwnSenderKey(group_id);
   if (!dist) return done(std::unexpected(dist.error()));
-  auto join = std::make_shared<Join>(need.size(), std::move(done));
-  for (const auto& u : need) {
-    SendSenderKey(group_id, u, *dist, 0, [join](Status s) { join->Part(std::move(s)); });
-  }
-}
-
-void Client::Impl::SendSenderKey(const std::string& group_id, const std::string& user,
-                                 const std::string& distribution, int attempt, Done done) {
-  const auto me = AccountSnapshot();
-  if (!me) return done(Fail("not_logged_in"));
-  const std::vector<std::string> users = {user, me->user_id};
-  auto devices = DevicesOf(users);
-  if (devices.empty()) return done({});
+  // One sender_key message to the group, with a pairwise ciphertext for
+  // each device that lacks the key (the server gives each device its own;
+  // the others get an event with nothing for them, and ignore it).
   const std::string inner = json::serialize(
-      json::object{{"group", group_id}, {"distribution", detail::Base64Encode(distribution)}});
-  auto cts = crypto_->Encrypt(devices, inner);
+      json::object{{"group", group_id}, {"distribution", detail::Base64Encode(*dist)}});
+  auto cts = crypto_->Encrypt(need, inner);
   if (!cts) return done(std::unexpected(cts.error()));
   std::string client_msg_id = "k";
   for (int i = 0; i < 2; ++i) {
@@ -407,27 +393,23 @@ void Client::Impl::SendSenderKey(const std::string& group_id, const std::string&
     for (int j = 0; j < 16; ++j, v >>= 4) client_msg_id.push_back(kHex[v & 0xf]);
   }
   json::object frame{{"op", "send"},
-                     {"to", json::object{{"user", user}}},
+                     {"to", json::object{{"group", group_id}}},
                      {"client_msg_id", client_msg_id},
                      {"kind", "sender_key"},
                      {"body", detail::EnvelopeJson(me->device_id, *cts)}};
   Call(std::move(frame), false,
-       [this, group_id, user, distribution, attempt, devices, done](Result<json::object> r) {
+       [this, group_id, attempt, need, done](Result<json::object> r) {
          if (r) {
-           auto& sent = sender_key_sent_[group_id];
-           sent.insert(devices.begin(), devices.end());
+           sender_key_sent_[group_id].insert(need.begin(), need.end());
            return done({});
          }
          if (r.error().code != "stale_devices" || attempt + 1 >= kMaxStaleRetries) {
            return done(std::unexpected(r.error()));
          }
+         // A device went away (or a member): the lists again, then resend.
          RepairStale(r.error());
-         const auto me = AccountSnapshot();
-         EnsureUsers({user, me ? me->user_id : user},
-                     [this, group_id, user, distribution, attempt, done](Status s) {
-                       if (!s) return done(s);
-                       SendSenderKey(group_id, user, distribution, attempt + 1, done);
-                     });
+         group_members_.erase(group_id);
+         PrepareConv(Conv::Group(group_id), done, attempt + 1);
        });
 }
 
@@ -513,7 +495,7 @@ void Client::Impl::HandleSenderKey(const Message& m, std::vector<Event>& out) {
     }
     return;
   }
-  // Sent to this user before this device had keys: nothing to read.
+  // Nothing for this device: it has the key already (or had no keys yet).
 }
 
 // ---- Safety numbers ---------------------------------------------------------------------

@@ -183,7 +183,10 @@ Status Client::Impl::HandleEvent(std::uint64_t seq, const json::object& event,
   if (type == "keys_changed") {
     KeysChangedEvent k{{Str(event, "user"), Str(event, "device")}};
     if (crypto_->Encrypts()) {
-      ForgetPeerDevice(k.device);
+      // "added": a new device (a session the SDK may have just opened with
+      // it after stale_devices stays); "identity_changed", "removed": the
+      // old session and sender keys are worthless.
+      if (Str(event, "change") != "added") ForgetPeerDevice(k.device);
       devices_.erase(k.device.user);  // its list is fetched again before the next send
     }
     out.push_back(std::move(k));
