@@ -397,20 +397,19 @@ void Client::Impl::DistributeSenderKey(const std::string& group_id, int attempt,
                      {"client_msg_id", client_msg_id},
                      {"kind", "sender_key"},
                      {"body", detail::EnvelopeJson(me->device_id, *cts)}};
-  Call(std::move(frame), false,
-       [this, group_id, attempt, need, done](Result<json::object> r) {
-         if (r) {
-           sender_key_sent_[group_id].insert(need.begin(), need.end());
-           return done({});
-         }
-         if (r.error().code != "stale_devices" || attempt + 1 >= kMaxStaleRetries) {
-           return done(std::unexpected(r.error()));
-         }
-         // A device went away (or a member): the lists again, then resend.
-         RepairStale(r.error());
-         group_members_.erase(group_id);
-         PrepareConv(Conv::Group(group_id), done, attempt + 1);
-       });
+  Call(std::move(frame), false, [this, group_id, attempt, need, done](Result<json::object> r) {
+    if (r) {
+      sender_key_sent_[group_id].insert(need.begin(), need.end());
+      return done({});
+    }
+    if (r.error().code != "stale_devices" || attempt + 1 >= kMaxStaleRetries) {
+      return done(std::unexpected(r.error()));
+    }
+    // A device went away (or a member): the lists again, then resend.
+    RepairStale(r.error());
+    group_members_.erase(group_id);
+    PrepareConv(Conv::Group(group_id), done, attempt + 1);
+  });
 }
 
 // ---- Receiving ------------------------------------------------------------------------------

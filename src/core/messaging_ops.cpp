@@ -121,8 +121,7 @@ namespace {
 // {"sender_device":id,"group":{"data":b64}}, one ciphertext every member
 // device reads, so there is no device set to check. Nullopt when it is that
 // shape and well formed; otherwise what is wrong, naming the field.
-std::optional<std::string> CheckSenderKeyGroupBody(const json::object& o,
-                                                   store::DeviceId sender) {
+std::optional<std::string> CheckSenderKeyGroupBody(const json::object& o, store::DeviceId sender) {
   for (const auto& kv : o) {
     if (kv.key() != "sender_device" && kv.key() != "group") {
       return "body." + std::string(kv.key()) + ": unknown field";

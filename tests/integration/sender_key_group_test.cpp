@@ -38,8 +38,8 @@ TEST_F(SenderKeyGroupTest, TheGroupShapeReachesEveryMemberDeviceUnchanged) {
   auto wa = Connect(*server_, a), wb1 = Connect(*server_, b1), wb2 = Connect(*server_, b2),
        wc = Connect(*server_, c);
   ASSERT_TRUE(wa && wb1 && wb2 && wc);
-  auto g = wa->Request(
-      {{"op", "group.create"}, {"name", "sk"}, {"members", json::array{b1.user_id}}});
+  auto g =
+      wa->Request({{"op", "group.create"}, {"name", "sk"}, {"members", json::array{b1.user_id}}});
   ASSERT_TRUE(g);
   ASSERT_EQ(Str(*g, "op"), "ok") << json::serialize(*g);
   const json::object to{{"group", Str(*g, "group_id")}};
@@ -62,8 +62,7 @@ TEST_F(SenderKeyGroupTest, TheGroupShapeReachesEveryMemberDeviceUnchanged) {
        "body.group.data"},
       {{{"sender_device", a.device_id}, {"group", json::object{{"data", ""}}}}, "body.group.data"},
       {{{"sender_device", a.device_id}, {"group", "x"}}, "body.group"},
-      {{{"sender_device", a.device_id},
-        {"group", json::object{{"data", "QUJD"}, {"more", 1}}}},
+      {{{"sender_device", a.device_id}, {"group", json::object{{"data", "QUJD"}, {"more", 1}}}},
        "body.group.more"},
       {{{"sender_device", b1.device_id}, {"group", json::object{{"data", "QUJD"}}}},
        "body.sender_device"},
