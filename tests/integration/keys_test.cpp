@@ -164,6 +164,16 @@ TEST_F(KeysTest, UploadCountAndBundleRoundTrip) {
   up = wb->Request({{"op", "keys.upload"}, {"one_time_prekeys", Prekeys(200, 3)}});
   ExpectOk(up);
   EXPECT_EQ(up->at("one_time_prekeys_left"), json::value(7));
+
+  // The operator's dump shows the current device's public keys.
+  int code = -1;
+  const std::string dump =
+      RunAdmin({"--data-dir", server_->data_dir(), "dump-user", "--user", b.user_id}, &code);
+  ASSERT_EQ(code, 0) << dump;
+  const json::value parsed = json::parse(dump);
+  const auto& keys = parsed.at("devices").as_array().at(0).at("keys");
+  EXPECT_EQ(keys.at("identity_key"), Key("bob"));
+  EXPECT_EQ(keys.at("one_time_prekeys_left"), json::value(7));
 }
 
 TEST_F(KeysTest, EachOneTimePrekeyIsHandedOutOnceUnderConcurrentFetches) {
