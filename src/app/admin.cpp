@@ -132,7 +132,16 @@ int DumpUser(const std::string& data_dir, const std::string& phone, const std::s
     return 1;
   }
   json::array list;
-  for (const auto& d : *devices) list.push_back(DeviceJson(d));
+  for (const auto& d : *devices) {
+    json::object o = DeviceJson(d);
+    // The key directory: present for a current device (public keys only).
+    if (auto keys = st.GetDeviceKeys(d.user_id, d.id); keys && *keys) {
+      o["keys"] = json::object{{"identity_key", (*keys)->identity_key},
+                               {"signed_prekey_id", (*keys)->signed_prekey.id},
+                               {"one_time_prekeys_left", (*keys)->one_time_prekeys}};
+    }
+    list.push_back(std::move(o));
+  }
   out["devices"] = std::move(list);
   if (auto otp = st.GetOtp((*user)->phone); otp && *otp) {
     json::object o;

@@ -68,7 +68,6 @@ void Session::Send(const json::object& req, const Rid& rid) {
   auto media = proto::GetOptId(req, "media_id");
   if (!media) return Error(rid, code::kBadRequest, media.error().message);
   if (OverLimit(core_.send_limiter, rid)) return;
-  if (IsEncryptedKind(*kind) && !CheckEnvelope(body_it->value(), *kind, *to, rid)) return;
 
   std::vector<store::UserId> recipients;
   if (to->kind == store::Conversation::Kind::kGroup) {
@@ -85,6 +84,8 @@ void Session::Send(const json::object& req, const Rid& rid) {
     if (!*peer) return Error(rid, code::kNotFound, "no such user");
     recipients.push_back(to->id);
   }
+  // After the recipient checks: an unknown peer is not_found, not stale.
+  if (IsEncryptedKind(*kind) && !CheckEnvelope(body_it->value(), *kind, *to, rid)) return;
 
   store::Message m;
   m.msg_id = core_.ids.Next();

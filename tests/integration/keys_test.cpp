@@ -164,6 +164,16 @@ TEST_F(KeysTest, UploadCountAndBundleRoundTrip) {
   up = wb->Request({{"op", "keys.upload"}, {"one_time_prekeys", Prekeys(200, 3)}});
   ExpectOk(up);
   EXPECT_EQ(up->at("one_time_prekeys_left"), json::value(7));
+
+  // The operator's dump shows the current device's public keys.
+  int code = -1;
+  const std::string dump =
+      RunAdmin({"--data-dir", server_->data_dir(), "dump-user", "--user", b.user_id}, &code);
+  ASSERT_EQ(code, 0) << dump;
+  const json::value parsed = json::parse(dump);
+  const auto& keys = parsed.at("devices").as_array().at(0).at("keys");
+  EXPECT_EQ(keys.at("identity_key"), Key("bob"));
+  EXPECT_EQ(keys.at("one_time_prekeys_left"), json::value(7));
 }
 
 TEST_F(KeysTest, EachOneTimePrekeyIsHandedOutOnceUnderConcurrentFetches) {
@@ -477,9 +487,17 @@ TEST_F(KeysTest, BadInputsAreRefusedWithTheContractsCodeAndTheConnectionSurvives
                                 {"ciphertexts", json::array{Ct(b, "x")}},
                                 {"plaintext", "oops"}}),
               "bad_request", "body.plaintext");
-  // Not a refusal of the kind: a correct one goes through, on the same connection.
-  ExpectOk(
-      send(json::object{{"sender_device", a.device_id}, {"ciphertexts", json::array{Ct(b, "x")}}}));
+  // An unknown peer is not_found, whatever the envelope says.
+  auto unknown = E2ee(ToUser("1234567"), a, {Ct(b, "x")});
+  ExpectError(wa->Request(unknown), "not_found");
+  // A correct one goes through, on the same connection; its retry is a duplicate.
+  auto good = E2ee(to, a, {Ct(b, "x")});
+  auto first = wa->Request(good);
+  ExpectOk(first);
+  auto retry = wa->Request(good);
+  ExpectOk(retry);
+  EXPECT_EQ(retry->at("duplicate"), json::value(true));
+  EXPECT_EQ(Str(*retry, "msg_id"), Str(*first, "msg_id"));
   ASSERT_TRUE(wa->SendJson({{"op", "ping"}}));
   EXPECT_TRUE(wa->ReceiveOp("pong"));
 }
