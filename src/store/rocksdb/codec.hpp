@@ -186,4 +186,10 @@ Result<GroupMember> DecodeGroupMember(UserId user, std::string_view value);
 std::string EncodeFormerMember(std::int64_t left_ms);
 Result<std::int64_t> DecodeFormerMember(std::string_view value);
 
+// ---- Media values (codec_media.cpp) --------------------------------------------
+
+// media: key IdKey(media id).
+std::string EncodeMedia(const Media& media);
+Result<Media> DecodeMedia(MediaId id, std::string_view value);
+
 }  // namespace parley::store::rocks

@@ -47,6 +47,9 @@ enum class Cf : std::size_t {
   kGroups,        // IdKey(group id) -> GroupRow (the group without its members)
   kGroupMembers,  // Pair64Key(group id, user) -> GroupMember
   kGroupFormer,   // Pair64Key(group id, user) -> when the user left or was removed
+  // Media.
+  kMedia,        // IdKey(media id) -> Media
+  kMediaAccess,  // Pair64Key(media id, user) -> "" (user 0: anyone signed in, an avatar)
   kCount,
 };
 
@@ -72,6 +75,9 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCoun
     "groups",
     "group_members",
     "group_former",
+    // Media.
+    "media",
+    "media_access",
 };
 
 // Maps a failed status onto the project's error kinds; `what` says which
