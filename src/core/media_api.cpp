@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <deque>
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
@@ -187,147 +188,203 @@ ByteRange ParseRange(std::string_view header, std::uint64_t size) {
   return {ByteRange::Kind::kPartial, *start, end - *start + 1};
 }
 
-// ---- one-shot upload body ---------------------------------------------------
+// ---- upload bodies ------------------------------------------------------------
 
-class MediaApi::OneShotBody final : public net::RequestBody,
-                                    public std::enable_shared_from_this<OneShotBody> {
+namespace {
+
+// How far net may read ahead of the disk for one body.
+constexpr std::size_t kReadAheadBytes = 1 << 20;
+
+}  // namespace
+
+// Queues a body's chunks and writes them on the I/O pool in order, one task
+// at a time per body, letting net read up to kReadAheadBytes ahead of the
+// disk (one round trip per chunk would cap an upload well below the disk).
+class MediaApi::SpooledBody : public net::RequestBody,
+                              public std::enable_shared_from_this<SpooledBody> {
+ public:
+  explicit SpooledBody(media::WorkerPool& pool) : pool_(pool) {}
+
+  void OnChunk(std::string chunk, std::function<void()> consumed) override {
+    bool now = false;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      queued_ += chunk.size();
+      queue_.push_back(std::move(chunk));
+      if (queued_ <= kReadAheadBytes) {
+        now = true;
+      } else {
+        held_ = std::move(consumed);
+      }
+      Schedule();
+    }
+    if (now) consumed();
+  }
+  void OnEnd() override {
+    std::lock_guard lock(mu_);
+    end_ = true;
+    Schedule();
+  }
+  void OnAbort() override {
+    std::lock_guard lock(mu_);
+    abort_ = true;
+    Schedule();
+  }
+
+ protected:
+  // On the pool with mu_ held. Consume returns false once it has answered
+  // (an error): the rest of the body is dropped.
+  virtual bool Consume(std::string_view chunk) = 0;
+  // Every chunk was consumed and the body is complete.
+  virtual void End() = 0;
+  // The client went away; every chunk that arrived was consumed.
+  virtual void Abort() = 0;
+
+  std::mutex mu_;
+
+ private:
+  // mu_ held.
+  void Schedule() {
+    if (draining_) return;
+    draining_ = true;
+    pool_.Post([self = shared_from_this()] { self->Drain(); });
+  }
+
+  void Drain() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (!queue_.empty()) {
+        std::string chunk = std::move(queue_.front());
+        queue_.pop_front();
+        queued_ -= chunk.size();
+        if (!finished_ && !Consume(chunk)) {
+          finished_ = true;
+          queue_.clear();
+          queued_ = 0;
+          held_ = nullptr;
+        }
+        if (held_ && queued_ <= kReadAheadBytes) {
+          auto consumed = std::exchange(held_, nullptr);
+          lock.unlock();
+          consumed();
+          lock.lock();
+        }
+        continue;
+      }
+      if (!finished_ && (abort_ || end_)) {
+        finished_ = true;
+        if (abort_) {
+          Abort();
+        } else {
+          End();
+        }
+      }
+      draining_ = false;
+      return;
+    }
+  }
+
+  media::WorkerPool& pool_;
+  std::deque<std::string> queue_;
+  std::size_t queued_ = 0;
+  std::function<void()> held_;  // net's `consumed`, while over the read-ahead
+  bool draining_ = false;
+  bool end_ = false;
+  bool abort_ = false;
+  bool finished_ = false;
+};
+
+// POST /v1/media.
+class MediaApi::OneShotBody final : public SpooledBody {
  public:
   OneShotBody(MediaApi& api, store::Media media, std::unique_ptr<media::BlobWriter> writer,
               net::HttpRespond respond)
-      : api_(api),
+      : SpooledBody(*api.io_),
+        api_(api),
         media_(std::move(media)),
         writer_(std::move(writer)),
         respond_(std::move(respond)),
         limit_(api.core_.config.media_max_bytes) {}
 
-  void OnChunk(std::string chunk, std::function<void()> consumed) override {
-    api_.io_->Post(
-        [self = shared_from_this(), chunk = std::move(chunk), consumed = std::move(consumed)] {
-          std::lock_guard lock(self->mu_);
-          if (self->finished_) return;
-          if (self->writer_->size() + chunk.size() > self->limit_) {
-            // Cut off at the limit: nothing is kept, the rest is never read.
-            self->Finish(TooLarge(self->limit_));
-            return;
-          }
-          if (auto s = self->writer_->Write(chunk); !s) {
-            self->Finish(Internal(s.error(), "media_write"));
-            return;
-          }
-          self->hash_.Update(chunk);
-          consumed();
-        });
-  }
-
-  void OnEnd() override {
-    api_.io_->Post([self = shared_from_this()] {
-      std::lock_guard lock(self->mu_);
-      if (self->finished_) return;
-      self->finished_ = true;
-      if (auto s = self->writer_->Commit(); !s) {
-        return self->respond_(Internal(s.error(), "media_commit"));
-      }
-      self->media_.size = self->writer_->size();
-      self->media_.sha256 = self->hash_.HexDigest();
-      json::object o;
-      o["media_id"] = IdToString(self->media_.id);
-      o["size"] = self->media_.size;
-      o["sha256"] = self->media_.sha256;
-      o["content_type"] = self->media_.content_type;
-      self->api_.Completed(std::move(self->media_), std::move(self->respond_),
-                           JsonResponse(201, o));
-    });
-  }
-
-  void OnAbort() override {
-    api_.io_->Post([self = shared_from_this()] {
-      std::lock_guard lock(self->mu_);
-      if (self->finished_) return;
-      self->finished_ = true;
-      self->writer_->Abort();
-    });
-  }
-
  private:
-  // mu_ held.
-  void Finish(net::HttpResponse r) {
-    finished_ = true;
+  bool Consume(std::string_view chunk) override {
+    if (writer_->size() + chunk.size() > limit_) {
+      // Cut off at the limit: nothing is kept, the rest is never read.
+      return Fail(TooLarge(limit_));
+    }
+    if (auto s = writer_->Write(chunk); !s) return Fail(Internal(s.error(), "media_write"));
+    hash_.Update(chunk);
+    return true;
+  }
+
+  void End() override {
+    if (auto s = writer_->Commit(); !s) return respond_(Internal(s.error(), "media_commit"));
+    media_.size = writer_->size();
+    media_.sha256 = hash_.HexDigest();
+    json::object o;
+    o["media_id"] = IdToString(media_.id);
+    o["size"] = media_.size;
+    o["sha256"] = media_.sha256;
+    o["content_type"] = media_.content_type;
+    api_.Completed(std::move(media_), std::move(respond_), JsonResponse(201, o));
+  }
+
+  void Abort() override { writer_->Abort(); }
+
+  bool Fail(net::HttpResponse r) {
     writer_->Abort();
     respond_(std::move(r));
+    return false;
   }
 
   MediaApi& api_;
   store::Media media_;
-  std::mutex mu_;
   std::unique_ptr<media::BlobWriter> writer_;
   media::Sha256 hash_;
   net::HttpRespond respond_;
   const std::uint64_t limit_;
-  bool finished_ = false;
 };
 
-// ---- tus PATCH body ---------------------------------------------------------
-
-class MediaApi::PatchBody final : public net::RequestBody,
-                                  public std::enable_shared_from_this<PatchBody> {
+// PATCH /v1/uploads/{id}: appends to the partial file; the last byte turns
+// the upload into media.
+class MediaApi::PatchBody final : public SpooledBody {
  public:
   PatchBody(MediaApi& api, store::Media upload, std::unique_ptr<media::BlobWriter> writer,
             net::HttpRespond respond)
-      : api_(api),
+      : SpooledBody(*api.io_),
+        api_(api),
         upload_(std::move(upload)),
         writer_(std::move(writer)),
         respond_(std::move(respond)) {}
   ~PatchBody() override { Release(); }
 
-  void OnChunk(std::string chunk, std::function<void()> consumed) override {
-    api_.io_->Post(
-        [self = shared_from_this(), chunk = std::move(chunk), consumed = std::move(consumed)] {
-          std::lock_guard lock(self->mu_);
-          if (self->finished_) return;
-          const std::uint64_t room = self->upload_.size - self->writer_->size();
-          if (chunk.size() > room) {
-            // More than Upload-Length: keep what fits (the upload may still
-            // finish with a correct PATCH), refuse the rest.
-            if (room > 0) (void)self->writer_->Write(std::string_view(chunk).substr(0, room));
-            self->finished_ = true;
-            self->writer_->Abort();
-            self->Release();
-            self->respond_(TusError(413, code::kTooLarge, "body goes past Upload-Length"));
-            return;
-          }
-          if (auto s = self->writer_->Write(chunk); !s) {
-            self->finished_ = true;
-            self->writer_->Abort();
-            self->Release();
-            self->respond_(Tus(Internal(s.error(), "upload_write")));
-            return;
-          }
-          consumed();
-        });
-  }
-
-  void OnEnd() override {
-    api_.io_->Post([self = shared_from_this()] {
-      std::lock_guard lock(self->mu_);
-      if (self->finished_) return;
-      self->finished_ = true;
-      self->End();
-    });
-  }
-
-  void OnAbort() override {
-    api_.io_->Post([self = shared_from_this()] {
-      std::lock_guard lock(self->mu_);
-      if (self->finished_) return;
-      self->finished_ = true;
-      self->writer_->Abort();  // fsyncs what arrived: the client resumes from there
-      self->Release();
-    });
-  }
-
  private:
-  // mu_ held, on the I/O pool.
-  void End() {
+  bool Consume(std::string_view chunk) override {
+    const std::uint64_t room = upload_.size - writer_->size();
+    if (chunk.size() > room) {
+      // More than Upload-Length: keep what fits (the upload may still
+      // finish with a correct PATCH), refuse the rest.
+      if (room > 0) (void)writer_->Write(chunk.substr(0, room));
+      return Fail(TusError(413, code::kTooLarge, "body goes past Upload-Length"));
+    }
+    if (auto s = writer_->Write(chunk); !s) return Fail(Tus(Internal(s.error(), "upload_write")));
+    return true;
+  }
+
+  void Abort() override {
+    writer_->Abort();  // fsyncs what arrived: the client resumes from there
+    Release();
+  }
+
+  bool Fail(net::HttpResponse r) {
+    writer_->Abort();
+    Release();
+    respond_(std::move(r));
+    return false;
+  }
+
+  void End() override {
     if (auto s = writer_->Commit(); !s) {
       Release();
       return respond_(Tus(Internal(s.error(), "upload_sync")));
@@ -369,10 +426,8 @@ class MediaApi::PatchBody final : public net::RequestBody,
 
   MediaApi& api_;
   store::Media upload_;
-  std::mutex mu_;
   std::unique_ptr<media::BlobWriter> writer_;
   net::HttpRespond respond_;
-  bool finished_ = false;
   bool locked_ = true;  // the caller locked the upload for this body
 };
 

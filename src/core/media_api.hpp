@@ -45,6 +45,7 @@ class MediaApi {
   std::size_t PendingWork() const;
 
  private:
+  class SpooledBody;
   class OneShotBody;
   class PatchBody;
 
