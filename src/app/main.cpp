@@ -1,6 +1,7 @@
 // parleyd: reads the configuration, wires the backends it names, serves.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -15,6 +16,9 @@
 #include "common/metrics.hpp"
 #include "core/app.hpp"
 #include "core/core.hpp"
+#include "core/media_api.hpp"
+#include "media/blob_store.hpp"
+#include "media/processor.hpp"
 #include "net/server.hpp"
 #include "store/rocksdb/rocksdb_store.hpp"
 
@@ -77,7 +81,7 @@ void RaiseFdLimit() {
   }
 }
 
-int Serve(const Config& cfg) {
+int Serve(const Config& cfg, const char* argv0) {
   InitLogging(cfg.log_level);
   RaiseFdLimit();
   std::filesystem::create_directories(cfg.data_dir);
@@ -96,7 +100,14 @@ int Serve(const Config& cfg) {
   core::TokenService tokens(secret, cfg.access_token_ttl_s);
   auto sms = core::MakeSmsSender(cfg.sms_provider);
   core::Core core(cfg, *store, metrics, tokens, *sms, std::to_string(cfg.node_id));
-  core::App app(core);
+  media::InitMediaLibraries(argv0);
+  const std::string media_dir = cfg.media_dir.empty()
+                                    ? (std::filesystem::path(cfg.data_dir) / "media").string()
+                                    : cfg.media_dir;
+  auto blobs = media::OpenLocalBlobStore(media_dir);
+  if (!blobs) throw std::runtime_error("media: " + blobs.error().message);
+  core::MediaApi media_api(core, **blobs);
+  core::App app(core, &media_api);
 
   const HostPort hp = SplitListen(cfg.listen);
   net::ServerOptions options;
@@ -120,7 +131,12 @@ int Serve(const Config& cfg) {
 
   core.PurgeExpired();
   server.Every(std::chrono::minutes(10), [&core] { core.PurgeExpired(); });
+  // Often enough that an upload outlives its TTL by at most a quarter of it.
+  const auto sweep_s = std::clamp<std::uint32_t>(cfg.media_upload_ttl_s / 4, 1, 600);
+  media_api.SweepStaleUploads();
+  server.Every(std::chrono::seconds(sweep_s), [&media_api] { media_api.SweepStaleUploads(); });
   server.Run();
+  media_api.Stop();  // answers still owed go out before the store closes
   PLOG_INFO("parleyd draining", "{}", "");
   store->Close();
   PLOG_INFO("parleyd stopped", "{}", "");
@@ -141,7 +157,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return Serve(cfg);
+    return Serve(cfg, argv[0]);
   } catch (const std::exception& e) {
     std::cerr << "parleyd: " << e.what() << "\n";
     return 1;

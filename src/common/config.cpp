@@ -70,6 +70,15 @@ const std::array kKeys = {
            &Config::retention_days},
     KeyDef{"store_sync", "fsync every commit (false may lose the last writes on power loss)",
            &Config::store_sync},
+    KeyDef{"media_dir", "directory for media blobs (empty: <data_dir>/media)", &Config::media_dir},
+    KeyDef{"media_max_bytes", "largest media upload in bytes (413 too_large past it)",
+           &Config::media_max_bytes},
+    KeyDef{"media_workers", "threads that read images, video and audio for metadata and thumbnails",
+           &Config::media_workers},
+    KeyDef{"media_upload_ttl_s", "seconds an unfinished resumable upload is kept",
+           &Config::media_upload_ttl_s},
+    KeyDef{"media_max_pixels", "largest image or video frame (width x height) that is decoded",
+           &Config::media_max_pixels},
 };
 
 [[noreturn]] void Fail(std::string_view key, std::string_view what) {
@@ -268,6 +277,11 @@ void Validate(const Config& cfg) {
     Fail("tls_key", "required when tls_cert is set");
   if (cfg.tls_cert.empty() && !cfg.tls_key.empty())
     Fail("tls_cert", "required when tls_key is set");
+  if (cfg.media_max_bytes == 0) Fail("media_max_bytes", "must be at least 1");
+  if (cfg.media_workers == 0 || cfg.media_workers > 64) {
+    Fail("media_workers", fmt::format("{} is not between 1 and 64", cfg.media_workers));
+  }
+  if (cfg.media_upload_ttl_s == 0) Fail("media_upload_ttl_s", "must be at least 1");
   if (cfg.max_frame_bytes < 1024) {
     Fail("max_frame_bytes", fmt::format("{} is below the minimum of 1024", cfg.max_frame_bytes));
   }

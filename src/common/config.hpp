@@ -47,6 +47,13 @@ struct Config {
   // Storage.
   std::uint32_t retention_days = 365;
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss
+
+  // Media.
+  std::string media_dir;                       // empty: <data_dir>/media
+  std::uint32_t media_max_bytes = 100u << 20;  // largest upload (413 too_large past it)
+  std::uint32_t media_workers = 2;             // threads decoding images, video and audio
+  std::uint32_t media_upload_ttl_s = 86400;    // unfinished resumable uploads live this long
+  std::uint32_t media_max_pixels = 100000000;  // larger images and video frames are refused
 };
 
 struct ConfigKey {

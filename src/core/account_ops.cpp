@@ -116,7 +116,14 @@ void Session::ProfileSet(const json::object& req, const Rid& rid) {
   }
   if (*name) patch.name = std::string(**name);
   if (*status) patch.status_text = std::string(**status);
-  if (*avatar) patch.avatar_media_id = IdToString(**avatar);
+  if (*avatar) {
+    // Making media an avatar makes it readable by anyone: only one's own (or
+    // what one may read already) qualifies.
+    auto may = core_.MayReadMedia(IdToString(**avatar), identity_.user);
+    if (!may) return StoreError(rid, may.error(), "get_media");
+    if (!*may) return Error(rid, code::kNotFound, "avatar_media_id: no such media");
+    patch.avatar_media_id = IdToString(**avatar);
+  }
   if (*visibility) patch.last_seen_visibility = std::string(**visibility);
   auto self = shared_from_this();
   core_.store.UpdateProfile(identity_.user, std::move(patch), [self, rid](Status st) {

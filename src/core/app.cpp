@@ -4,7 +4,23 @@
 
 namespace parley::core {
 
+net::BodyMode App::BodyModeFor(const net::HttpRequest& head) {
+  return media_ != nullptr && MediaApi::Streams(head) ? net::BodyMode::kStream
+                                                      : net::BodyMode::kBuffer;
+}
+
+std::shared_ptr<net::RequestBody> App::HandleHttpStream(net::HttpRequest head,
+                                                        net::HttpRespond respond) {
+  if (media_ != nullptr && MediaApi::Streams(head)) {
+    return media_->HandleStream(std::move(head), std::move(respond));
+  }
+  return net::Service::HandleHttpStream(std::move(head), std::move(respond));
+}
+
 void App::HandleHttp(net::HttpRequest request, net::HttpRespond respond) {
+  if (media_ != nullptr && MediaApi::Owns(request.path)) {
+    return media_->Handle(std::move(request), std::move(respond));
+  }
   http_.Handle(std::move(request), std::move(respond));
 }
 

@@ -4,14 +4,19 @@
 
 #include "core/core.hpp"
 #include "core/http_api.hpp"
+#include "core/media_api.hpp"
 #include "net/service.hpp"
 
 namespace parley::core {
 
 class App final : public net::Service {
  public:
-  explicit App(Core& core) : core_(core), http_(core) {}
+  // `media` (may be null: no media endpoints) serves /v1/media and /v1/uploads.
+  explicit App(Core& core, MediaApi* media = nullptr) : core_(core), http_(core), media_(media) {}
 
+  net::BodyMode BodyModeFor(const net::HttpRequest& head) override;
+  std::shared_ptr<net::RequestBody> HandleHttpStream(net::HttpRequest head,
+                                                     net::HttpRespond respond) override;
   void HandleHttp(net::HttpRequest request, net::HttpRespond respond) override;
   std::shared_ptr<net::WsHandler> OpenWebSocket(std::shared_ptr<net::WsConnection> connection,
                                                 const net::HttpRequest& upgrade) override;
@@ -19,6 +24,7 @@ class App final : public net::Service {
  private:
   Core& core_;
   HttpApi http_;
+  MediaApi* media_;
 };
 
 }  // namespace parley::core

@@ -182,6 +182,16 @@ bool Core::CanSeeLastSeen(const store::User& target, store::UserId viewer) {
   return false;
 }
 
+Result<bool> Core::MayReadMedia(std::string_view media_id, store::UserId user) {
+  auto id = ParseId(media_id);
+  if (!id) return false;
+  auto media = store.GetMedia(*id);
+  if (!media) return std::unexpected(media.error());
+  if (!*media || (*media)->status == store::MediaStatus::kUploading) return false;
+  if ((*media)->owner == user) return true;
+  return store.MediaGranted(*id, user);
+}
+
 std::expected<Identity, AuthFailure> Core::Authenticate(std::string_view token) {
   auto claims = tokens.VerifyAccess(token, NowMs());
   if (!claims) {

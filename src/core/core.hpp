@@ -82,6 +82,11 @@ class Core {
   void AnnounceDevice(store::UserId user, store::DeviceId device, std::string_view change,
                       std::string_view name, std::function<void()> then);
 
+  // Whether `user` may read (and so send, or make an avatar of) the media
+  // named by the wire id: it uploaded it, received it in a message, or it
+  // is an avatar. False for unknown ids and unfinished uploads.
+  Result<bool> MayReadMedia(std::string_view media_id, store::UserId user);
+
   // Whether `viewer` may see `target`'s last seen and online status.
   bool CanSeeLastSeen(const store::User& target, store::UserId viewer);
   // Whether the two users share a conversation (what "contacts" means here).

@@ -236,7 +236,12 @@ void Session::GroupUpdate(const json::object& req, const Rid& rid) {
   c.kind = Kind::kUpdate;
   c.group_id = *id;
   if (*name) c.name = std::string(**name);
-  if (*avatar) c.avatar_media_id = IdToString(**avatar);
+  if (*avatar) {
+    auto may = core_.MayReadMedia(IdToString(**avatar), identity_.user);
+    if (!may) return StoreError(rid, may.error(), "get_media");
+    if (!*may) return Error(rid, code::kNotFound, "avatar_media_id: no such media");
+    c.avatar_media_id = IdToString(**avatar);
+  }
   ApplyGroupChange(std::move(c), rid, {});
 }
 

@@ -87,6 +87,13 @@ void Session::Send(const json::object& req, const Rid& rid) {
   // After the recipient checks: an unknown peer is not_found, not stale.
   if (IsEncryptedKind(*kind) && !CheckEnvelope(body_it->value(), *kind, *to, rid)) return;
 
+  if (*media) {
+    // Media one may not read cannot be passed on (nor its existence learned).
+    auto may = core_.MayReadMedia(IdToString(**media), identity_.user);
+    if (!may) return StoreError(rid, may.error(), "get_media");
+    if (!*may) return Error(rid, code::kNotFound, "no such media");
+  }
+
   store::Message m;
   m.msg_id = core_.ids.Next();
   m.sender = identity_.user;

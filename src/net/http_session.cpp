@@ -372,8 +372,22 @@ class HttpSession final : public Connection,
       }
       return;
     }
-    if (ec) return AbortStream();
     const std::size_t got = chunk_.size() - stream_parser_->get().body().size;
+    if (ec) {
+      // Bytes that arrived before the client went away are still its bytes
+      // (a resumable upload keeps them): hand them over, then abort.
+      if (got == 0 || !sink_) return AbortStream();
+      auto weak = this->weak_from_this();
+      auto then_abort = [weak] {
+        if (auto s = weak.lock()) {
+          s->Dispatch([](HttpSession& self) {
+            if (self.streaming_) self.AbortStream();
+          });
+        }
+      };
+      sink_->OnChunk(std::string(chunk_.data(), got), std::move(then_abort));
+      return;
+    }
     if (got == 0) return AfterChunk();
     if (!sink_) return AfterChunk();  // discarded
     auto weak = this->weak_from_this();

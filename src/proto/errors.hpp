@@ -35,6 +35,12 @@ inline constexpr std::string_view kTooManyMembers = "too_many_members";
 // Extensions (docs/protocol.md).
 inline constexpr std::string_view kMethodNotAllowed = "method_not_allowed";
 inline constexpr std::string_view kUnavailable = "unavailable";
+// Media (HTTP only; docs/protocol.md lists them as extensions).
+inline constexpr std::string_view kOffsetMismatch = "offset_mismatch";               // 409
+inline constexpr std::string_view kUploadLocked = "upload_locked";                   // 423
+inline constexpr std::string_view kUnsupportedMediaType = "unsupported_media_type";  // 415
+inline constexpr std::string_view kTusVersion = "unsupported_tus_version";           // 412
+inline constexpr std::string_view kRangeNotSatisfiable = "range_not_satisfiable";    // 416
 }  // namespace code
 
 // WebSocket close codes (section 2).

@@ -245,4 +245,34 @@ struct KeysChangedInfo {
 // Runs on the writer thread inside the write: must be quick and pure.
 using KeysChangedRenderer = std::function<std::string(const KeysChangedInfo&)>;
 
+// ---- Media -------------------------------------------------------------------
+
+using MediaId = std::uint64_t;
+
+enum class MediaStatus : std::uint8_t {
+  kUploading = 1,   // a resumable upload that has not received its last byte
+  kProcessing = 2,  // complete; metadata and thumbnail are being made
+  kReady = 3,
+  kFailed = 4,  // the bytes are not what the content type claims (see reason)
+};
+
+// One blob's metadata (PROTOCOL.md section 6). The bytes live in the
+// BlobStore under the same id. A resumable upload is a Media record with
+// status kUploading whose bytes so far are the BlobStore's partial file.
+struct Media {
+  MediaId id = 0;
+  UserId owner = 0;
+  std::string content_type;
+  std::string filename;    // from tus Upload-Metadata, "" when none
+  std::uint64_t size = 0;  // kUploading: the declared Upload-Length
+  std::string sha256;      // lowercase hex; "" while uploading
+  MediaStatus status = MediaStatus::kProcessing;
+  std::string reason;       // kFailed: why
+  std::uint32_t width = 0;  // 0: unknown
+  std::uint32_t height = 0;
+  std::int64_t duration_ms = -1;  // -1: none
+  bool thumbnail = false;
+  std::int64_t created_ms = 0;
+};
+
 }  // namespace parley::store

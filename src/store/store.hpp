@@ -209,6 +209,8 @@ class Store {
   // number less the sender, and fails with kNotFound when the group does not
   // exist or the sender was never a member, kConflict when the sender is a
   // former member.
+  // A message with a media_id also grants every recipient read access to
+  // that media (MediaGranted), in the same write.
   virtual void AppendMessage(Message message, std::vector<UserId> recipients,
                              Callback<SendResult> done) = 0;
   // Moves the device's cursor up to `up_to` (never down). The first time any
@@ -283,6 +285,19 @@ class Store {
   // claims race. Empty when the user has no current device.
   virtual void ClaimPrekeys(UserId user, DeviceId except,
                             Callback<std::vector<PrekeyBundle>> done) = 0;
+  // ---- Media ------------------------------------------------------------------
+
+  virtual Result<std::optional<Media>> GetMedia(MediaId id) = 0;
+  // Whether `user` may read the media besides its owner: a message that
+  // carried it reached the user (AppendMessage records that), or it is a
+  // profile or group avatar (UpdateProfile and ChangeGroup record that).
+  virtual Result<bool> MediaGranted(MediaId id, UserId user) = 0;
+  // Up to `max` unfinished uploads (status kUploading) created before cutoff_ms.
+  virtual Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) = 0;
+  // Creates or replaces the record.
+  virtual void PutMedia(Media media, Callback<void> done) = 0;
+  // Deletes the record and its grants; deleting a missing one is not an error.
+  virtual void DeleteMedia(MediaId id, Callback<void> done) = 0;
 
   // ---- Lifecycle ----------------------------------------------------------
 

@@ -200,5 +200,10 @@ Result<DeviceKeys> DecodeDeviceKeys(UserId user, DeviceId device, std::string_vi
 // prekeys: the one-time prekey's public key.
 std::string EncodePrekey(std::string_view key);
 Result<std::string> DecodePrekey(std::string_view value);
+// ---- Media values (codec_media.cpp) --------------------------------------------
+
+// media: key IdKey(media id).
+std::string EncodeMedia(const Media& media);
+Result<Media> DecodeMedia(MediaId id, std::string_view value);
 
 }  // namespace parley::store::rocks

@@ -186,7 +186,11 @@ void RocksStore::TouchDevice(UserId user, DeviceId device, std::int64_t last_act
 
 void RocksStore::UpdateProfile(UserId user, ProfilePatch patch, Callback<void> done) {
   Submit<void>("update_profile", std::move(done),
-               [this, user, patch = std::move(patch)](WriteTxn& txn) {
+               [this, user, patch = std::move(patch)](WriteTxn& txn) -> Status {
+                 // An avatar is readable by anyone signed in.
+                 if (patch.avatar_media_id && !patch.avatar_media_id->empty()) {
+                   if (auto s = GrantMedia(txn, *patch.avatar_media_id, 0); !s) return s;
+                 }
                  return ModifyUser(txn, user, [&](User& u) {
                    if (patch.name) u.name = *patch.name;
                    if (patch.status_text) u.status_text = *patch.status_text;

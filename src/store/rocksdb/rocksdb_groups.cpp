@@ -237,7 +237,12 @@ Result<GroupChangeResult> RocksStore::ApplyChangeGroup(WriteTxn& txn, const Grou
       }
       case Kind::kUpdate:
         if (c.name) after->name = *c.name;
-        if (c.avatar_media_id) after->avatar_media_id = *c.avatar_media_id;
+        if (c.avatar_media_id) {
+          after->avatar_media_id = *c.avatar_media_id;
+          // A group avatar is readable by anyone signed in.
+          if (auto s = GrantMedia(txn, *c.avatar_media_id, 0); !s)
+            return std::unexpected(s.error());
+        }
         break;
       case Kind::kCreate:
         break;  // handled above

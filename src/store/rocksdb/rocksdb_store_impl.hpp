@@ -5,6 +5,7 @@
 //   rocksdb_purge.cpp      retention
 //   rocksdb_groups.cpp     groups, and the membership a group send fans out to
 //   rocksdb_keys.cpp       the e2ee key directory and keys_changed fan-out
+//   rocksdb_media.cpp      media records and who may read them
 //
 // Threads: reads run on the caller's thread and touch only the database,
 // heads_ and groups_ (committed layers) and messages_. Everything a job body
@@ -121,10 +122,19 @@ class RocksStore final : public Store {
   void UploadKeys(KeysUpload upload, Callback<KeysUploadResult> done) override;
   void ClaimPrekeys(UserId user, DeviceId except,
                     Callback<std::vector<PrekeyBundle>> done) override;
+  // ---- Media (rocksdb_media.cpp) ------------------------------------------
+  Result<std::optional<Media>> GetMedia(MediaId id) override;
+  Result<bool> MediaGranted(MediaId id, UserId user) override;
+  Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) override;
+  void PutMedia(Media media, Callback<void> done) override;
+  void DeleteMedia(MediaId id, Callback<void> done) override;
 
   void Close() override;
 
  private:
+  // Lets `user` (0: anyone signed in) read the media named by media_id.
+  Status GrantMedia(WriteTxn& txn, std::string_view media_id, UserId user);
+
   rocksdb::ColumnFamilyHandle* cf(Cf which) const { return db_->cf(which); }
 
   template <class T, class F>

@@ -53,6 +53,9 @@ enum class Cf : std::size_t {
   kPrekeys,     // PrekeyKey(user, device, prekey id) -> the one-time prekey (base64)
   kPeers,       // Pair64Key(user, peer) -> "" for each 1:1 conversation, both directions
   kUserGroups,  // Pair64Key(user, group id) -> "" while the user is a member
+  // Media.
+  kMedia,        // IdKey(media id) -> Media
+  kMediaAccess,  // Pair64Key(media id, user) -> "" (user 0: anyone signed in, an avatar)
   kCount,
 };
 
@@ -83,6 +86,9 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCoun
     "prekeys",
     "peers",
     "user_groups",
+    // Media.
+    "media",
+    "media_access",
 };
 
 // Maps a failed status onto the project's error kinds; `what` says which

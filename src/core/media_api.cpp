@@ -1,0 +1,972 @@
+#include "core/media_api.hpp"
+
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <deque>
+
+#include "common/clock.hpp"
+#include "common/log.hpp"
+#include "core/http_api.hpp"
+#include "media/processor.hpp"
+#include "proto/errors.hpp"
+
+namespace parley::core {
+
+namespace json = boost::json;
+namespace code = proto::code;
+
+namespace {
+
+constexpr std::string_view kTusVersion = "1.0.0";
+constexpr std::size_t kIoThreads = 2;
+constexpr std::size_t kMaxFilenameBytes = 255;
+constexpr std::size_t kSweepBatch = 256;
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Digits only, no sign, no overflow.
+std::optional<std::uint64_t> ParseU64(std::string_view s) {
+  s = Trim(s);
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+const char* StatusName(store::MediaStatus s) {
+  switch (s) {
+    case store::MediaStatus::kUploading:
+      return "uploading";
+    case store::MediaStatus::kProcessing:
+      return "processing";
+    case store::MediaStatus::kReady:
+      return "ready";
+    case store::MediaStatus::kFailed:
+      return "failed";
+  }
+  return "failed";
+}
+
+net::HttpResponse Tus(net::HttpResponse r) {
+  r.headers.push_back({"Tus-Resumable", std::string(kTusVersion)});
+  return r;
+}
+
+net::HttpResponse TusError(int status, std::string_view error_code, std::string_view message) {
+  return Tus(ErrorResponse(status, error_code, message));
+}
+
+net::HttpResponse NotFound(std::string_view what = "no such media") {
+  return ErrorResponse(404, code::kNotFound, what);
+}
+
+net::HttpResponse Internal(const Error& e, std::string_view op) {
+  PLOG_ERROR("media failure", "op={} error={}", op, LogQuote(e.message));
+  return ErrorResponse(500, code::kInternal, "internal error; try again");
+}
+
+net::HttpResponse TooLarge(std::uint64_t limit) {
+  return ErrorResponse(413, code::kTooLarge,
+                       "media larger than the limit of " + std::to_string(limit) + " bytes");
+}
+
+net::HttpResponse NoContent() {
+  net::HttpResponse r;
+  r.status = 204;
+  r.content_type.clear();
+  return r;
+}
+
+json::object MetaJson(const store::Media& m) {
+  json::object o;
+  o["media_id"] = IdToString(m.id);
+  o["content_type"] = m.content_type;
+  o["size"] = m.size;
+  o["sha256"] = m.sha256;
+  o["width"] = m.width != 0 ? json::value(m.width) : json::value(nullptr);
+  o["height"] = m.height != 0 ? json::value(m.height) : json::value(nullptr);
+  o["duration_ms"] = m.duration_ms >= 0 ? json::value(m.duration_ms) : json::value(nullptr);
+  o["thumbnail"] = m.thumbnail;
+  o["status"] = StatusName(m.status);
+  if (m.status == store::MediaStatus::kFailed) o["reason"] = m.reason;
+  if (!m.filename.empty()) o["filename"] = m.filename;
+  o["created_ms"] = m.created_ms;
+  return o;
+}
+
+// The {id} of /v1/uploads/{id} or /v1/media/{id}[/suffix]: a decimal id,
+// nothing else (no dots, no slashes: a path never reaches the blob store).
+std::optional<store::MediaId> IdIn(std::string_view rest) {
+  if (rest.empty() || rest.size() > 20) return std::nullopt;
+  for (char c : rest) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  return ParseId(rest);
+}
+
+std::optional<std::string> DecodeBase64(std::string_view b64) {
+  std::string out(b64.size(), '\0');
+  std::size_t len = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), b64.data(),
+                        b64.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0) {
+    return std::nullopt;
+  }
+  out.resize(len);
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> NormalizeContentType(std::string_view header) {
+  header = Trim(header.substr(0, header.find(';')));
+  if (header.empty()) return std::string("application/octet-stream");
+  if (header.size() > 127) return std::nullopt;
+  std::string out;
+  int slashes = 0;
+  for (char c : header) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '/') {
+      ++slashes;
+    } else if (!(std::isalnum(u) ||
+                 std::string_view("!#$&^_.+-").find(c) != std::string_view::npos)) {
+      return std::nullopt;
+    }
+    out.push_back(static_cast<char>(std::tolower(u)));
+  }
+  if (slashes != 1 || out.front() == '/' || out.back() == '/') return std::nullopt;
+  return out;
+}
+
+ByteRange ParseRange(std::string_view header, std::uint64_t size) {
+  ByteRange whole{ByteRange::Kind::kWhole, 0, size};
+  header = Trim(header);
+  if (header.empty()) return whole;
+  const auto eq = header.find('=');
+  if (eq == std::string_view::npos || !IEquals(Trim(header.substr(0, eq)), "bytes")) return whole;
+  std::string_view spec = Trim(header.substr(eq + 1));
+  // Several ranges would need multipart/byteranges; answering the whole body
+  // instead is allowed (RFC 9110 14.2).
+  if (spec.find(',') != std::string_view::npos) return whole;
+  const auto dash = spec.find('-');
+  if (dash == std::string_view::npos) return whole;
+  const std::string_view first = Trim(spec.substr(0, dash));
+  const std::string_view last = Trim(spec.substr(dash + 1));
+  ByteRange unsatisfiable{ByteRange::Kind::kUnsatisfiable, 0, 0};
+  if (first.empty()) {  // a suffix: the last N bytes
+    auto n = ParseU64(last);
+    if (!n) return whole;
+    if (*n == 0 || size == 0) return unsatisfiable;
+    const std::uint64_t len = std::min(*n, size);
+    return {ByteRange::Kind::kPartial, size - len, len};
+  }
+  auto start = ParseU64(first);
+  if (!start) return whole;
+  std::uint64_t end = size == 0 ? 0 : size - 1;
+  if (!last.empty()) {
+    auto e = ParseU64(last);
+    if (!e || *e < *start) return whole;  // invalid: ignored
+    end = std::min(end, *e);
+  }
+  if (*start >= size) return unsatisfiable;
+  return {ByteRange::Kind::kPartial, *start, end - *start + 1};
+}
+
+// ---- upload bodies ------------------------------------------------------------
+
+namespace {
+
+// How far net may read ahead of the disk for one body.
+constexpr std::size_t kReadAheadBytes = 1 << 20;
+
+}  // namespace
+
+// Queues a body's chunks and writes them on the I/O pool in order, one task
+// at a time per body, letting net read up to kReadAheadBytes ahead of the
+// disk (one round trip per chunk would cap an upload well below the disk).
+class MediaApi::SpooledBody : public net::RequestBody,
+                              public std::enable_shared_from_this<SpooledBody> {
+ public:
+  explicit SpooledBody(media::WorkerPool& pool) : pool_(pool) {}
+
+  void OnChunk(std::string chunk, std::function<void()> consumed) override {
+    bool now = false;
+    {
+      std::lock_guard lock(mu_);
+      if (finished_) return;
+      queued_ += chunk.size();
+      queue_.push_back(std::move(chunk));
+      if (queued_ <= kReadAheadBytes) {
+        now = true;
+      } else {
+        held_ = std::move(consumed);
+      }
+      Schedule();
+    }
+    if (now) consumed();
+  }
+  void OnEnd() override {
+    std::lock_guard lock(mu_);
+    end_ = true;
+    Schedule();
+  }
+  void OnAbort() override {
+    std::lock_guard lock(mu_);
+    abort_ = true;
+    Schedule();
+  }
+
+ protected:
+  // On the pool with mu_ held. Consume returns false once it has answered
+  // (an error): the rest of the body is dropped.
+  virtual bool Consume(std::string_view chunk) = 0;
+  // Every chunk was consumed and the body is complete.
+  virtual void End() = 0;
+  // The client went away; every chunk that arrived was consumed.
+  virtual void Abort() = 0;
+
+  std::mutex mu_;
+
+ private:
+  // mu_ held.
+  void Schedule() {
+    if (draining_) return;
+    draining_ = true;
+    pool_.Post([self = shared_from_this()] { self->Drain(); });
+  }
+
+  void Drain() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (!queue_.empty()) {
+        std::string chunk = std::move(queue_.front());
+        queue_.pop_front();
+        queued_ -= chunk.size();
+        if (!finished_ && !Consume(chunk)) {
+          finished_ = true;
+          queue_.clear();
+          queued_ = 0;
+          held_ = nullptr;
+        }
+        if (held_ && queued_ <= kReadAheadBytes) {
+          auto consumed = std::exchange(held_, nullptr);
+          lock.unlock();
+          consumed();
+          lock.lock();
+        }
+        continue;
+      }
+      if (!finished_ && (abort_ || end_)) {
+        finished_ = true;
+        if (abort_) {
+          Abort();
+        } else {
+          End();
+        }
+      }
+      draining_ = false;
+      return;
+    }
+  }
+
+  media::WorkerPool& pool_;
+  std::deque<std::string> queue_;
+  std::size_t queued_ = 0;
+  std::function<void()> held_;  // net's `consumed`, while over the read-ahead
+  bool draining_ = false;
+  bool end_ = false;
+  bool abort_ = false;
+  bool finished_ = false;
+};
+
+// POST /v1/media.
+class MediaApi::OneShotBody final : public SpooledBody {
+ public:
+  OneShotBody(MediaApi& api, store::Media media, std::unique_ptr<media::BlobWriter> writer,
+              net::HttpRespond respond)
+      : SpooledBody(*api.io_),
+        api_(api),
+        media_(std::move(media)),
+        writer_(std::move(writer)),
+        respond_(std::move(respond)),
+        limit_(api.core_.config.media_max_bytes) {}
+
+ private:
+  bool Consume(std::string_view chunk) override {
+    if (writer_->size() + chunk.size() > limit_) {
+      // Cut off at the limit: nothing is kept, the rest is never read.
+      return Fail(TooLarge(limit_));
+    }
+    if (auto s = writer_->Write(chunk); !s) return Fail(Internal(s.error(), "media_write"));
+    hash_.Update(chunk);
+    return true;
+  }
+
+  void End() override {
+    if (auto s = writer_->Commit(); !s) return respond_(Internal(s.error(), "media_commit"));
+    media_.size = writer_->size();
+    media_.sha256 = hash_.HexDigest();
+    json::object o;
+    o["media_id"] = IdToString(media_.id);
+    o["size"] = media_.size;
+    o["sha256"] = media_.sha256;
+    o["content_type"] = media_.content_type;
+    api_.Completed(std::move(media_), std::move(respond_), JsonResponse(201, o));
+  }
+
+  void Abort() override { writer_->Abort(); }
+
+  bool Fail(net::HttpResponse r) {
+    writer_->Abort();
+    respond_(std::move(r));
+    return false;
+  }
+
+  MediaApi& api_;
+  store::Media media_;
+  std::unique_ptr<media::BlobWriter> writer_;
+  media::Sha256 hash_;
+  net::HttpRespond respond_;
+  const std::uint64_t limit_;
+};
+
+// PATCH /v1/uploads/{id}: appends to the partial file; the last byte turns
+// the upload into media.
+class MediaApi::PatchBody final : public SpooledBody {
+ public:
+  PatchBody(MediaApi& api, store::Media upload, std::unique_ptr<media::BlobWriter> writer,
+            net::HttpRespond respond)
+      : SpooledBody(*api.io_),
+        api_(api),
+        upload_(std::move(upload)),
+        writer_(std::move(writer)),
+        respond_(std::move(respond)) {}
+  ~PatchBody() override { Release(); }
+
+ private:
+  bool Consume(std::string_view chunk) override {
+    const std::uint64_t room = upload_.size - writer_->size();
+    if (chunk.size() > room) {
+      // More than Upload-Length: keep what fits (the upload may still
+      // finish with a correct PATCH), refuse the rest.
+      if (room > 0) (void)writer_->Write(chunk.substr(0, room));
+      return Fail(TusError(413, code::kTooLarge, "body goes past Upload-Length"));
+    }
+    if (auto s = writer_->Write(chunk); !s) return Fail(Tus(Internal(s.error(), "upload_write")));
+    return true;
+  }
+
+  void Abort() override {
+    writer_->Abort();  // fsyncs what arrived: the client resumes from there
+    Release();
+  }
+
+  bool Fail(net::HttpResponse r) {
+    writer_->Abort();
+    Release();
+    respond_(std::move(r));
+    return false;
+  }
+
+  void End() override {
+    if (auto s = writer_->Commit(); !s) {
+      Release();
+      return respond_(Tus(Internal(s.error(), "upload_sync")));
+    }
+    const std::uint64_t offset = writer_->size();
+    net::HttpResponse ok = Tus(NoContent());
+    ok.headers.push_back({"Upload-Offset", std::to_string(offset)});
+    if (offset < upload_.size) {
+      Release();
+      return respond_(std::move(ok));
+    }
+    // The last byte is here: the upload becomes the media under the same id.
+    if (auto s = api_.blobs_.PublishPartial(upload_.id); !s) {
+      Release();
+      return respond_(Tus(Internal(s.error(), "upload_publish")));
+    }
+    auto fd = api_.blobs_.Open(upload_.id);
+    if (!fd) {
+      Release();
+      return respond_(Tus(Internal(fd.error(), "upload_open")));
+    }
+    auto sha = media::Sha256OfFile(*fd);
+    ::close(*fd);
+    if (!sha) {
+      Release();
+      return respond_(Tus(Internal(sha.error(), "upload_hash")));
+    }
+    upload_.sha256 = std::move(*sha);
+    Release();
+    api_.Completed(std::move(upload_), std::move(respond_), std::move(ok));
+  }
+
+  void Release() {
+    if (locked_) {
+      locked_ = false;
+      api_.Unlock(upload_.id);
+    }
+  }
+
+  MediaApi& api_;
+  store::Media upload_;
+  std::unique_ptr<media::BlobWriter> writer_;
+  net::HttpRespond respond_;
+  bool locked_ = true;  // the caller locked the upload for this body
+};
+
+// ---- MediaApi ------------------------------------------------------------------
+
+MediaApi::MediaApi(Core& core, media::BlobStore& blobs)
+    : core_(core),
+      blobs_(blobs),
+      io_(std::make_unique<media::WorkerPool>(kIoThreads, "media-io")),
+      processing_(std::make_unique<media::WorkerPool>(core.config.media_workers, "media-proc")) {}
+
+MediaApi::~MediaApi() { Stop(); }
+
+void MediaApi::Stop() {
+  io_.reset();
+  processing_.reset();
+}
+
+std::size_t MediaApi::PendingWork() const {
+  return (io_ ? io_->pending() : 0) + (processing_ ? processing_->pending() : 0);
+}
+
+bool MediaApi::Owns(const std::string& path) {
+  return path == "/v1/media" || path.starts_with("/v1/media/") || path == "/v1/uploads" ||
+         path.starts_with("/v1/uploads/");
+}
+
+bool MediaApi::Streams(const net::HttpRequest& head) {
+  return (head.method == "POST" && head.path == "/v1/media") ||
+         (head.method == "PATCH" && head.path.starts_with("/v1/uploads/"));
+}
+
+bool MediaApi::Lock(store::MediaId id) {
+  std::lock_guard lock(mu_);
+  return busy_.insert(id).second;
+}
+
+void MediaApi::Unlock(store::MediaId id) {
+  std::lock_guard lock(mu_);
+  busy_.erase(id);
+}
+
+namespace {
+
+std::optional<std::string> BearerToken(const net::HttpRequest& r) {
+  std::string_view auth = r.GetHeader("Authorization");
+  if (auth.size() > 7 && IEquals(auth.substr(0, 7), "Bearer ")) {
+    return std::string(Trim(auth.substr(7)));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::shared_ptr<net::RequestBody> MediaApi::HandleStream(net::HttpRequest head,
+                                                         net::HttpRespond respond) {
+  const bool tus = head.path.starts_with("/v1/uploads");
+  auto token = BearerToken(head);
+  if (!token) {
+    auto r = ErrorResponse(401, code::kInvalidToken, "Authorization: Bearer <token> required");
+    respond(tus ? Tus(std::move(r)) : std::move(r));
+    return nullptr;
+  }
+  auto who = core_.Authenticate(*token);
+  if (!who) {
+    auto r = ErrorResponse(who.error().http_status, who.error().code, who.error().message);
+    respond(tus ? Tus(std::move(r)) : std::move(r));
+    return nullptr;
+  }
+  if (tus) return Patch(head, *who, respond);
+  return Upload(head, *who, respond);
+}
+
+std::shared_ptr<net::RequestBody> MediaApi::Upload(const net::HttpRequest& head,
+                                                   const Identity& who, net::HttpRespond& respond) {
+  const std::uint64_t limit = core_.config.media_max_bytes;
+  if (auto length = head.GetHeader("Content-Length"); !length.empty()) {
+    auto n = ParseU64(length);
+    if (n && *n > limit) {
+      respond(TooLarge(limit));
+      return nullptr;
+    }
+  }
+  auto type = NormalizeContentType(head.GetHeader("Content-Type"));
+  if (!type) {
+    respond(ErrorResponse(400, code::kBadRequest, "Content-Type: not a media type"));
+    return nullptr;
+  }
+  store::Media m;
+  m.id = core_.ids.Next();
+  m.owner = who.user;
+  m.content_type = std::move(*type);
+  m.created_ms = NowMs();
+  auto writer = blobs_.Create(m.id);
+  if (!writer) {
+    respond(Internal(writer.error(), "media_create"));
+    return nullptr;
+  }
+  return std::make_shared<OneShotBody>(*this, std::move(m), std::move(*writer), std::move(respond));
+}
+
+std::shared_ptr<net::RequestBody> MediaApi::Patch(const net::HttpRequest& head, const Identity& who,
+                                                  net::HttpRespond& respond) {
+  if (head.GetHeader("Tus-Resumable") != kTusVersion) {
+    auto r = TusError(412, code::kTusVersion, "Tus-Resumable: only 1.0.0 is supported");
+    r.headers.push_back({"Tus-Version", std::string(kTusVersion)});
+    respond(std::move(r));
+    return nullptr;
+  }
+  auto id = IdIn(std::string_view(head.path).substr(std::string_view("/v1/uploads/").size()));
+  if (!id) {
+    respond(Tus(NotFound("no such upload")));
+    return nullptr;
+  }
+  if (!IEquals(Trim(head.GetHeader("Content-Type")), "application/offset+octet-stream")) {
+    respond(TusError(415, code::kUnsupportedMediaType,
+                     "Content-Type: must be application/offset+octet-stream"));
+    return nullptr;
+  }
+  auto offset = ParseU64(head.GetHeader("Upload-Offset"));
+  if (!offset) {
+    respond(TusError(400, code::kBadRequest, "Upload-Offset: required, a byte offset"));
+    return nullptr;
+  }
+  auto found = core_.store.GetMedia(*id);
+  if (!found) {
+    respond(Tus(Internal(found.error(), "get_media")));
+    return nullptr;
+  }
+  if (!*found || (*found)->owner != who.user) {
+    respond(Tus(NotFound("no such upload")));
+    return nullptr;
+  }
+  store::Media upload = std::move(**found);
+  std::optional<std::uint64_t> length;
+  if (auto cl = head.GetHeader("Content-Length"); !cl.empty()) length = ParseU64(cl);
+
+  auto mismatch = [&](std::uint64_t right) {
+    auto r = TusError(409, code::kOffsetMismatch,
+                      "Upload-Offset: the upload is at " + std::to_string(right));
+    r.headers.push_back({"Upload-Offset", std::to_string(right)});
+    respond(std::move(r));
+    return nullptr;
+  };
+  if (upload.status != store::MediaStatus::kUploading) {
+    // Complete already: only an empty PATCH at its end is accepted.
+    if (*offset != upload.size) return mismatch(upload.size);
+    if (length && *length == 0) {
+      auto r = Tus(NoContent());
+      r.headers.push_back({"Upload-Offset", std::to_string(upload.size)});
+      respond(std::move(r));
+      return nullptr;
+    }
+    respond(TusError(413, code::kTooLarge, "body goes past Upload-Length"));
+    return nullptr;
+  }
+  if (!Lock(upload.id)) {
+    respond(TusError(423, code::kUploadLocked, "another PATCH of this upload is in progress"));
+    return nullptr;
+  }
+  auto writer = blobs_.AppendPartial(upload.id);
+  if (!writer) {
+    Unlock(upload.id);
+    if (writer.error().code == Errc::kNotFound) {
+      respond(Tus(NotFound("no such upload")));
+    } else {
+      respond(Tus(Internal(writer.error(), "upload_open")));
+    }
+    return nullptr;
+  }
+  const std::uint64_t current = (*writer)->size();
+  if (*offset != current) {
+    Unlock(upload.id);
+    return mismatch(current);
+  }
+  if (length && current + *length > upload.size) {
+    Unlock(upload.id);
+    respond(TusError(413, code::kTooLarge, "body goes past Upload-Length"));
+    return nullptr;
+  }
+  return std::make_shared<PatchBody>(*this, std::move(upload), std::move(*writer),
+                                     std::move(respond));
+}
+
+void MediaApi::Completed(store::Media media, net::HttpRespond respond, net::HttpResponse ok) {
+  const bool process = media::ShouldProcess(media.content_type);
+  media.status = process ? store::MediaStatus::kProcessing : store::MediaStatus::kReady;
+  store::Media copy = media;
+  core_.store.PutMedia(std::move(media),
+                       [this, copy = std::move(copy), process, respond = std::move(respond),
+                        ok = std::move(ok)](Status st) mutable {
+                         if (!st) {
+                           (void)blobs_.Remove(copy.id);
+                           return respond(Internal(st.error(), "put_media"));
+                         }
+                         respond(std::move(ok));
+                         if (process) ProcessLater(std::move(copy));
+                       });
+}
+
+void MediaApi::ProcessLater(store::Media media) {
+  if (!processing_) return;
+  processing_->Post([this, media = std::move(media)]() mutable {
+    auto r = media::Process(blobs_.LocalPath(media.id), media.content_type,
+                            core_.config.media_max_pixels);
+    media.width = r.width;
+    media.height = r.height;
+    media.duration_ms = r.duration_ms;
+    if (!r.thumbnail_jpeg.empty()) {
+      if (auto s = blobs_.PutThumbnail(media.id, r.thumbnail_jpeg); s) {
+        media.thumbnail = true;
+      } else {
+        PLOG_ERROR("thumbnail write failed", "media={} error={}", media.id,
+                   LogQuote(s.error().message));
+      }
+    }
+    media.status = r.ok ? store::MediaStatus::kReady : store::MediaStatus::kFailed;
+    media.reason = r.reason;
+    if (!r.ok) {
+      PLOG_INFO("media failed processing", "media={} type={} reason={}", media.id,
+                LogQuote(media.content_type), LogQuote(r.reason));
+    }
+    const auto id = media.id;
+    core_.store.PutMedia(std::move(media), [id](Status st) {
+      if (!st) {
+        PLOG_ERROR("media metadata write failed", "media={} error={}", id,
+                   LogQuote(st.error().message));
+      }
+    });
+  });
+}
+
+void MediaApi::Handle(net::HttpRequest request, net::HttpRespond respond) {
+  const std::string& path = request.path;
+  const std::string& method = request.method;
+  const bool tus = path.starts_with("/v1/uploads");
+  if (tus && method == "OPTIONS") {
+    if (path != "/v1/uploads") return respond(NotFound("no such endpoint"));
+    auto r = Tus(NoContent());
+    r.headers.push_back({"Tus-Version", std::string(kTusVersion)});
+    r.headers.push_back({"Tus-Extension", "creation,termination"});
+    r.headers.push_back({"Tus-Max-Size", std::to_string(core_.config.media_max_bytes)});
+    return respond(std::move(r));
+  }
+  auto token = BearerToken(request);
+  if (!token) {
+    auto r = ErrorResponse(401, code::kInvalidToken, "Authorization: Bearer <token> required");
+    return respond(tus ? Tus(std::move(r)) : std::move(r));
+  }
+  auto who = core_.Authenticate(*token);
+  if (!who) {
+    auto r = ErrorResponse(who.error().http_status, who.error().code, who.error().message);
+    return respond(tus ? Tus(std::move(r)) : std::move(r));
+  }
+  auto not_allowed = [&](std::string_view allowed) {
+    auto r = ErrorResponse(405, code::kMethodNotAllowed, "use " + std::string(allowed));
+    r.headers.push_back({"Allow", std::string(allowed)});
+    respond(tus ? Tus(std::move(r)) : std::move(r));
+  };
+
+  if (path == "/v1/media") {
+    if (method != "POST") return not_allowed("POST");
+    // An empty body is not streamed: finish it here.
+    if (auto sink = Upload(request, *who, respond)) sink->OnEnd();
+    return;
+  }
+  if (path == "/v1/uploads") {
+    if (method != "POST") return not_allowed("POST, OPTIONS");
+    return CreateUpload(request, *who, std::move(respond));
+  }
+  if (tus) {
+    if (method == "HEAD") return HeadUpload(request, *who, std::move(respond));
+    if (method == "DELETE") return DeleteUpload(request, *who, std::move(respond));
+    if (method == "PATCH") {
+      if (auto sink = Patch(request, *who, respond)) sink->OnEnd();
+      return;
+    }
+    return not_allowed("HEAD, PATCH, DELETE");
+  }
+  // /v1/media/{id}[/meta|/thumbnail]
+  if (method != "GET" && method != "HEAD") return not_allowed("GET");
+  if (path.ends_with("/meta")) return Meta(request, *who, std::move(respond));
+  if (path.ends_with("/thumbnail")) return Thumbnail(request, *who, std::move(respond));
+  return Download(request, *who, std::move(respond));
+}
+
+void MediaApi::CreateUpload(const net::HttpRequest& request, const Identity& who,
+                            net::HttpRespond respond) {
+  if (request.GetHeader("Tus-Resumable") != kTusVersion) {
+    auto r = TusError(412, code::kTusVersion, "Tus-Resumable: only 1.0.0 is supported");
+    r.headers.push_back({"Tus-Version", std::string(kTusVersion)});
+    return respond(std::move(r));
+  }
+  if (!request.GetHeader("Upload-Defer-Length").empty()) {
+    return respond(
+        TusError(400, code::kBadRequest, "Upload-Defer-Length: not supported; send Upload-Length"));
+  }
+  auto length = ParseU64(request.GetHeader("Upload-Length"));
+  if (!length) {
+    return respond(TusError(400, code::kBadRequest, "Upload-Length: required, a byte count"));
+  }
+  const std::uint64_t limit = core_.config.media_max_bytes;
+  if (*length > limit) return respond(Tus(TooLarge(limit)));
+
+  store::Media m;
+  m.content_type = "application/octet-stream";
+  // Upload-Metadata: "key base64,key base64" (a key may come without a value).
+  std::string_view meta = request.GetHeader("Upload-Metadata");
+  while (!meta.empty()) {
+    const auto comma = meta.find(',');
+    std::string_view pair = Trim(meta.substr(0, comma));
+    meta = comma == std::string_view::npos ? std::string_view() : meta.substr(comma + 1);
+    if (pair.empty()) continue;
+    const auto space = pair.find(' ');
+    const std::string_view key = pair.substr(0, space);
+    const std::string_view value =
+        space == std::string_view::npos ? std::string_view() : Trim(pair.substr(space + 1));
+    auto decoded = DecodeBase64(value);
+    if (!decoded) {
+      return respond(TusError(400, code::kBadRequest,
+                              "Upload-Metadata: " + std::string(key) + " is not base64"));
+    }
+    if (key == "content_type" || key == "filetype") {
+      auto type = NormalizeContentType(*decoded);
+      if (!type) {
+        return respond(
+            TusError(400, code::kBadRequest, "Upload-Metadata: content_type is not a media type"));
+      }
+      if (key == "content_type" || m.content_type == "application/octet-stream") {
+        m.content_type = std::move(*type);
+      }
+    } else if (key == "filename") {
+      if (decoded->size() > kMaxFilenameBytes) {
+        return respond(TusError(400, code::kBadRequest, "Upload-Metadata: filename too long"));
+      }
+      m.filename = std::move(*decoded);
+    }
+  }
+  m.id = core_.ids.Next();
+  m.owner = who.user;
+  m.size = *length;
+  m.status = store::MediaStatus::kUploading;
+  m.created_ms = NowMs();
+  io_->Post([this, m = std::move(m), respond = std::move(respond)]() mutable {
+    if (auto s = blobs_.CreatePartial(m.id); !s) {
+      return respond(Tus(Internal(s.error(), "upload_create")));
+    }
+    const auto id = m.id;
+    core_.store.PutMedia(std::move(m), [this, id, respond = std::move(respond)](Status st) {
+      if (!st) {
+        (void)blobs_.RemovePartial(id);
+        return respond(Tus(Internal(st.error(), "put_media")));
+      }
+      net::HttpResponse r = Tus(NoContent());
+      r.status = 201;
+      r.headers.push_back({"Location", "/v1/uploads/" + IdToString(id)});
+      r.headers.push_back({"Upload-Offset", "0"});
+      respond(std::move(r));
+    });
+  });
+}
+
+void MediaApi::HeadUpload(const net::HttpRequest& request, const Identity& who,
+                          net::HttpRespond respond) {
+  if (request.GetHeader("Tus-Resumable") != kTusVersion) {
+    auto r = TusError(412, code::kTusVersion, "Tus-Resumable: only 1.0.0 is supported");
+    r.headers.push_back({"Tus-Version", std::string(kTusVersion)});
+    return respond(std::move(r));
+  }
+  auto id = IdIn(std::string_view(request.path).substr(std::string_view("/v1/uploads/").size()));
+  if (!id) return respond(Tus(NotFound("no such upload")));
+  auto found = core_.store.GetMedia(*id);
+  if (!found) return respond(Tus(Internal(found.error(), "get_media")));
+  if (!*found || (*found)->owner != who.user) return respond(Tus(NotFound("no such upload")));
+  std::uint64_t offset = (*found)->size;
+  if ((*found)->status == store::MediaStatus::kUploading) {
+    auto size = blobs_.PartialSize(*id);
+    if (!size) {
+      if (size.error().code == Errc::kNotFound) return respond(Tus(NotFound("no such upload")));
+      return respond(Tus(Internal(size.error(), "upload_size")));
+    }
+    offset = *size;
+  }
+  net::HttpResponse r = Tus(NoContent());
+  r.status = 200;
+  r.headers.push_back({"Upload-Offset", std::to_string(offset)});
+  r.headers.push_back({"Upload-Length", std::to_string((*found)->size)});
+  r.headers.push_back({"Cache-Control", "no-store"});
+  respond(std::move(r));
+}
+
+void MediaApi::DeleteUpload(const net::HttpRequest& request, const Identity& who,
+                            net::HttpRespond respond) {
+  if (request.GetHeader("Tus-Resumable") != kTusVersion) {
+    auto r = TusError(412, code::kTusVersion, "Tus-Resumable: only 1.0.0 is supported");
+    r.headers.push_back({"Tus-Version", std::string(kTusVersion)});
+    return respond(std::move(r));
+  }
+  auto id = IdIn(std::string_view(request.path).substr(std::string_view("/v1/uploads/").size()));
+  if (!id) return respond(Tus(NotFound("no such upload")));
+  auto found = core_.store.GetMedia(*id);
+  if (!found) return respond(Tus(Internal(found.error(), "get_media")));
+  if (!*found || (*found)->owner != who.user ||
+      (*found)->status != store::MediaStatus::kUploading) {
+    return respond(Tus(NotFound("no unfinished upload with this id")));
+  }
+  if (!Lock(*id)) {
+    return respond(TusError(423, code::kUploadLocked, "a PATCH of this upload is in progress"));
+  }
+  const auto upload = *id;
+  core_.store.DeleteMedia(upload, [this, upload, respond = std::move(respond)](Status st) {
+    if (st) (void)blobs_.RemovePartial(upload);
+    Unlock(upload);
+    if (!st) return respond(Tus(Internal(st.error(), "delete_media")));
+    respond(Tus(NoContent()));
+  });
+}
+
+namespace {
+
+// The media a GET may read, or the response to give instead.
+Result<store::Media> Readable(Core& core, std::string_view path, std::string_view suffix,
+                              const Identity& who) {
+  std::string_view rest = path.substr(std::string_view("/v1/media/").size());
+  rest.remove_suffix(suffix.size());
+  auto id = IdIn(rest);
+  if (!id) return Fail(Errc::kNotFound, "no such media");
+  auto found = core.store.GetMedia(*id);
+  if (!found) return std::unexpected(found.error());
+  if (!*found || (*found)->status == store::MediaStatus::kUploading) {
+    return Fail(Errc::kNotFound, "no such media");
+  }
+  if ((*found)->owner != who.user) {
+    auto granted = core.store.MediaGranted(*id, who.user);
+    if (!granted) return std::unexpected(granted.error());
+    if (!*granted) return Fail(Errc::kNotFound, "no such media");
+  }
+  return std::move(**found);
+}
+
+net::HttpResponse ReadError(const Error& e, std::string_view op) {
+  if (e.code == Errc::kNotFound) return NotFound(e.message);
+  return Internal(e, op);
+}
+
+}  // namespace
+
+void MediaApi::Download(const net::HttpRequest& request, const Identity& who,
+                        net::HttpRespond respond) {
+  auto m = Readable(core_, request.path, "", who);
+  if (!m) return respond(ReadError(m.error(), "get_media"));
+  const std::string etag = "\"" + m->sha256 + "\"";
+  if (auto inm = request.GetHeader("If-None-Match"); !inm.empty()) {
+    if (Trim(inm) == etag || Trim(inm) == "*") {
+      net::HttpResponse r;
+      r.status = 304;
+      r.content_type.clear();
+      r.headers.push_back({"ETag", etag});
+      return respond(std::move(r));
+    }
+  }
+  auto fd = blobs_.Open(m->id);
+  if (!fd) return respond(Internal(fd.error(), "media_open"));
+  // If-Range: a range only of the same representation.
+  ByteRange range = ParseRange(request.GetHeader("Range"), m->size);
+  if (auto if_range = request.GetHeader("If-Range"); !if_range.empty() && Trim(if_range) != etag) {
+    range = {ByteRange::Kind::kWhole, 0, m->size};
+  }
+  if (range.kind == ByteRange::Kind::kUnsatisfiable) {
+    ::close(*fd);
+    auto r = ErrorResponse(416, code::kRangeNotSatisfiable,
+                           "Range: outside the " + std::to_string(m->size) + " bytes");
+    r.headers.push_back({"Content-Range", "bytes */" + std::to_string(m->size)});
+    return respond(std::move(r));
+  }
+  net::HttpResponse r;
+  r.content_type = m->content_type;
+  r.headers.push_back({"ETag", etag});
+  r.headers.push_back({"Accept-Ranges", "bytes"});
+  r.headers.push_back({"Cache-Control", "private, max-age=31536000, immutable"});
+  r.headers.push_back({"X-Content-Type-Options", "nosniff"});
+  if (range.kind == ByteRange::Kind::kPartial) {
+    r.status = 206;
+    r.headers.push_back({"Content-Range", "bytes " + std::to_string(range.offset) + "-" +
+                                              std::to_string(range.offset + range.length - 1) +
+                                              "/" + std::to_string(m->size)});
+  }
+  r.file = std::make_shared<net::FileRange>(*fd, range.offset, range.length);
+  respond(std::move(r));
+}
+
+void MediaApi::Meta(const net::HttpRequest& request, const Identity& who,
+                    net::HttpRespond respond) {
+  auto m = Readable(core_, request.path, "/meta", who);
+  if (!m) return respond(ReadError(m.error(), "get_media"));
+  respond(JsonResponse(200, MetaJson(*m)));
+}
+
+void MediaApi::Thumbnail(const net::HttpRequest& request, const Identity& who,
+                         net::HttpRespond respond) {
+  auto m = Readable(core_, request.path, "/thumbnail", who);
+  if (!m) return respond(ReadError(m.error(), "get_media"));
+  if (!m->thumbnail) return respond(NotFound("this media has no thumbnail"));
+  auto fd = blobs_.OpenThumbnail(m->id);
+  if (!fd) return respond(ReadError(fd.error(), "thumbnail_open"));
+  struct stat st {};
+  if (::fstat(*fd, &st) != 0) {
+    ::close(*fd);
+    return respond(Internal(Error{Errc::kUnavailable, "fstat"}, "thumbnail_stat"));
+  }
+  net::HttpResponse r;
+  r.content_type = "image/jpeg";
+  r.headers.push_back({"Cache-Control", "private, max-age=31536000, immutable"});
+  r.file = std::make_shared<net::FileRange>(*fd, 0, static_cast<std::uint64_t>(st.st_size));
+  respond(std::move(r));
+}
+
+void MediaApi::SweepStaleUploads() {
+  const std::int64_t cutoff =
+      NowMs() - static_cast<std::int64_t>(core_.config.media_upload_ttl_s) * 1000;
+  auto stale = core_.store.StaleUploads(cutoff, kSweepBatch);
+  if (!stale) {
+    PLOG_ERROR("stale upload sweep failed", "error={}", LogQuote(stale.error().message));
+    return;
+  }
+  for (const auto& upload : *stale) {
+    if (!Lock(upload.id)) continue;  // being written right now: not stale after all
+    const auto id = upload.id;
+    core_.store.DeleteMedia(id, [this, id](Status st) {
+      if (st) (void)blobs_.RemovePartial(id);
+      Unlock(id);
+      if (st) {
+        PLOG_INFO("stale upload removed", "upload={}", id);
+      } else {
+        PLOG_ERROR("stale upload removal failed", "upload={} error={}", id,
+                   LogQuote(st.error().message));
+      }
+    });
+  }
+}
+
+}  // namespace parley::core

@@ -1,0 +1,93 @@
+// The media endpoints (PROTOCOL.md sections 1 and 6): one-shot uploads
+// (POST /v1/media), resumable tus 1.0.0 uploads (/v1/uploads, core plus the
+// creation and termination extensions), downloads with Range and ETag,
+// metadata and thumbnails, and the background processing of what arrives.
+//
+// Threads: request heads are handled on the I/O threads (store reads only);
+// body bytes are written, fsynced and hashed on a small I/O pool, and
+// libvips/FFmpeg run on a separate processing pool, so neither a slow disk
+// nor a large image ever holds an I/O thread. Flow control: the next chunk
+// of a body is read only once the pool has written the last one.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "core/core.hpp"
+#include "media/blob_store.hpp"
+#include "media/worker_pool.hpp"
+#include "net/service.hpp"
+
+namespace parley::core {
+
+class MediaApi {
+ public:
+  MediaApi(Core& core, media::BlobStore& blobs);
+  ~MediaApi();
+
+  // Whether the path is one of the media endpoints.
+  static bool Owns(const std::string& path);
+  // POST /v1/media and PATCH /v1/uploads/{id} stream their bodies.
+  static bool Streams(const net::HttpRequest& head);
+
+  std::shared_ptr<net::RequestBody> HandleStream(net::HttpRequest head, net::HttpRespond respond);
+  void Handle(net::HttpRequest request, net::HttpRespond respond);
+
+  // Removes unfinished uploads older than media_upload_ttl_s.
+  void SweepStaleUploads();
+  // Finishes queued work and joins the pools (before the server goes).
+  void Stop();
+
+  // What the pools have queued or running (tests and metrics).
+  std::size_t PendingWork() const;
+
+ private:
+  class SpooledBody;
+  class OneShotBody;
+  class PatchBody;
+
+  std::shared_ptr<net::RequestBody> Upload(const net::HttpRequest& head, const Identity& who,
+                                           net::HttpRespond& respond);
+  std::shared_ptr<net::RequestBody> Patch(const net::HttpRequest& head, const Identity& who,
+                                          net::HttpRespond& respond);
+  void CreateUpload(const net::HttpRequest& request, const Identity& who, net::HttpRespond respond);
+  void HeadUpload(const net::HttpRequest& request, const Identity& who, net::HttpRespond respond);
+  void DeleteUpload(const net::HttpRequest& request, const Identity& who, net::HttpRespond respond);
+  void Download(const net::HttpRequest& request, const Identity& who, net::HttpRespond respond);
+  void Meta(const net::HttpRequest& request, const Identity& who, net::HttpRespond respond);
+  void Thumbnail(const net::HttpRequest& request, const Identity& who, net::HttpRespond respond);
+
+  // After the last byte is durable: the record becomes processing (or ready
+  // for types the server does not look into) and processing is queued.
+  void Completed(store::Media media, net::HttpRespond respond, net::HttpResponse ok);
+  void ProcessLater(store::Media media);
+
+  // An upload whose body a PATCH is writing (one at a time per upload).
+  bool Lock(store::MediaId id);
+  void Unlock(store::MediaId id);
+
+  Core& core_;
+  media::BlobStore& blobs_;
+  std::unique_ptr<media::WorkerPool> io_;
+  std::unique_ptr<media::WorkerPool> processing_;
+  std::mutex mu_;
+  std::unordered_set<store::MediaId> busy_;
+};
+
+// "image/png; q=1" -> "image/png"; "" -> application/octet-stream; nullopt
+// when it is not a type/subtype of token characters.
+std::optional<std::string> NormalizeContentType(std::string_view header);
+
+// A single byte range of a `size`-byte body from a Range header.
+struct ByteRange {
+  enum class Kind { kWhole, kPartial, kUnsatisfiable };
+  Kind kind = Kind::kWhole;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+ByteRange ParseRange(std::string_view header, std::uint64_t size);
+
+}  // namespace parley::core
