@@ -91,6 +91,8 @@ int Login(const Globals& g, const LoginArgs& a);
 int Logout(const Globals& g);
 int Whoami(const Globals& g);
 int SafetyNumberCmd(const Globals& g, const std::string& user);
+int SendFileCmd(const Globals& g, const sdk::Conv& to, const std::string& path);
+int GetFileCmd(const Globals& g, const std::string& msg_id, std::string output);
 int SendMessage(const Globals& g, const sdk::Conv& to, const std::string& text);
 int ShowHistory(const Globals& g, const sdk::Conv& conv, int limit, const std::string& before,
                 bool local);

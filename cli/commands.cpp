@@ -1,6 +1,8 @@
 // The one-shot commands of `parley` (docs/cli.md). Each opens the profile,
 // does its work with the SDK's blocking Future::get(), prints, and exits.
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 
 #include "app.hpp"
@@ -119,6 +121,66 @@ int Whoami(const Globals& g) {
             {"data_dir", ProfileDir(g.profile)}},
            "User " + a.user_id + " (" + a.phone + "), device " + a.device_id + "\nServer " +
                a.server_url + "\nProfile '" + g.profile + "' in " + ProfileDir(g.profile));
+  return kExitOk;
+}
+
+int SendFileCmd(const Globals& g, const sdk::Conv& to, const std::string& path) {
+  Out out(g.json);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return out.Fail("invalid", "cannot read " + path);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  auto opened = OpenClient(g, out, true);
+  if (!opened.client) return opened.exit_code;
+  auto& client = *opened.client;
+  client.Start();
+  const std::string name = std::filesystem::path(path).filename().string();
+  const std::string data = std::move(bytes).str();
+  const auto size = data.size();
+  auto sent = Await(client.SendFile(to, data, name), g);
+  if (!sent) return out.Fail(sent.error());
+  out.Emit({{"msg_id", sent->msg_id},
+            {"client_msg_id", sent->client_msg_id},
+            {"name", name},
+            {"size", static_cast<std::int64_t>(size)},
+            {"duplicate", sent->duplicate}},
+           "Sent " + name + " (" + std::to_string(size) + " bytes), message " + sent->msg_id + ".");
+  return kExitOk;
+}
+
+int GetFileCmd(const Globals& g, const std::string& msg_id, std::string output) {
+  Out out(g.json);
+  auto opened = OpenClient(g, out, true);
+  if (!opened.client) return opened.exit_code;
+  auto& client = *opened.client;
+  // Catch up first: the message (with its key) may still be in the mailbox.
+  if (int rc = GoOnline(client, g, out); rc != kExitOk) return rc;
+  (void)client.WaitForState(sdk::ConnectionEvent::State::kSynced, std::chrono::seconds(g.timeout_s));
+  auto data = Await(client.DownloadFile(msg_id), g);
+  if (!data) return out.Fail(data.error());
+  if (output.empty()) {
+    output = msg_id + ".file";
+    auto store = sdk::Store::Open(ProfileDir(g.profile) + "/parley.db");
+    if (store) {
+      if (auto m = (*store)->GetMessage(msg_id); m && *m) {
+        boost::system::error_code ec;
+        auto body = json::parse((*m)->body_json, ec);
+        if (!ec && body.is_object()) {
+          if (auto* n = body.get_object().if_contains("name"); n && n->is_string()) {
+            // Only the last path component: a sender does not choose where it lands.
+            auto name = std::filesystem::path(std::string(n->get_string())).filename().string();
+            if (!name.empty() && name != "." && name != "..") output = name;
+          }
+        }
+      }
+    }
+  }
+  std::ofstream file(output, std::ios::binary | std::ios::trunc);
+  file.write(data->data(), static_cast<std::streamsize>(data->size()));
+  file.close();
+  if (!file) return out.Fail("storage", "cannot write " + output);
+  out.Emit({{"msg_id", msg_id}, {"path", output}, {"size", static_cast<std::int64_t>(data->size())}},
+           "Saved " + output + " (" + std::to_string(data->size()) + " bytes).");
   return kExitOk;
 }
 

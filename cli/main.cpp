@@ -94,6 +94,17 @@ int main(int argc, char** argv) {
           {"create", "info", "add", "remove", "promote", "demote", "rename", "leave"}));
   group_cmd->add_option("args", group_args, "NAME [USER_ID...] | GROUP_ID [USER_ID...|NAME]");
 
+  Target file_to;
+  std::string file_path;
+  auto* send_file_cmd = app.add_subcommand("send-file", "send a file (encrypted end to end)");
+  file_to.Add(send_file_cmd);
+  send_file_cmd->add_option("path", file_path, "the file")->required();
+  std::string file_msg_id;
+  std::string file_output;
+  auto* get_file_cmd = app.add_subcommand("get-file", "download, check and decrypt a message's file");
+  get_file_cmd->add_option("msg_id", file_msg_id, "the file message's msg_id")->required();
+  get_file_cmd->add_option("--output,-o", file_output, "where to save it (default: its name)");
+
   std::string safety_user;
   auto* safety_cmd = app.add_subcommand(
       "safety-number", "the safety number with a user, to compare out of band (E2EE)");
@@ -153,6 +164,11 @@ int main(int argc, char** argv) {
     auto conv = need_target(history_with);
     return conv ? ShowHistory(g, *conv, limit, before, local) : kExitError;
   }
+  if (send_file_cmd->parsed()) {
+    auto conv = need_target(file_to);
+    return conv ? SendFileCmd(g, *conv, file_path) : kExitError;
+  }
+  if (get_file_cmd->parsed()) return GetFileCmd(g, file_msg_id, file_output);
   if (safety_cmd->parsed()) return SafetyNumberCmd(g, safety_user);
   if (listen_cmd->parsed()) return Listen(g, listen_count, listen_seconds);
   if (group_cmd->parsed()) return Group(g, group_action, group_args);

@@ -350,14 +350,41 @@ Future<std::vector<ContactMatch>> Client::DiscoverContacts(std::vector<std::stri
 // ---- Media
 // ------------------------------------------------------------------------------------------
 
-Future<MediaInfo> Client::UploadMedia(std::string, std::string) {
-  return Ready<MediaInfo>(
-      Fail("unsupported", "media upload waits for the server's media endpoints"));
+Future<MediaInfo> Client::UploadMedia(std::string bytes, std::string content_type) {
+  auto p = MakePromise<MediaInfo>();
+  auto f = p->get_future();
+  impl_->Post([impl = impl_.get(), bytes = std::move(bytes), content_type, p]() mutable {
+    impl->UploadMedia(std::move(bytes), content_type,
+                      [p](Result<MediaInfo> r) { p->set_value(std::move(r)); });
+  });
+  return f;
 }
 
-Future<std::string> Client::DownloadMedia(const std::string&) {
-  return Ready<std::string>(
-      Fail("unsupported", "media download waits for the server's media endpoints"));
+Future<std::string> Client::DownloadMedia(const std::string& media_id) {
+  auto p = MakePromise<std::string>();
+  auto f = p->get_future();
+  impl_->Post([impl = impl_.get(), media_id, p] {
+    impl->DownloadMedia(media_id, [p](Result<std::string> r) { p->set_value(std::move(r)); });
+  });
+  return f;
+}
+
+Future<SentMessage> Client::SendFile(const Conv& to, std::string bytes, std::string name,
+                                     std::string content_type) {
+  auto p = MakePromise<SentMessage>();
+  auto f = p->get_future();
+  impl_->Post([impl = impl_.get(), to, bytes = std::move(bytes), name, content_type,
+               p]() mutable { impl->SendFile(to, std::move(bytes), name, content_type, p); });
+  return f;
+}
+
+Future<std::string> Client::DownloadFile(const std::string& msg_id) {
+  auto p = MakePromise<std::string>();
+  auto f = p->get_future();
+  impl_->Post([impl = impl_.get(), msg_id, p] {
+    impl->DownloadFile(msg_id, [p](Result<std::string> r) { p->set_value(std::move(r)); });
+  });
+  return f;
 }
 
 // ---- Raw ops

@@ -85,6 +85,14 @@ class Client::Impl {
                          std::function<void(Result<std::vector<PresenceStatus>>)> done);
   Store& store() { return *store_; }
 
+  // Media (media.cpp).
+  void UploadMedia(std::string bytes, std::string content_type,
+                   std::function<void(Result<MediaInfo>)> done);
+  void DownloadMedia(const std::string& media_id, std::function<void(Result<std::string>)> done);
+  void SendFile(const Conv& to, std::string bytes, std::string name, std::string content_type,
+                std::shared_ptr<std::promise<Result<SentMessage>>> promise);
+  void DownloadFile(const std::string& msg_id, std::function<void(Result<std::string>)> done);
+
   // End-to-end encryption (e2ee.cpp).
   void PublishKeys(std::function<void(Result<int>)> done);
   // Someone left the group (or was removed): a new sender key, and the
@@ -146,6 +154,12 @@ class Client::Impl {
   Message Decode(Message m);
   void AfterOnline();
   void FailSend(const Message& m, const Error& e);
+
+  // media.cpp: an HTTP request with this device's access token (refreshed
+  // and tried once more after a 401).
+  static constexpr std::chrono::milliseconds kMediaTimeout{120000};
+  void AuthedHttp(detail::HttpRequestSpec spec,
+                  std::function<void(Result<detail::HttpResponse>)> done, bool retried = false);
 
   // e2ee.cpp: keys, the encrypted send path, sender keys. See docs/sdk.md.
   using Done = std::function<void(Status)>;

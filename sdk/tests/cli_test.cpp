@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <fstream>
 #include <sstream>
 
 #include "sdk_helpers.hpp"
@@ -238,6 +239,24 @@ TEST_F(CliTest, EncryptedByDefaultWithSafetyNumbers) {
   const std::string number = S(mine.Last(), "safety_number");
   EXPECT_EQ(number.size(), 60u);
   EXPECT_EQ(number, S(theirs.Last(), "safety_number"));
+
+  // Files: send-file encrypts, get-file checks and decrypts.
+  const std::string in_path = dirs_.Sub("photo.bin"), out_path = dirs_.Sub("received.bin");
+  std::string content(50000, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 31 % 256);
+  std::ofstream(in_path, std::ios::binary) << content;
+  auto file_sent = Parley({"--profile", "ealice", "send-file", "--to", bob, in_path});
+  ASSERT_EQ(file_sent.exit_code, 0) << file_sent.out << file_sent.err;
+  EXPECT_EQ(S(file_sent.Last(), "name"), "photo.bin");
+  const std::string file_msg = S(file_sent.Last(), "msg_id");
+  auto got = Parley({"--profile", "ebob", "get-file", file_msg, "--output", out_path});
+  ASSERT_EQ(got.exit_code, 0) << got.out << got.err;
+  std::ifstream back(out_path, std::ios::binary);
+  std::string received((std::istreambuf_iterator<char>(back)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(received, content);
+  auto missing = Parley({"--profile", "ebob", "get-file", "12345"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(S(missing.Last().at("error").as_object(), "code"), "not_found");
 
   // The server has the envelope, not the text.
   int code = -1;

@@ -332,6 +332,63 @@ TEST_F(E2eeTest, SafetyNumbersMatchAndChangeWithANewDevice) {
   EXPECT_EQ(from_b2->displayable, again->displayable);
 }
 
+// Files: encrypted with a random key before upload; the key and digest go
+// inside the encrypted message. The server holds only the ciphertext; the
+// recipient gets the file back; a tampered digest or key is refused.
+TEST_F(E2eeTest, FilesAreEncryptedWithAKeyInsideTheMessage) {
+  const std::string pa = NextPhone(), pb = NextPhone(), pc = NextPhone();
+  auto a = Device(pa, "ma");
+  auto b = Device(pb, "mb");
+  auto c = Device(pc, "mc");
+  ASSERT_TRUE(a && b && c);
+  std::string file;
+  for (int i = 0; i < 200000; ++i) file.push_back(static_cast<char>((i * 7919) % 251));
+  file += "plaintext-file-marker-91c2";
+  auto sent =
+      a->SendFile(Conv::User(b->account()->user_id), file, "notes.bin", "application/x-test").get();
+  ASSERT_TRUE(sent) << sent.error().ToString();
+  auto m = WaitFor<MessageEvent>(*b);
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(m->message.encrypted);
+  EXPECT_EQ(m->message.kind, "file");
+  ASSERT_FALSE(m->message.media_id.empty());
+  auto body = json::parse(m->message.body_json).as_object();
+  EXPECT_EQ(body.at("name"), "notes.bin");
+  EXPECT_EQ(body.at("size").to_number<std::int64_t>(), static_cast<std::int64_t>(file.size()));
+  ASSERT_TRUE(body.contains("key") && body.contains("digest"));
+
+  auto got = b->DownloadFile(m->message.msg_id).get();
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_EQ(*got, file);
+  // What the server stores: not the file.
+  auto blob = b->DownloadMedia(m->message.media_id).get();
+  ASSERT_TRUE(blob);
+  EXPECT_EQ(blob->size(), file.size() + 28);
+  EXPECT_EQ(blob->find("plaintext-file-marker-91c2"), std::string::npos);
+  // Someone the file was not sent to cannot fetch it.
+  auto outsider = c->DownloadMedia(m->message.media_id).get();
+  ASSERT_FALSE(outsider);
+  // The sender's own copy opens too (the local store has the key).
+  auto mine = a->DownloadFile(sent->msg_id).get();
+  ASSERT_TRUE(mine) << mine.error().ToString();
+  EXPECT_EQ(*mine, file);
+  // Another upload under the same message's key and digest does not pass:
+  // a blob that is not the one the digest names is refused.
+  auto other = a->UploadMedia(std::string(blob->size(), 'x'), "application/octet-stream").get();
+  ASSERT_TRUE(other);
+  OutgoingMessage fake;
+  fake.kind = "file";
+  fake.body_json = m->message.body_json;
+  fake.media_id = other->media_id;
+  ASSERT_TRUE(a->Send(Conv::User(b->account()->user_id), fake).get());
+  auto m2 = WaitFor<MessageEvent>(*b);
+  ASSERT_TRUE(m2);
+  auto refused = b->DownloadFile(m2->message.msg_id).get();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, "crypto");
+  EXPECT_NE(refused.error().message.find("digest"), std::string::npos);
+}
+
 // Every event the server stored for both users, dumped with `parleyd admin
 // dump-user --events` (the store, not its files), holds none of the texts
 // sent encrypted, 1:1 and in a group; a message sent in the clear on

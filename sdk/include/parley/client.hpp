@@ -209,12 +209,20 @@ class Client {
 
   // ---- Media (PROTOCOL.md section 6) ------------------------------------------
 
-  // Not implemented until the server's media endpoints land: both answer
-  // "unsupported". The shape is final: bytes in, MediaInfo out; with an
-  // encrypting backend the SDK will encrypt the bytes with a random key sent
-  // inside the message.
-  Future<MediaInfo> UploadMedia(std::string bytes, std::string content_type);
+  // Raw media (POST /v1/media, GET /v1/media/{id}): bytes in, MediaInfo
+  // out, as they are (no encryption; for avatars and the like). Files sent
+  // in messages go through SendFile/DownloadFile.
   Future<std::string> DownloadMedia(const std::string& media_id);
+  // Sends a file as a "file" message. With an encrypting backend the bytes
+  // are encrypted first (AES-256-GCM, a random key per file) and uploaded
+  // as application/octet-stream; the key and the blob's SHA-256 travel in
+  // the end-to-end encrypted message (docs/e2ee.md). The body is
+  // {"name","content_type","size"} (+ "key", "digest").
+  Future<SentMessage> SendFile(const Conv& to, std::string bytes, std::string name,
+                               std::string content_type = "application/octet-stream");
+  // The file of a message in this profile's store, downloaded, checked
+  // against its digest and decrypted ("crypto" when it does not match).
+  Future<std::string> DownloadFile(const std::string& msg_id);
 
   // ---- Anything else -------------------------------------------------------
 
