@@ -2,8 +2,8 @@
 // does its work with the SDK's blocking Future::get(), prints, and exits.
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <iostream>
+#include <sstream>
 
 #include "app.hpp"
 
@@ -155,7 +155,8 @@ int GetFileCmd(const Globals& g, const std::string& msg_id, std::string output) 
   auto& client = *opened.client;
   // Catch up first: the message (with its key) may still be in the mailbox.
   if (int rc = GoOnline(client, g, out); rc != kExitOk) return rc;
-  (void)client.WaitForState(sdk::ConnectionEvent::State::kSynced, std::chrono::seconds(g.timeout_s));
+  (void)client.WaitForState(sdk::ConnectionEvent::State::kSynced,
+                            std::chrono::seconds(g.timeout_s));
   auto data = Await(client.DownloadFile(msg_id), g);
   if (!data) return out.Fail(data.error());
   if (output.empty()) {
@@ -179,8 +180,9 @@ int GetFileCmd(const Globals& g, const std::string& msg_id, std::string output) 
   file.write(data->data(), static_cast<std::streamsize>(data->size()));
   file.close();
   if (!file) return out.Fail("storage", "cannot write " + output);
-  out.Emit({{"msg_id", msg_id}, {"path", output}, {"size", static_cast<std::int64_t>(data->size())}},
-           "Saved " + output + " (" + std::to_string(data->size()) + " bytes).");
+  out.Emit(
+      {{"msg_id", msg_id}, {"path", output}, {"size", static_cast<std::int64_t>(data->size())}},
+      "Saved " + output + " (" + std::to_string(data->size()) + " bytes).");
   return kExitOk;
 }
 

@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
   send_file_cmd->add_option("path", file_path, "the file")->required();
   std::string file_msg_id;
   std::string file_output;
-  auto* get_file_cmd = app.add_subcommand("get-file", "download, check and decrypt a message's file");
+  auto* get_file_cmd =
+      app.add_subcommand("get-file", "download, check and decrypt a message's file");
   get_file_cmd->add_option("msg_id", file_msg_id, "the file message's msg_id")->required();
   get_file_cmd->add_option("--output,-o", file_output, "where to save it (default: its name)");
 

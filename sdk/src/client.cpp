@@ -373,8 +373,9 @@ Future<SentMessage> Client::SendFile(const Conv& to, std::string bytes, std::str
                                      std::string content_type) {
   auto p = MakePromise<SentMessage>();
   auto f = p->get_future();
-  impl_->Post([impl = impl_.get(), to, bytes = std::move(bytes), name, content_type,
-               p]() mutable { impl->SendFile(to, std::move(bytes), name, content_type, p); });
+  impl_->Post([impl = impl_.get(), to, bytes = std::move(bytes), name, content_type, p]() mutable {
+    impl->SendFile(to, std::move(bytes), name, content_type, p);
+  });
   return f;
 }
 

@@ -55,7 +55,7 @@ Result<std::string> Seal(const std::string& key, std::string_view plain) {
   return out;
 }
 
-Result<std::string> Open(const std::string& key, const std::string& blob) {
+Result<std::string> Unseal(const std::string& key, const std::string& blob) {
   if (key.size() != kKeyBytes) return Fail("crypto", "the file key is not 32 bytes");
   if (blob.size() < kNonceBytes + kTagBytes) return Fail("crypto", "the file is truncated");
   const std::size_t n = blob.size() - kNonceBytes - kTagBytes;
@@ -63,8 +63,7 @@ Result<std::string> Open(const std::string& key, const std::string& blob) {
   std::string tag = blob.substr(kNonceBytes + n);
   CipherCtx c;
   int len = 0, fin = 0;
-  if (c.p == nullptr ||
-      EVP_DecryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, U(key), U(blob)) != 1 ||
+  if (c.p == nullptr || EVP_DecryptInit_ex(c.p, EVP_aes_256_gcm(), nullptr, U(key), U(blob)) != 1 ||
       EVP_DecryptUpdate(c.p, reinterpret_cast<unsigned char*>(out.data()), &len,
                         U(blob) + kNonceBytes, static_cast<int>(n)) != 1 ||
       EVP_CIPHER_CTX_ctrl(c.p, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag.data()) != 1 ||
@@ -83,8 +82,7 @@ void Client::Impl::AuthedHttp(detail::HttpRequestSpec spec,
   auto with_auth = spec;
   with_auth.headers.emplace_back("Authorization", "Bearer " + tokens_->access_token);
   detail::HttpRequest(
-      io_, *tls_, *url_, std::move(with_auth),
-      [this, spec, done, retried](detail::HttpResponse r) {
+      io_, *tls_, *url_, std::move(with_auth), [this, spec, done, retried](detail::HttpResponse r) {
         if (r.status == 0) return done(Fail("network", r.error));
         if (r.status == 401 && !retried) {
           // The access token expired: refresh, then once more.
@@ -180,7 +178,7 @@ void Client::Impl::DownloadFile(const std::string& msg_id,
     }
     auto key = detail::Base64Decode(key_b64);
     if (!key) return done(Fail("crypto", "the file key is not base64"));
-    done(Open(*key, *r));
+    done(Unseal(*key, *r));
   });
 }
 

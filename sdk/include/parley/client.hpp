@@ -212,6 +212,7 @@ class Client {
   // Raw media (POST /v1/media, GET /v1/media/{id}): bytes in, MediaInfo
   // out, as they are (no encryption; for avatars and the like). Files sent
   // in messages go through SendFile/DownloadFile.
+  Future<MediaInfo> UploadMedia(std::string bytes, std::string content_type);
   Future<std::string> DownloadMedia(const std::string& media_id);
   // Sends a file as a "file" message. With an encrypting backend the bytes
   // are encrypted first (AES-256-GCM, a random key per file) and uploaded
