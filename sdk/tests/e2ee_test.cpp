@@ -285,6 +285,33 @@ TEST_F(E2eeTest, GroupsUseSenderKeysAndARemovedMemberCannotReadLaterMessages) {
   EXPECT_EQ(tried, 2);
 }
 
+TEST_F(E2eeTest, ANewDeviceOfAGroupMemberGetsTheSenderKeyBeforeTheNextMessage) {
+  const std::string pa = NextPhone(), pb = NextPhone();
+  auto a = Device(pa, "na");
+  auto b1 = Device(pb, "nb1");
+  ASSERT_TRUE(a && b1);
+  auto gid = a->CreateGroup("growing", {b1->account()->user_id}).get();
+  ASSERT_TRUE(gid);
+  ASSERT_TRUE(a->SendText(Conv::Group(*gid), "before the new device").get());
+  ASSERT_TRUE(Next(*b1, "before the new device"));
+  auto b2 = Device(pb, "nb2");
+  ASSERT_TRUE(b2);
+  // The server tells alice (they share a group); her next message first
+  // gives her sender key to the new device.
+  ASSERT_TRUE(WaitFor<KeysChangedEvent>(
+      *a, [&](const KeysChangedEvent& k) { return k.device.device == b2->account()->device_id; }));
+  ASSERT_TRUE(a->SendText(Conv::Group(*gid), "after the new device").get());
+  for (auto* x : {b1.get(), b2.get()}) {
+    auto m = Next(*x, "after the new device");
+    ASSERT_TRUE(m);
+    EXPECT_FALSE(m->decrypt_error);
+  }
+  // And the new device writes to the group: alice and b1 read it.
+  ASSERT_TRUE(b2->SendText(Conv::Group(*gid), "hello from b2").get());
+  ASSERT_TRUE(Next(*a, "hello from b2"));
+  ASSERT_TRUE(Next(*b1, "hello from b2"));
+}
+
 TEST_F(E2eeTest, OneTimePreKeysAreReplenishedBelowTwenty) {
   const std::string pa = NextPhone(), pb = NextPhone();
   auto a = Device(pa, "pa", [](ClientOptions& o) {
