@@ -25,7 +25,7 @@ hwm() { awk '/VmHWM/ {print $2}' "/proc/$PID/status"; }
 start
 PHONE=+15550001234
 curl -sf -X POST "http://127.0.0.1:$PORT/v1/auth/otp" -d "{\"phone\":\"$PHONE\"}" >/dev/null
-sleep 0.2
+for _ in $(seq 50); do [[ -s "$DIR/sms" ]] && break; sleep 0.1; done
 CODE=$(tail -1 "$DIR/sms" | sed 's/.*"code":"\([0-9]*\)".*/\1/')
 TOKEN=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/auth/verify" \
   -d "{\"phone\":\"$PHONE\",\"code\":\"$CODE\",\"device\":{\"name\":\"bench\",\"platform\":\"cli\"}}" |

@@ -391,6 +391,24 @@ TEST_F(MediaLimitTest, TruncatedBodyKeepsNothing) {
   EXPECT_EQ(Http(server_.endpoint(), "GET", "/health").status, 200);
 }
 
+TEST_F(MediaLimitTest, CrashMidUploadLeavesNothingUnderAnId) {
+  RawConn conn(server_.endpoint());
+  ASSERT_TRUE(conn.ok());
+  ASSERT_TRUE(conn.Send(
+      "POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + alice_.access_token +
+      "\r\nContent-Type: image/png\r\nContent-Length: 900000\r\n\r\n" + RandomBytes(300000)));
+  for (int i = 0; i < 200 && FilesIn(MediaDir() / "tmp") == 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(FilesIn(MediaDir() / "tmp"), 1u);  // the upload in flight
+  server_.Kill();
+  conn.Close();
+  EXPECT_EQ(StoredBlobs(), 0u);
+  ASSERT_TRUE(server_.Restart()) << server_.Log();
+  EXPECT_EQ(FilesIn(MediaDir() / "tmp"), 0u);  // what the crash left is gone
+  EXPECT_EQ(StoredBlobs(), 0u);
+}
+
 TEST_F(MediaLimitTest, ResumableUploadPastTheLimitIsRefused) {
   auto r = Http(server_.endpoint(), "POST", "/v1/uploads", "",
                 TusHeaders(alice_, {{"Upload-Length", std::to_string(kLimit + 1)}}));

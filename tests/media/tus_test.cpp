@@ -179,6 +179,33 @@ TEST_F(TusTest, UploadInPiecesWithAnInterruptionAndWrongOffsets) {
   EXPECT_FALSE(fs::exists(MediaDir() / "partial" / id));
 }
 
+TEST_F(TusTest, OnePatchAtATime) {
+  const std::string data = RandomBytes(100000, 5);
+  const std::string path = Create(data.size());
+  RawConn slow(server_.endpoint());
+  ASSERT_TRUE(slow.ok());
+  // A PATCH that has sent part of its body and is still open.
+  ASSERT_TRUE(slow.Send("PATCH " + path + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                        alice_.access_token +
+                        "\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                        "Connection: close\r\n"
+                        "Content-Type: application/offset+octet-stream\r\nContent-Length: " +
+                        std::to_string(data.size()) + "\r\n\r\n" + data.substr(0, 1000)));
+  std::this_thread::sleep_for(300ms);  // its head has been handled: the upload is locked
+  auto second = PatchOnce(path, 0, data);
+  EXPECT_EQ(second.status, 423);
+  EXPECT_EQ(second.ErrorCode(), "upload_locked");
+  auto del = Http(server_.endpoint(), "DELETE", path, "", TusHeaders(alice_));
+  EXPECT_EQ(del.status, 423);
+  // The first PATCH finishes the upload.
+  ASSERT_TRUE(slow.Send(data.substr(1000)));
+  const std::string response = slow.ReadAll();
+  EXPECT_EQ(RawStatus(response), 204) << response;
+  const std::string id = path.substr(std::string("/v1/uploads/").size());
+  auto meta = Http(server_.endpoint(), "GET", "/v1/media/" + id + "/meta", "", Bearer(alice_));
+  EXPECT_EQ(Str(meta.Json().as_object(), "sha256"), Sha256Hex(data));
+}
+
 TEST_F(TusTest, CreationErrors) {
   auto no_length = Http(server_.endpoint(), "POST", "/v1/uploads", "", TusHeaders(alice_));
   EXPECT_EQ(no_length.status, 400);
