@@ -139,14 +139,17 @@ TEST_F(MessagingTest, NoDuplicatesAfterTheSocketIsKilledMidStream) {
   }
   b->DropConnection();
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  bool reconnected = false;
-  while (seen.size() < static_cast<std::size_t>(kCount) &&
+  // Messages the old socket delivered before it died may all be queued
+  // already, so wait for the reconnect's own sync too: only then has the
+  // server replayed every unacked event, and a duplicate would show.
+  bool dropped = false, reconnected = false;
+  while ((seen.size() < static_cast<std::size_t>(kCount) || !reconnected) &&
          std::chrono::steady_clock::now() < deadline) {
     auto e = b->WaitEvent(1s);
     if (!e) continue;
-    if (auto* c = std::get_if<ConnectionEvent>(&*e);
-        c && c->state == ConnectionEvent::State::kOffline) {
-      reconnected = true;
+    if (auto* c = std::get_if<ConnectionEvent>(&*e)) {
+      if (c->state == ConnectionEvent::State::kOffline) dropped = true;
+      if (dropped && c->state == ConnectionEvent::State::kSynced) reconnected = true;
     }
     if (auto* m = std::get_if<MessageEvent>(&*e)) {
       ++seen[m->message.msg_id];

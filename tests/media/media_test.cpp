@@ -383,6 +383,12 @@ TEST_F(MediaLimitTest, TruncatedBodyKeepsNothing) {
     ASSERT_TRUE(conn.Send(
         "POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + alice_.access_token +
         "\r\nContent-Type: image/png\r\nContent-Length: 50000\r\n\r\n" + RandomBytes(20000)));
+    // Closed only once the server has started the upload, or the checks
+    // below could run before its temporary file exists.
+    for (int i = 0; i < 200 && FilesIn(MediaDir() / "tmp") == 0; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(FilesIn(MediaDir() / "tmp"), 1u);
   }  // closed after 20,000 of 50,000 bytes
   for (int i = 0; i < 100 && FilesIn(MediaDir() / "tmp") != 0; ++i)
     std::this_thread::sleep_for(20ms);
