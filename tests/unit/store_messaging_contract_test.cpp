@@ -282,6 +282,34 @@ TEST_P(StoreMessagingContractTest, DeliveredReceiptOncePerMessageGroupedBySender
   EXPECT_TRUE(Ack(store(), kCarol, kCarolPhone, 2).value().appended.empty());
 }
 
+// Acks that cover only one's own rows and receipts write no receipts (the
+// RocksDB store skips its mailbox scan for them); a message arriving after
+// them is still receipted by the next ack.
+TEST_P(StoreMessagingContractTest, AcksOfOwnRowsThenAMessageStillReceiptIt) {
+  SignUpCast(store());
+  SendText(store(), kBob, kAlice, "b1");  // bob 1 (outgoing)
+  EXPECT_TRUE(Ack(store(), kBob, kBobPhone, 1).value().appended.empty());
+  SendText(store(), kBob, kAlice, "b2");  // bob 2 (outgoing)
+  EXPECT_TRUE(Ack(store(), kBob, kBobPhone, 2).value().appended.empty());
+  auto m = SendText(store(), kAlice, kBob, "a1");  // bob 3, alice 3
+  SendText(store(), kBob, kCarol, "b3");           // bob 4 (outgoing)
+  auto acked = Ack(store(), kBob, kBobPhone, 4, kNow + 7).value();
+  EXPECT_EQ(Where(acked.appended), (Rows{{kAlice, 4u}}));
+  auto alice = store().ReadMailbox(kAlice, 3, 10).value();
+  ASSERT_EQ(alice.size(), 1u);
+  EXPECT_EQ(alice[0].type, EventType::kReceipt);
+  EXPECT_EQ(alice[0].msg_ids, std::vector<MsgId>{m.msg_id});
+  EXPECT_EQ(store().GetReceipts(m.msg_id).value().delivered.size(), 1u);
+
+  // Again after a reopen, which forgets what the writer knew.
+  auto m2 = SendText(store(), kAlice, kBob, "a2");  // bob 5, alice 5
+  Reopen();
+  SendText(store(), kBob, kAlice, "b4");  // bob 6 (outgoing), alice 6
+  acked = Ack(store(), kBob, kBobPhone, 6, kNow + 8).value();
+  EXPECT_EQ(Where(acked.appended), (Rows{{kAlice, 7u}}));
+  EXPECT_EQ(store().GetReceipts(m2.msg_id).value().delivered.size(), 1u);
+}
+
 // ---- Read receipts -----------------------------------------------------------------
 
 TEST_P(StoreMessagingContractTest, MarkReadSendsReadReceiptsAndReadSync) {

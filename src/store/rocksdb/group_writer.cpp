@@ -7,8 +7,84 @@
 
 namespace parley::store::rocks {
 
+void CommittedCache::Fill(Map& map, std::string_view key, std::optional<std::string> value) {
+  if (map.size() >= kMaxEntries) map.clear();
+  map.insert_or_assign(std::string(key), std::move(value));
+}
+
+void CommittedCache::Committed(rocksdb::WriteBatch* batch) {
+  struct Apply final : rocksdb::WriteBatch::Handler {
+    CommittedCache* self;
+    explicit Apply(CommittedCache* c) : self(c) {}
+    rocksdb::Status PutCF(std::uint32_t cf, const rocksdb::Slice& key,
+                          const rocksdb::Slice& value) override {
+      if (auto* map = self->For(cf)) self->Fill(*map, key.ToStringView(), value.ToString());
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteCF(std::uint32_t cf, const rocksdb::Slice& key) override {
+      if (auto* map = self->For(cf)) self->Fill(*map, key.ToStringView(), std::nullopt);
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status SingleDeleteCF(std::uint32_t cf, const rocksdb::Slice& key) override {
+      return DeleteCF(cf, key);
+    }
+    // Not used by the store; forgetting is always safe.
+    rocksdb::Status DeleteRangeCF(std::uint32_t cf, const rocksdb::Slice&,
+                                  const rocksdb::Slice&) override {
+      if (auto* map = self->For(cf)) map->clear();
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status MergeCF(std::uint32_t cf, const rocksdb::Slice& key,
+                            const rocksdb::Slice&) override {
+      if (auto* map = self->For(cf)) map->erase(key.ToString());
+      return rocksdb::Status::OK();
+    }
+    void LogData(const rocksdb::Slice&) override {}
+  } apply(this);
+  if (maps_.empty()) return;
+  if (!batch->Iterate(&apply).ok()) {
+    for (auto& [id, map] : maps_) map.clear();
+  }
+}
+
+Result<std::optional<std::string>> WriteTxn::CachedGet(rocksdb::ColumnFamilyHandle* cf,
+                                                       CommittedCache::Map& map,
+                                                       std::string_view key) {
+  // The batch index holds one entry per key (overwrite_key).
+  std::unique_ptr<rocksdb::WBWIIterator> in_batch(batch_->NewIterator(cf));
+  in_batch->Seek(key);
+  if (in_batch->Valid() && in_batch->Entry().key.ToStringView() == key) {
+    const auto& entry = in_batch->Entry();
+    if (entry.type == rocksdb::kPutRecord)
+      return std::optional<std::string>(entry.value.ToString());
+    if (entry.type == rocksdb::kDeleteRecord || entry.type == rocksdb::kSingleDeleteRecord) {
+      return std::optional<std::string>();
+    }
+    // Anything else (a merge): the general path.
+    std::string value;
+    auto s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), cf, key, &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return std::unexpected(FromRocks(s, "read"));
+    return std::optional<std::string>(std::move(value));
+  }
+  if (auto hit = map.find(std::string(key)); hit != map.end()) return hit->second;
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), cf, key, &value);
+  std::optional<std::string> found;
+  if (s.ok()) {
+    found = std::move(value);
+  } else if (!s.IsNotFound()) {
+    return std::unexpected(FromRocks(s, "read"));
+  }
+  cache_->Fill(map, key, found);
+  return found;
+}
+
 Result<std::optional<std::string>> WriteTxn::Get(rocksdb::ColumnFamilyHandle* cf,
                                                  std::string_view key) {
+  if (cache_ != nullptr) {
+    if (auto* map = cache_->For(cf->GetID())) return CachedGet(cf, *map, key);
+  }
   std::string value;
   auto s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), cf, key, &value);
   if (s.IsNotFound()) return std::optional<std::string>();
@@ -131,7 +207,7 @@ void GroupWriter::Run() {
 
 void GroupWriter::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   batch_.Clear();
-  WriteTxn txn(db_, &batch_);
+  WriteTxn txn(db_, &batch_, &cache_);
   Status commit = Ok();
   for (auto& job : jobs) {
     const auto before = batch_.GetWriteBatch()->Count();
@@ -156,6 +232,7 @@ void GroupWriter::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
     auto s = db_->Write(write_options_, batch_.GetWriteBatch());
     Observe("commit", MonoSeconds() - start);
     if (!s.ok()) commit = std::unexpected(FromRocks(s, "commit"));
+    if (s.ok()) cache_.Committed(batch_.GetWriteBatch());
   }
   batch_.Clear();
   if (batches_ != nullptr) batches_->BatchDone(commit.has_value());

@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -48,11 +49,38 @@ inline constexpr std::size_t kMaxJobsPerCommit = 1024;
 // growing without bound behind a slow disk.
 inline constexpr std::size_t kMaxQueuedJobs = 1 << 16;
 
+// The committed values of a few small, hot column families (a device's row,
+// its cursor, a user's state: read and rewritten by every ack), kept by the
+// writer so that a job's point read of them is a hash lookup rather than a
+// memtable walk. Writer thread only. It holds committed values only: filled
+// from database reads (nothing else writes while a batch is built) and
+// updated from each batch once that batch has committed. Absent keys are
+// cached too. Past kMaxEntries a family's map starts over.
+class CommittedCache {
+ public:
+  static constexpr std::size_t kMaxEntries = 1 << 17;
+  using Map = std::unordered_map<std::string, std::optional<std::string>>;
+
+  void Cache(rocksdb::ColumnFamilyHandle* cf) { maps_.emplace(cf->GetID(), Map{}); }
+  // The map of a cached family, or null.
+  Map* For(std::uint32_t cf_id) {
+    auto it = maps_.find(cf_id);
+    return it == maps_.end() ? nullptr : &it->second;
+  }
+  void Fill(Map& map, std::string_view key, std::optional<std::string> value);
+  // After `batch` committed: its writes to cached families become the values.
+  void Committed(rocksdb::WriteBatch* batch);
+
+ private:
+  std::unordered_map<std::uint32_t, Map> maps_;
+};
+
 // A job's view of the database: committed data plus earlier jobs' writes in
 // the current batch.
 class WriteTxn {
  public:
-  WriteTxn(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch) : db_(db), batch_(batch) {}
+  WriteTxn(rocksdb::DB* db, rocksdb::WriteBatchWithIndex* batch, CommittedCache* cache = nullptr)
+      : db_(db), batch_(batch), cache_(cache) {}
 
   Result<std::optional<std::string>> Get(rocksdb::ColumnFamilyHandle* cf, std::string_view key);
   Status Put(rocksdb::ColumnFamilyHandle* cf, std::string_view key, std::string_view value);
@@ -72,8 +100,13 @@ class WriteTxn {
   void ResetForNextJob() { discard_ = false; }
 
  private:
+  // A cached family's read: the batch, else the cache, else the database.
+  Result<std::optional<std::string>> CachedGet(rocksdb::ColumnFamilyHandle* cf,
+                                               CommittedCache::Map& map, std::string_view key);
+
   rocksdb::DB* db_;
   rocksdb::WriteBatchWithIndex* batch_;
+  CommittedCache* cache_;
   bool discard_ = false;
 };
 
@@ -162,6 +195,10 @@ class GroupWriter {
   GroupWriter(const GroupWriter&) = delete;
   GroupWriter& operator=(const GroupWriter&) = delete;
 
+  // Point reads of `cf` go through the writer's CommittedCache. Call before
+  // the first Submit.
+  void CacheFamily(rocksdb::ColumnFamilyHandle* cf) { cache_.Cache(cf); }
+
   // Queues the job. After Close, or with the queue full, finishes it at once
   // with kUnavailable on the calling thread.
   void Submit(std::unique_ptr<WriteJob> job);
@@ -181,6 +218,7 @@ class GroupWriter {
   StoreObserver observer_;
   BatchObserver* batches_;
   rocksdb::WriteBatchWithIndex batch_;  // writer thread only
+  CommittedCache cache_;                // writer thread only
 
   std::mutex mu_;
   std::condition_variable cv_;

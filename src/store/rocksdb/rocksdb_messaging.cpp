@@ -339,8 +339,20 @@ Result<Seq> RocksStore::AppendMessageRow(WriteTxn& txn, UserId owner, const Mess
       !s) {
     return std::unexpected(s.error());
   }
+  if (!row.outgoing) NoteIncoming(owner, *seq);
   appended.push_back({owner, *seq});
   return seq;
+}
+
+void RocksStore::NoteIncoming(UserId user, Seq seq) {
+  auto it = incoming_marks_.find(user);
+  if (it != incoming_marks_.end()) {
+    it->second = std::max(it->second, seq);
+    return;
+  }
+  if (incoming_marks_.size() >= kMaxIncomingMarks) incoming_marks_.clear();
+  // Every row below `seq` is older, so the mark covers them too.
+  incoming_marks_.emplace(user, seq);
 }
 
 Result<Seq> RocksStore::AppendEventRow(WriteTxn& txn, UserId owner, const MailboxEvent& event,
@@ -467,6 +479,21 @@ Result<AckResult> RocksStore::ApplyAck(WriteTxn& txn, UserId user, DeviceId devi
   auto state = TxnUserState(txn, user);
   if (!state) return Failed(state);
   if (up_to <= state->delivered_seq) return result;
+
+  auto mark = incoming_marks_.find(user);
+  if (mark == incoming_marks_.end()) {
+    // Unknown since start: anything up to the head may be incoming.
+    NoteIncoming(user, *head);
+    mark = incoming_marks_.find(user);
+  }
+  if (mark->second <= state->delivered_seq) {
+    // No incoming message in (delivered_seq, up_to]: nothing to scan.
+    state->delivered_seq = up_to;
+    if (auto s = txn.Put(cf(Cf::kUserState), IdKey(user), EncodeUserState(*state)); !s) {
+      return std::unexpected(s.error());
+    }
+    return result;
+  }
 
   struct Incoming {
     MsgId msg_id;

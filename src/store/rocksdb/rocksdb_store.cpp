@@ -13,6 +13,10 @@ RocksStore::RocksStore(std::unique_ptr<Database> db, const RocksOptions& options
       heads_([this](UserId user) { return LoadHead(user); }) {
   if (!db_->read_only()) {
     writer_ = std::make_unique<GroupWriter>(db_->db(), options.sync, options.observer, &batches_);
+    // Read and rewritten by every ack.
+    for (Cf family : {Cf::kDevices, Cf::kCursors, Cf::kUserState}) {
+      writer_->CacheFamily(cf(family));
+    }
   }
 }
 

@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -282,6 +283,17 @@ class RocksStore final : public Store {
   MessageCache messages_{kMessageCacheEntries};
   GroupCache groups_{kGroupCacheEntries};
   PeerCache peers_;  // writer thread
+  // Writer thread: per user, a seq at or above every incoming message row of
+  // the mailbox (any seq up to it may be one). An ack that does not reach
+  // past the delivered watermark into that range has no delivered receipts
+  // to write, so it skips the mailbox scan: that is most acks, the sender's
+  // of its own copies and of the receipts it gets. Only ever raised, so a
+  // rolled-back job or a failed batch leaves it high, which costs a scan and
+  // nothing else; a user without an entry starts at the mailbox head.
+  // Cleared when it grows past kMaxIncomingMarks.
+  static constexpr std::size_t kMaxIncomingMarks = 1 << 20;
+  std::unordered_map<UserId, Seq> incoming_marks_;
+  void NoteIncoming(UserId user, Seq seq);
   BatchObservers batches_{
       {&heads_, &groups_, &peers_}};             // what the writer tells after each job and batch
   std::array<PurgeCursor, kPurgePhases> purge_;  // writer thread
