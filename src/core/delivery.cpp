@@ -133,16 +133,38 @@ void Session::AckOp(const json::object& req, const Rid& rid) {
   if (seq <= cursor_) return;  // an older ack arriving late changes nothing
   cursor_ = seq;
   if (next_ <= seq) next_ = seq + 1;
-  Core& core = core_;
-  core_.store.Ack(
-      identity_.user, identity_.device, seq, NowMs(), [&core](Result<store::AckResult> r) {
-        if (!r) {
-          PLOG_ERROR("store write failed", "op=ack error={}", LogQuote(r.error().message));
-          return;
-        }
-        core.Wake(r->appended);
-      });
+  bool submit = false;
+  {
+    std::lock_guard lock(acks_.mu);
+    if (acks_.in_flight) {
+      acks_.pending = std::max(acks_.pending, seq);
+    } else {
+      acks_.in_flight = submit = true;
+    }
+  }
+  if (submit) SubmitAck(seq);
   Pump();
+}
+
+void Session::SubmitAck(store::Seq seq) {
+  // The callback keeps the session alive: an ack merged into a later one
+  // is still written after the connection closed.
+  core_.store.Ack(identity_.user, identity_.device, seq, NowMs(),
+                  [self = shared_from_this()](Result<store::AckResult> r) {
+                    if (r) {
+                      self->core_.Wake(r->appended);
+                    } else {
+                      PLOG_ERROR("store write failed", "op=ack error={}",
+                                 LogQuote(r.error().message));
+                    }
+                    store::Seq next = 0;
+                    {
+                      std::lock_guard lock(self->acks_.mu);
+                      std::swap(next, self->acks_.pending);
+                      self->acks_.in_flight = next != 0;
+                    }
+                    if (next != 0) self->SubmitAck(next);
+                  });
 }
 
 }  // namespace parley::core

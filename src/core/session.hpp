@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -73,6 +74,8 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   void Pump();
   bool SendEvent(const store::MailboxEvent& e, const std::string* frame);
   void AckOp(const json::object& req, const Rid& rid);
+  // Writes the cursor; called with the ack slot taken (see acks_).
+  void SubmitAck(store::Seq seq);
 
   // Ops (messaging_ops.cpp).
   void Send(const json::object& req, const Rid& rid);
@@ -124,6 +127,16 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   store::Seq next_ = 1;         // the next seq the backlog stream sends
   store::Seq head_ = 0;         // the highest seq known to exist
   std::set<store::Seq> ahead_;  // live events already sent ahead of the backlog
+
+  // At most one ack write of this device is in the store's queue at a time;
+  // acks that arrive meanwhile are merged into the next one (the highest
+  // wins). Under load that turns many small cursor writes into one, and
+  // without load it changes nothing. Shared with the writer's callback.
+  struct Acks {
+    std::mutex mu;
+    bool in_flight = false;
+    store::Seq pending = 0;  // 0: nothing waiting
+  } acks_;
 };
 
 // Closes a session from any thread.
