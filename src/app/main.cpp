@@ -81,7 +81,7 @@ void RaiseFdLimit() {
   }
 }
 
-int Serve(const Config& cfg, const char* argv0) {
+int Serve(const Config& cfg) {
   InitLogging(cfg.log_level);
   RaiseFdLimit();
   std::filesystem::create_directories(cfg.data_dir);
@@ -100,7 +100,10 @@ int Serve(const Config& cfg, const char* argv0) {
   core::TokenService tokens(secret, cfg.access_token_ttl_s);
   auto sms = core::MakeSmsSender(cfg.sms_provider);
   core::Core core(cfg, *store, metrics, tokens, *sms, std::to_string(cfg.node_id));
-  media::InitMediaLibraries(argv0);
+  if (std::string where; !media::CodecsPresent(&where)) {
+    PLOG_WARN("media codecs module missing: uploads are stored without thumbnails or checks",
+              "path={}", where);
+  }
   const std::string media_dir = cfg.media_dir.empty()
                                     ? (std::filesystem::path(cfg.data_dir) / "media").string()
                                     : cfg.media_dir;
@@ -157,7 +160,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return Serve(cfg, argv[0]);
+    return Serve(cfg);
   } catch (const std::exception& e) {
     std::cerr << "parleyd: " << e.what() << "\n";
     return 1;

@@ -644,9 +644,11 @@ void MediaApi::ProcessLater(store::Media media) {
                    LogQuote(s.error().message));
       }
     }
-    media.status = r.ok ? store::MediaStatus::kReady : store::MediaStatus::kFailed;
-    media.reason = r.reason;
-    if (!r.ok) {
+    // Without the codecs the bytes were not looked at, which is the
+    // operator's problem (logged), not a reason to refuse them.
+    media.status = r.ok || r.unavailable ? store::MediaStatus::kReady : store::MediaStatus::kFailed;
+    media.reason = r.unavailable ? std::string() : r.reason;
+    if (!r.ok && !r.unavailable) {
       PLOG_INFO("media failed processing", "media={} type={} reason={}", media.id,
                 LogQuote(media.content_type), LogQuote(r.reason));
     }

@@ -24,18 +24,28 @@ struct ProcessResult {
   std::uint32_t height = 0;
   std::int64_t duration_ms = -1;  // -1: none
   std::string thumbnail_jpeg;     // empty: none
+  // The codecs module could not be loaded: nothing was learnt about the
+  // bytes, which says nothing against them (the reason says why).
+  bool unavailable = false;
 };
+
+// libvips and FFmpeg live in a module of their own, loaded on the first
+// Process call (src/media/codecs/codecs.cpp says why): this file, beside the
+// parleyd executable, or the path in $PARLEY_MEDIA_CODECS.
+inline constexpr const char* kCodecsModule = "libparley_media_codecs.so";
+inline constexpr const char* kCodecsEntry = "parley_media_codecs_process";
 
 // Whether the server looks inside this content type at all (images, video
 // and audio do; application/octet-stream and other files are stored as is).
 bool ShouldProcess(std::string_view content_type);
 
-// Once per process, before any Process call (main does it; Process also
-// does it itself, once). Keeps libvips' cache off and its threads to one.
-void InitMediaLibraries(const char* argv0);
+// Whether the codecs module is where Process will look for it (`where`
+// gets the path). For a warning at start; loading waits for the first use.
+bool CodecsPresent(std::string* where);
 
 // Reads the file at `path`, claimed to be `content_type`. Thread-safe;
-// blocks (run it on a worker pool).
+// blocks (run it on a worker pool). The first call loads the codecs module
+// and initialises libvips (its cache off, one thread).
 ProcessResult Process(const std::string& path, std::string_view content_type,
                       std::uint64_t max_pixels);
 

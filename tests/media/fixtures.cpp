@@ -18,13 +18,20 @@ extern "C" {
 #include <sstream>
 #include <stdexcept>
 
-#include "media/processor.hpp"
+#include <mutex>
 
 namespace parley::test {
 namespace {
 
+void InitVips() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (VIPS_INIT("parley-tests") != 0) vips_error_clear();
+  });
+}
+
 VipsImage* Gradient(int width, int height) {
-  media::InitMediaLibraries("parley-tests");
+  InitVips();
   VipsImage* xyz = nullptr;
   if (vips_xyz(&xyz, width, height, nullptr) != 0) throw std::runtime_error("vips_xyz");
   VipsImage* cast = nullptr;
@@ -190,7 +197,7 @@ std::string Sha256Hex(const std::string& bytes) {
 }
 
 std::pair<int, int> ImageSize(const std::string& bytes) {
-  media::InitMediaLibraries("parley-tests");
+  InitVips();
   VipsImage* image = vips_image_new_from_buffer(bytes.data(), bytes.size(), "", nullptr);
   if (image == nullptr) {
     vips_error_clear();

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "media/media_helpers.hpp"
 
@@ -65,6 +66,51 @@ TEST_F(MediaTest, JpegUploadDownloadMetadataAndThumbnail) {
   // The blob is on disk under its id, and nothing is left in tmp/.
   EXPECT_TRUE(fs::exists(MediaDir() / "blobs" / id));
   EXPECT_EQ(FilesIn(MediaDir() / "tmp"), 0u);
+}
+
+// libvips and FFmpeg are in a module parleyd loads on first use, so an idle
+// server does not carry them (about 30 MB of mapped libraries).
+std::string Maps(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST_F(MediaTest, CodecsAreLoadedOnFirstUse) {
+  auto maps = Maps(server_.pid());
+  ASSERT_FALSE(maps.empty());
+  EXPECT_EQ(maps.find("libvips"), std::string::npos);
+  EXPECT_EQ(maps.find("libparley_media_codecs"), std::string::npos);
+  auto up = UploadMedia(server_, alice_, MakeJpeg(64, 48), "image/jpeg");
+  ASSERT_EQ(up.status, 201) << up.body;
+  auto meta = WaitProcessed(server_, alice_, Str(up.Json().as_object(), "media_id"));
+  EXPECT_EQ(meta.at("width").to_number<int>(), 64);
+  maps = Maps(server_.pid());
+  EXPECT_NE(maps.find("libparley_media_codecs"), std::string::npos);
+  EXPECT_NE(maps.find("libvips"), std::string::npos);
+}
+
+// Without the module the server keeps working: uploads are stored and
+// downloadable, only unprocessed (no size, no thumbnail), and it says why.
+TEST(MediaWithoutCodecsTest, UploadsAreKeptUnprocessed) {
+  Parleyd::Options options;
+  options.env["PARLEY_MEDIA_CODECS"] = "/nonexistent/libparley_media_codecs.so";
+  Parleyd server(options);
+  ASSERT_TRUE(server.Start()) << server.Log();
+  auto alice = SignIn(server, NextPhone());
+  const std::string jpeg = MakeJpeg(64, 48);
+  auto up = UploadMedia(server, alice, jpeg, "image/jpeg");
+  ASSERT_EQ(up.status, 201) << up.body;
+  const std::string id = Str(up.Json().as_object(), "media_id");
+  auto meta = WaitProcessed(server, alice, id);
+  EXPECT_EQ(Str(meta, "status"), "ready") << json::serialize(meta);
+  EXPECT_TRUE(meta.at("width").is_null()) << json::serialize(meta);
+  EXPECT_EQ(meta.at("thumbnail"), json::value(false));
+  EXPECT_EQ(Http(server.endpoint(), "GET", "/v1/media/" + id, "", Bearer(alice)).body, jpeg);
+  const std::string log = server.Log();
+  EXPECT_NE(log.find("media codecs module missing"), std::string::npos);
+  EXPECT_NE(log.find("media codecs unavailable"), std::string::npos);
 }
 
 TEST_F(MediaTest, PngVideoAndAudioAreProcessed) {
