@@ -10,7 +10,7 @@ ARGS ?=
 
 FORMAT_DIRS := $(wildcard src tests sdk cli bench)
 
-.PHONY: all build bootstrap run test asan bench format clean
+.PHONY: all build bootstrap run test asan bench bench-micro format clean
 
 all: build
 
@@ -43,6 +43,15 @@ bench: bootstrap
 	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target parleyd parley-bench
 	./bench/run.sh $(BUILD_DIR)
+
+# Google Benchmark micro-benchmarks of the hot paths (bench/micro/micro.cpp):
+# frame parse and render, fan-out render, the store's append and ack path
+# with group commit and fsync (docs/benchmarks.md).
+bench-micro: bootstrap
+	@test -f $(BUILD_DIR)/build.ninja || \
+	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target parley-micro
+	./$(BUILD_DIR)/bench/parley-micro
 
 format:
 	@./scripts/bootstrap clang-format
