@@ -5,7 +5,7 @@
 # scenario, and a table of the figures against the goals, which also replaces
 # the text between <!-- bench:begin --> and <!-- bench:end --> in
 # docs/benchmarks.md (bench/results_table.py). The server is always stopped
-# at the end (SIGTERM, then SIGKILL after 15 s). Total: about 1.5 minutes.
+# at the end (SIGTERM, then SIGKILL after 15 s). Total: about 2 minutes.
 #
 # Environment:
 #   PARLEY_BENCH_OUT  where the reports go (default: a temporary directory,
@@ -77,21 +77,26 @@ fi
 work=$(mktemp -d /tmp/parley-bench.XXXXXX)
 out=${PARLEY_BENCH_OUT:-$work/reports}
 mkdir -p "$out"
-codes=$work/codes.jsonl
 failed=0
 pid=
+sdir=
+servers=0
 
-stop() {
+# Stops the current server and drops its data (its log goes with the reports).
+stop_server() {
   if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   fi
   [[ -n $pid ]] && wait "$pid" 2>/dev/null
-  if [[ $out == "$work"/* ]]; then
-    rm -rf "$work/data"
-  else # the reports are elsewhere: keep the server's log with them
-    cp -f "$work/parleyd.log" "$out/parleyd.log" 2>/dev/null
+  pid=
+  [[ -n $sdir ]] && rm -rf "$sdir/data"
+}
+
+stop() {
+  stop_server
+  if [[ $out != "$work"/* ]]; then # the reports are elsewhere
     rm -rf "$work"
   fi
 }
@@ -107,40 +112,50 @@ if ! timeout 120 "$here/startup.sh" --json --runs "$startup_runs" "$BUILD_DIR" \
   failed=1
 fi
 
+# Every scenario gets a fresh parleyd on an empty data directory (and signs
+# its users up anew): a figure does not depend on what ran before it.
 # The sign-up and send limits protect a real server; a load generator that
 # signs up thousands of users from one address has to be let through.
-"$PARLEYD" --listen 127.0.0.1:0 --data-dir "$work/data" --sms-provider "file:$codes" \
-  --otp-per-address-per-hour 0 --otp-per-phone 0 --device-send-rate 0 --log-level warn \
-  >"$work/parleyd.out" 2>"$work/parleyd.log" &
-pid=$!
+start_server() {
+  local name=$1
+  sdir=$work/$name
+  mkdir -p "$sdir"
+  "$PARLEYD" --listen 127.0.0.1:0 --data-dir "$sdir/data" --sms-provider "file:$sdir/codes.jsonl" \
+    --otp-per-address-per-hour 0 --otp-per-phone 0 --device-send-rate 0 --log-level warn \
+    >"$sdir/parleyd.out" 2>"$out/$name.parleyd.log" &
+  pid=$!
+  url=
+  for _ in $(seq 200); do
+    url=$(sed -n 's/^parleyd listening on //p' "$sdir/parleyd.out")
+    [[ -n $url ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z $url ]]; then
+    echo "bench: $name: parleyd did not start; its log:" >&2
+    cat "$out/$name.parleyd.log" >&2
+    return 1
+  fi
+  servers=$((servers + 1))
+  common=(--url "$url" --otp-file "$sdir/codes.jsonl" --accounts "$sdir/accounts.jsonl" --json)
+}
 
-url=
-for _ in $(seq 200); do
-  url=$(sed -n 's/^parleyd listening on //p' "$work/parleyd.out")
-  [[ -n $url ]] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z $url ]]; then
-  echo "bench: parleyd did not start; its log:" >&2
-  cat "$work/parleyd.log" >&2
-  exit 1
-fi
-echo "bench: parleyd $url (pid $pid, data $work/data)" >&2
-
-common=(--url "$url" --otp-file "$codes" --accounts "$work/accounts.jsonl" --json)
 run() {
   local name=$1
   shift
-  echo "bench: $name: parley-bench $* (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+  if ! start_server "$name"; then
+    failed=1
+    return
+  fi
+  echo "bench: $name: parley-bench $* (load $(cut -d' ' -f1 /proc/loadavg); parleyd $url)" >&2
   if ! timeout 300 "$BENCH" "$@" "${common[@]}" >"$out/$name.json" 2>"$out/$name.log"; then
     echo "bench: $name failed: $(tail -n 1 "$out/$name.log")" >&2
     failed=1
   fi
+  stop_server
+  sleep 2 # the next run starts on a quiet machine
 }
 
-# Connect first, on a server that has held nothing yet: memory per session
-# is clearest then. The accounts it makes are reused by every later run.
 run connect "${connect[@]}"
 run chat-rate "${chat_rate[@]}"
 run chat-max "${chat_max[@]}"
