@@ -98,9 +98,7 @@ void Session::OnClose() {
 void Session::BadFrame(std::string_view why) {
   core_.metrics.FrameIn("other").Inc();
   const double now = MonoSeconds();
-  while (!bad_frames_.empty() && bad_frames_.front() <= now - kBadFrameWindowS) {
-    bad_frames_.pop_front();
-  }
+  std::erase_if(bad_frames_, [&](double t) { return t <= now - kBadFrameWindowS; });
   bad_frames_.push_back(now);
   if (bad_frames_.size() >= kMaxBadFrames) {
     return Close(proto::close_code::kProtocol, "too many unparseable frames");

@@ -9,13 +9,13 @@
 #pragma once
 
 #include <boost/json.hpp>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/core.hpp"
 #include "net/service.hpp"
@@ -118,7 +118,7 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   bool authenticated_ = false;
   bool closed_ = false;
   Identity identity_;
-  std::deque<double> bad_frames_;  // when, for the five-in-a-minute rule
+  std::vector<double> bad_frames_;  // when, for the five-in-a-minute rule (at most 5)
   std::uint32_t refused_in_a_row_ = 0;
 
   // Delivery state, on the connection's strand only.

@@ -20,13 +20,13 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
 #include <cstdio>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include "common/fifo.hpp"
 #include "common/log.hpp"
 #include "net/server_state.hpp"
 #include "net/sessions.hpp"
@@ -47,6 +47,7 @@ constexpr auto kHandshakeTimeout = 10s;
 // From Close() to the socket being gone, however stuck the writes are.
 constexpr auto kCloseTimeout = 5s;
 constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kIdleReadChunk = 512;
 constexpr std::size_t kMaxCloseReason = 123;  // RFC 6455: 125 bytes less the code
 
 std::atomic<std::uint64_t> g_next_ws_id{1};
@@ -260,8 +261,11 @@ class WsSession final : public Connection,
   void DoRead() {
     const std::size_t max = state_.options.max_frame_bytes;
     // Never buffer more than one byte past the limit: that byte is the proof.
-    const std::size_t limit =
-        close_started_ ? kReadChunk : std::min(kReadChunk, max + 1 - read_buf_.size());
+    // Between messages the read waits with a small buffer (Beast sizes it
+    // before any byte arrives, and it stays allocated while the session
+    // idles): most frames fit, and a larger one continues with big reads.
+    const std::size_t chunk = read_buf_.size() == 0 ? kIdleReadChunk : kReadChunk;
+    const std::size_t limit = close_started_ ? chunk : std::min(chunk, max + 1 - read_buf_.size());
     ws_.async_read_some(
         read_buf_, limit,
         [self = this->shared_from_this()](error_code ec, std::size_t) { self->OnRead(ec); });
@@ -291,6 +295,8 @@ class WsSession final : public Connection,
         }
       }
       read_buf_.clear();
+      // A large message's buffer is not kept for the idle time after it.
+      if (read_buf_.capacity() > kIdleReadChunk) read_buf_.shrink_to_fit();
     }
     DoRead();
   }
@@ -343,9 +349,9 @@ class WsSession final : public Connection,
     heartbeat_timer_.cancel();
     if (drop_backlog) {
       // A slow consumer would not read the backlog anyway; dropping it lets
-      // the bye and the close frame reach it. The front may be in flight.
-      const std::size_t keep = writing_ && !queue_.empty() ? 1 : 0;
-      while (queue_.size() > keep) {
+      // the bye and the close frame reach it. A frame in flight is not in
+      // the queue (in_flight_).
+      while (!queue_.empty()) {
         if (queue_.back().counted) queued_bytes_.fetch_sub(queue_.back().data.size());
         queue_.pop_back();
       }
@@ -377,12 +383,16 @@ class WsSession final : public Connection,
       return;
     }
     writing_ = true;
-    Outgoing& o = queue_.front();
-    if (o.ping) {
+    // Out of the queue while it is written: the queue's storage moves as it
+    // grows, and the write holds a pointer into the frame.
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    if (in_flight_.ping) {
       ws_.async_ping({}, [self = this->shared_from_this()](error_code ec) { self->OnWrite(ec); });
     } else {
-      ws_.async_write(asio::buffer(o.data), [self = this->shared_from_this()](
-                                                error_code ec, std::size_t) { self->OnWrite(ec); });
+      ws_.async_write(
+          asio::buffer(in_flight_.data),
+          [self = this->shared_from_this()](error_code ec, std::size_t) { self->OnWrite(ec); });
     }
   }
 
@@ -393,12 +403,9 @@ class WsSession final : public Connection,
       Lowest().close();  // the read loop fails next and finishes the session
       return;
     }
-    if (!queue_.empty()) {
-      Outgoing& done = queue_.front();
-      if (done.counted) queued_bytes_.fetch_sub(done.data.size());
-      if (done.ping) ping_queued_ = false;
-      queue_.pop_front();
-    }
+    if (in_flight_.counted) queued_bytes_.fetch_sub(in_flight_.data.size());
+    if (in_flight_.ping) ping_queued_ = false;
+    in_flight_ = Outgoing{};  // frees the frame: an idle connection keeps none
     DoWrite();
   }
 
@@ -463,7 +470,8 @@ class WsSession final : public Connection,
 
   // The strand only.
   beast::flat_buffer read_buf_;
-  std::deque<Outgoing> queue_;
+  Fifo<Outgoing> queue_;
+  Outgoing in_flight_;  // the frame being written (writing_)
   websocket::close_reason close_reason_;
   Clock::time_point last_received_{};
   Clock::time_point last_ping_{};
