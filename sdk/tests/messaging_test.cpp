@@ -73,6 +73,11 @@ TEST_F(MessagingTest, LiveMessagesReachEveryDeviceOfBothUsers) {
     EXPECT_EQ(m->message.text, "hi a");
     EXPECT_EQ(m->message.conv, Conv::User(b_));
   }
+  // b1 gets b2's reply as a sent copy; only then is it in b1's store.
+  auto copy_b1 = WaitFor<MessageEvent>(
+      *b1_, [&](const MessageEvent& e) { return e.message.msg_id == reply->msg_id; });
+  ASSERT_TRUE(copy_b1);
+  EXPECT_TRUE(copy_b1->message.outgoing);
   // Both ends keep it in their store.
   auto local = b1_->LocalMessages(Conv::User(a_)).get();
   ASSERT_TRUE(local);
