@@ -53,8 +53,18 @@ std::string Line(const json::value& r) {
                   Lat(r, "setup", "hello_latency").c_str(),
                   Get(r, {"results", "server_rss_per_session_bytes"}));
   } else if (s == "chat") {
-    std::snprintf(buf, sizeof buf, "%.0f ok/s, %.0f delivered/s; ok %s; delivered %s",
-                  Get(r, {"results", "ok_per_s"}), Get(r, {"results", "delivered_per_s"}),
+    // Which chat run this is: the rate it was asked for.
+    std::string rate = "?";
+    if (const auto* res = r.as_object().if_contains("results"); res && res->is_object()) {
+      if (const auto* t = res->as_object().if_contains("target_rate"); t && t->is_string()) {
+        rate = std::string(t->as_string());
+      } else if (t && t->is_number()) {
+        rate = std::to_string(static_cast<long long>(t->to_number<double>())) + "/s";
+      }
+    }
+    std::snprintf(buf, sizeof buf, "at %s: %.0f ok/s, %.0f delivered/s; ok %s; delivered %s",
+                  rate.c_str(), Get(r, {"results", "ok_per_s"}),
+                  Get(r, {"results", "delivered_per_s"}),
                   Lat(r, "results", "latency_send_to_ok").c_str(),
                   Lat(r, "results", "latency_send_to_delivered").c_str());
   } else if (s == "sync") {
