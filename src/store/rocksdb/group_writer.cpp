@@ -25,48 +25,24 @@ void CommittedCache::Committed(rocksdb::WriteBatch* batch) {
       if (auto* map = self->For(cf)) self->Fill(*map, key.ToStringView(), std::nullopt);
       return rocksdb::Status::OK();
     }
-    rocksdb::Status SingleDeleteCF(std::uint32_t cf, const rocksdb::Slice& key) override {
-      return DeleteCF(cf, key);
-    }
-    // Not used by the store; forgetting is always safe.
-    rocksdb::Status DeleteRangeCF(std::uint32_t cf, const rocksdb::Slice&,
-                                  const rocksdb::Slice&) override {
-      if (auto* map = self->For(cf)) map->clear();
-      return rocksdb::Status::OK();
-    }
-    rocksdb::Status MergeCF(std::uint32_t cf, const rocksdb::Slice& key,
-                            const rocksdb::Slice&) override {
-      if (auto* map = self->For(cf)) map->erase(key.ToString());
-      return rocksdb::Status::OK();
-    }
-    void LogData(const rocksdb::Slice&) override {}
   } apply(this);
   if (maps_.empty()) return;
+  // Any other kind of record (the store writes none) fails the iteration,
+  // and forgetting everything is always correct.
   if (!batch->Iterate(&apply).ok()) {
     for (auto& [id, map] : maps_) map.clear();
   }
 }
 
+bool WriteTxn::InBatch(rocksdb::ColumnFamilyHandle* cf, std::string_view key) {
+  std::unique_ptr<rocksdb::WBWIIterator> it(batch_->NewIterator(cf));
+  it->Seek(key);
+  return it->Valid() && it->Entry().key.ToStringView() == key;
+}
+
 Result<std::optional<std::string>> WriteTxn::CachedGet(rocksdb::ColumnFamilyHandle* cf,
                                                        CommittedCache::Map& map,
                                                        std::string_view key) {
-  // The batch index holds one entry per key (overwrite_key).
-  std::unique_ptr<rocksdb::WBWIIterator> in_batch(batch_->NewIterator(cf));
-  in_batch->Seek(key);
-  if (in_batch->Valid() && in_batch->Entry().key.ToStringView() == key) {
-    const auto& entry = in_batch->Entry();
-    if (entry.type == rocksdb::kPutRecord)
-      return std::optional<std::string>(entry.value.ToString());
-    if (entry.type == rocksdb::kDeleteRecord || entry.type == rocksdb::kSingleDeleteRecord) {
-      return std::optional<std::string>();
-    }
-    // Anything else (a merge): the general path.
-    std::string value;
-    auto s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), cf, key, &value);
-    if (s.IsNotFound()) return std::optional<std::string>();
-    if (!s.ok()) return std::unexpected(FromRocks(s, "read"));
-    return std::optional<std::string>(std::move(value));
-  }
   if (auto hit = map.find(std::string(key)); hit != map.end()) return hit->second;
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), cf, key, &value);
@@ -82,8 +58,12 @@ Result<std::optional<std::string>> WriteTxn::CachedGet(rocksdb::ColumnFamilyHand
 
 Result<std::optional<std::string>> WriteTxn::Get(rocksdb::ColumnFamilyHandle* cf,
                                                  std::string_view key) {
+  // A cached family's key this batch has not written: the cache, or the
+  // database through it. Everything else: the batch over the database.
   if (cache_ != nullptr) {
-    if (auto* map = cache_->For(cf->GetID())) return CachedGet(cf, *map, key);
+    if (auto* map = cache_->For(cf->GetID()); map != nullptr && !InBatch(cf, key)) {
+      return CachedGet(cf, *map, key);
+    }
   }
   std::string value;
   auto s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), cf, key, &value);

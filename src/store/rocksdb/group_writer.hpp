@@ -100,7 +100,9 @@ class WriteTxn {
   void ResetForNextJob() { discard_ = false; }
 
  private:
-  // A cached family's read: the batch, else the cache, else the database.
+  // Whether this batch wrote (or deleted) the key.
+  bool InBatch(rocksdb::ColumnFamilyHandle* cf, std::string_view key);
+  // A committed value: the cache, else the database (then cached).
   Result<std::optional<std::string>> CachedGet(rocksdb::ColumnFamilyHandle* cf,
                                                CommittedCache::Map& map, std::string_view key);
 

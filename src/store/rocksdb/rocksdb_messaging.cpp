@@ -355,6 +355,14 @@ void RocksStore::NoteIncoming(UserId user, Seq seq) {
   incoming_marks_.emplace(user, seq);
 }
 
+Seq RocksStore::IncomingMark(UserId user, Seq head) {
+  auto it = incoming_marks_.find(user);
+  if (it != incoming_marks_.end()) return it->second;
+  // Unknown since start: anything up to the head may be incoming.
+  NoteIncoming(user, head);
+  return head;
+}
+
 Result<Seq> RocksStore::AppendEventRow(WriteTxn& txn, UserId owner, const MailboxEvent& event,
                                        std::vector<Appended>& appended) {
   auto seq = heads_.Allocate(owner);
@@ -480,21 +488,23 @@ Result<AckResult> RocksStore::ApplyAck(WriteTxn& txn, UserId user, DeviceId devi
   if (!state) return Failed(state);
   if (up_to <= state->delivered_seq) return result;
 
-  auto mark = incoming_marks_.find(user);
-  if (mark == incoming_marks_.end()) {
-    // Unknown since start: anything up to the head may be incoming.
-    NoteIncoming(user, *head);
-    mark = incoming_marks_.find(user);
-  }
-  if (mark->second <= state->delivered_seq) {
-    // No incoming message in (delivered_seq, up_to]: nothing to scan.
-    state->delivered_seq = up_to;
-    if (auto s = txn.Put(cf(Cf::kUserState), IdKey(user), EncodeUserState(*state)); !s) {
-      return std::unexpected(s.error());
+  // The scan is only needed if an incoming message may lie in the range.
+  if (IncomingMark(user, *head) > state->delivered_seq) {
+    if (auto s =
+            WriteDeliveredReceipts(txn, user, state->delivered_seq, up_to, now_ms, result.appended);
+        !s) {
+      return Failed(s);
     }
-    return result;
   }
+  state->delivered_seq = up_to;
+  if (auto s = txn.Put(cf(Cf::kUserState), IdKey(user), EncodeUserState(*state)); !s) {
+    return std::unexpected(s.error());
+  }
+  return result;
+}
 
+Status RocksStore::WriteDeliveredReceipts(WriteTxn& txn, UserId user, Seq after, Seq up_to,
+                                          std::int64_t now_ms, std::vector<Appended>& appended) {
   struct Incoming {
     MsgId msg_id;
     UserId sender;
@@ -502,7 +512,7 @@ Result<AckResult> RocksStore::ApplyAck(WriteTxn& txn, UserId user, DeviceId devi
   };
   std::vector<Incoming> incoming;
   {
-    const auto lower = MailboxKey(user, state->delivered_seq + 1);
+    const auto lower = MailboxKey(user, after + 1);
     const auto upper = MailboxKey(user, up_to + 1);  // up_to <= head < kMaxSeq
     const rocksdb::Slice upper_slice(upper.bytes.data(), upper.bytes.size());
     rocksdb::ReadOptions ro;
@@ -535,15 +545,11 @@ Result<AckResult> RocksStore::ApplyAck(WriteTxn& txn, UserId user, DeviceId devi
   for (const auto& g : groups.groups()) {
     receipt.conv = g.conv;
     receipt.msg_ids = g.msg_ids;
-    if (auto seq = AppendEventRow(txn, g.sender, receipt, result.appended); !seq) {
+    if (auto seq = AppendEventRow(txn, g.sender, receipt, appended); !seq) {
       return Failed(seq);
     }
   }
-  state->delivered_seq = up_to;
-  if (auto s = txn.Put(cf(Cf::kUserState), IdKey(user), EncodeUserState(*state)); !s) {
-    return std::unexpected(s.error());
-  }
-  return result;
+  return Ok();
 }
 
 Result<std::vector<Appended>> RocksStore::ApplyMarkRead(WriteTxn& txn, UserId user,

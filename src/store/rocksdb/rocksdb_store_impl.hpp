@@ -294,6 +294,13 @@ class RocksStore final : public Store {
   static constexpr std::size_t kMaxIncomingMarks = 1 << 20;
   std::unordered_map<UserId, Seq> incoming_marks_;
   void NoteIncoming(UserId user, Seq seq);
+  // The user's mark; a user without one gets `head` (the mailbox's head).
+  Seq IncomingMark(UserId user, Seq head);
+  // The delivered receipts for the incoming messages in (after, up_to] of
+  // `user`'s mailbox: receipt rows, and one receipt event per sender and
+  // conversation into the senders' mailboxes.
+  Status WriteDeliveredReceipts(WriteTxn& txn, UserId user, Seq after, Seq up_to,
+                                std::int64_t now_ms, std::vector<Appended>& appended);
   BatchObservers batches_{
       {&heads_, &groups_, &peers_}};             // what the writer tells after each job and batch
   std::array<PurgeCursor, kPurgePhases> purge_;  // writer thread
