@@ -14,10 +14,8 @@
 namespace parley::media {
 namespace {
 
-using EntryFn = void (*)(const std::string&, std::string_view, std::uint64_t, ProcessResult&);
-
 std::once_flag g_load;
-EntryFn g_entry = nullptr;
+CodecsEntry* g_entry = nullptr;
 std::string g_load_error;
 
 // $PARLEY_MEDIA_CODECS, else kCodecsModule beside the running executable.
@@ -43,7 +41,7 @@ void Load() {
   } else if (auto* entry = ::dlsym(handle, kCodecsEntry); entry == nullptr) {
     g_load_error = std::string(kCodecsEntry) + " not found in " + path;
   } else {
-    g_entry = reinterpret_cast<EntryFn>(entry);  // NOLINT: dlsym's void* is the function
+    g_entry = reinterpret_cast<CodecsEntry*>(entry);  // NOLINT: dlsym's void* is the function
     PLOG_INFO("media codecs loaded", "path={}", path);
     return;
   }

@@ -34,6 +34,9 @@ struct ProcessResult {
 // parleyd executable, or the path in $PARLEY_MEDIA_CODECS.
 inline constexpr const char* kCodecsModule = "libparley_media_codecs.so";
 inline constexpr const char* kCodecsEntry = "parley_media_codecs_process";
+// Its type: Process's arguments, and the result to fill in.
+using CodecsEntry = void(const std::string& path, std::string_view content_type,
+                         std::uint64_t max_pixels, ProcessResult& out);
 
 // Whether the server looks inside this content type at all (images, video
 // and audio do; application/octet-stream and other files are stored as is).

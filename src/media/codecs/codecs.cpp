@@ -20,6 +20,7 @@ extern "C" {
 #include <cctype>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "common/result.hpp"
@@ -271,3 +272,6 @@ extern "C" __attribute__((visibility("default"))) void parley_media_codecs_proce
     parley::media::ProcessResult& out) {
   out = parley::media::ProcessWithCodecs(path, content_type, max_pixels);
 }
+
+static_assert(std::is_same_v<decltype(parley_media_codecs_process), parley::media::CodecsEntry>,
+              "the module's entry point must match what parleyd looks up");
