@@ -1,0 +1,68 @@
+// Helpers shared by the media endpoints' files (media_api.cpp: uploads and
+// tus; media_download.cpp: downloads, metadata and thumbnails). Private to
+// src/core.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/ids.hpp"
+#include "common/log.hpp"
+#include "common/result.hpp"
+#include "core/http_api.hpp"
+#include "net/service.hpp"
+#include "proto/errors.hpp"
+#include "store/records.hpp"
+
+namespace parley::core::media_http {
+
+namespace code = proto::code;
+
+inline bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+inline std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Digits only, no sign, no overflow.
+inline std::optional<std::uint64_t> ParseU64(std::string_view s) {
+  s = Trim(s);
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+inline net::HttpResponse NotFound(std::string_view what = "no such media") {
+  return ErrorResponse(404, code::kNotFound, what);
+}
+
+inline net::HttpResponse Internal(const Error& e, std::string_view op) {
+  PLOG_ERROR("media failure", "op={} error={}", op, LogQuote(e.message));
+  return ErrorResponse(500, code::kInternal, "internal error; try again");
+}
+
+// The {id} of /v1/uploads/{id} or /v1/media/{id}[/suffix]: a decimal id,
+// nothing else (no dots, no slashes: a path never reaches the blob store).
+inline std::optional<store::MediaId> IdIn(std::string_view rest) {
+  if (rest.empty() || rest.size() > 20) return std::nullopt;
+  for (char c : rest) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  return ParseId(rest);
+}
+
+}  // namespace parley::core::media_http
