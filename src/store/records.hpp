@@ -188,6 +188,10 @@ struct GroupChangeResult {
     kTooManyMembers,  // it would exceed max_members
   };
   Outcome outcome = Outcome::kOk;
+  // False for a change that changes nothing (adding only members already in,
+  // removing, promoting or demoting nobody it affects, an update equal to
+  // the current values): nothing was written and no event appended.
+  bool changed = true;
   std::vector<Appended> appended;
   // Members made admin because the last admin left (or was demoted).
   std::vector<UserId> auto_promoted;

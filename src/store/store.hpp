@@ -248,7 +248,10 @@ class Store {
   // else); add, remove, promote, demote and update need an admin; the result
   // has at most max_members members. kCreate makes the actor an admin and the
   // others members. Adding a member is a no-op for one already in; removing
-  // or promoting/demoting someone not in the group is a no-op. kRemove and
+  // or promoting/demoting someone not in the group is a no-op. A change
+  // whose group afterwards equals the group before (members, roles, name,
+  // avatar) writes nothing and appends no event: kOk with changed = false,
+  // `group` the group as it is, `appended` and `auto_promoted` empty. kRemove and
   // kLeave make the users former members. When no admin is left but members
   // are, the member who joined earliest becomes an admin (auto_promoted). A
   // group whose last member leaves is deleted.

@@ -298,11 +298,80 @@ TEST_P(StoreGroupsContractTest, TheLastAdminSteppingDownHandsOverToTheEarliestJo
   EXPECT_EQ(Admins(*r.group), std::vector<UserId>{kCarol});
   EXPECT_EQ(Admins(Stored(store())), std::vector<UserId>{kCarol});
 
-  // Alone in a group, stepping down changes nothing.
+  // Alone in a group, stepping down changes nothing: the sole member is
+  // promoted straight back, so nothing is written nor announced.
   CreateGroup(store(), kDave, {}, kGroupId + 1);
+  const Seq head = store().HeadSeq(kDave).value();
   r = ChangeOk(store(), Change(Kind::kDemote, kDave, {kDave}, kGroupId + 1));
-  EXPECT_EQ(r.auto_promoted, std::vector<UserId>{kDave});
+  EXPECT_FALSE(r.changed);
+  EXPECT_TRUE(r.auto_promoted.empty());
+  EXPECT_TRUE(r.appended.empty());
+  EXPECT_EQ(store().HeadSeq(kDave).value(), head);
   EXPECT_EQ(Admins(Stored(store(), kGroupId + 1)), std::vector<UserId>{kDave});
+}
+
+// ---- Changes that change nothing ---------------------------------------------------------
+
+TEST_P(StoreGroupsContractTest, AChangeThatChangesNothingWritesNothingAndIsNotAnnounced) {
+  CreateGroup(store(), kAlice, {kBob, kCarol});  // everyone 1
+  auto update = Change(Kind::kUpdate, kAlice);
+  update.name = "team";
+  update.avatar_media_id = "4242";
+  auto first = ChangeOk(store(), update);
+  EXPECT_TRUE(first.changed);
+  EXPECT_EQ(Where(first.appended), (Rows{{kAlice, 2u}, {kBob, 2u}, {kCarol, 2u}}));
+  const Group before = Stored(store());
+
+  std::vector<GroupChange> noops;
+  noops.push_back(update);                                      // the same values again
+  noops.push_back(Change(Kind::kUpdate, kAlice));               // nothing given
+  noops.push_back(Change(Kind::kAdd, kAlice, {kBob, kCarol}));  // all already in
+  noops.push_back(Change(Kind::kRemove, kAlice, {kDave}));      // nobody in the group
+  noops.push_back(Change(Kind::kPromote, kAlice, {kAlice}));    // already admin
+  noops.push_back(Change(Kind::kPromote, kAlice, {kErin}));     // not in the group
+  noops.push_back(Change(Kind::kDemote, kAlice, {kBob}));       // already a member
+  noops.push_back(Change(Kind::kDemote, kAlice, {kDave}));      // not in the group
+  auto rename = Change(Kind::kUpdate, kAlice);
+  rename.name = "team";
+  noops.push_back(rename);  // only the name, equal
+  for (std::size_t i = 0; i < noops.size(); ++i) {
+    auto r = ChangeOk(store(), noops[i]);
+    EXPECT_FALSE(r.changed) << i;
+    EXPECT_TRUE(r.appended.empty()) << i;
+    EXPECT_TRUE(r.auto_promoted.empty()) << i;
+    ASSERT_NE(r.group, nullptr) << i;
+    EXPECT_EQ(Users(*r.group), Users(before)) << i;
+  }
+  // Ten more in a row still change nothing.
+  for (int i = 0; i < 10; ++i) {
+    auto r = ChangeOk(store(), update);
+    EXPECT_FALSE(r.changed);
+  }
+  for (UserId u : {kAlice, kBob, kCarol}) {
+    EXPECT_EQ(store().HeadSeq(u).value(), 2u) << u;
+    EXPECT_EQ(GroupEvents(store(), u).size(), 2u) << u;
+  }
+  EXPECT_EQ(store().HeadSeq(kDave).value(), 0u);
+  EXPECT_EQ(store().HeadSeq(kErin).value(), 0u);
+  Reopen();
+  const Group after = Stored(store());
+  EXPECT_EQ(after.name, "team");
+  EXPECT_EQ(after.avatar_media_id, "4242");
+  EXPECT_EQ(Users(after), Users(before));
+  EXPECT_EQ(Admins(after), Admins(before));
+
+  // A change that does change something is still written and announced.
+  auto r = ChangeOk(store(), Change(Kind::kAdd, kAlice, {kBob, kDave}));
+  EXPECT_TRUE(r.changed);
+  EXPECT_EQ(Where(r.appended), (Rows{{kAlice, 3u}, {kBob, 3u}, {kCarol, 3u}, {kDave, 1u}}));
+  rename.name = "team 2";
+  r = ChangeOk(store(), rename);
+  EXPECT_TRUE(r.changed);
+  EXPECT_EQ(r.appended.size(), 4u);
+  EXPECT_EQ(Stored(store()).name, "team 2");
+  // Leaving always changes something.
+  r = ChangeOk(store(), Change(Kind::kLeave, kDave));
+  EXPECT_TRUE(r.changed);
 }
 
 TEST_P(StoreGroupsContractTest, UpdateSetsWhatIsGiven) {

@@ -72,6 +72,22 @@ void PromoteIfNoAdmin(Group& group, std::span<const UserId> demoted,
   promoted.push_back(pick->user);
 }
 
+// Whether `after` is `before` unchanged: the same members with the same
+// roles, name and avatar (join data never changes for a member who stays).
+bool SameGroup(const Group& before, const Group& after) {
+  if (before.name != after.name || before.avatar_media_id != after.avatar_media_id ||
+      before.members.size() != after.members.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < before.members.size(); ++i) {
+    if (before.members[i].user != after.members[i].user ||
+        before.members[i].role != after.members[i].role) {
+      return false;
+    }
+  }
+  return true;
+}
+
 template <class T>
 std::unexpected<Error> Failed(const Result<T>& r) {
   return std::unexpected(r.error());
@@ -237,7 +253,7 @@ Result<GroupChangeResult> RocksStore::ApplyChangeGroup(WriteTxn& txn, const Grou
       }
       case Kind::kUpdate:
         if (c.name) after->name = *c.name;
-        if (c.avatar_media_id) {
+        if (c.avatar_media_id && *c.avatar_media_id != before->avatar_media_id) {
           after->avatar_media_id = *c.avatar_media_id;
           // A group avatar is readable by anyone signed in.
           if (auto s = GrantMedia(txn, *c.avatar_media_id, 0); !s)
@@ -249,6 +265,15 @@ Result<GroupChangeResult> RocksStore::ApplyChangeGroup(WriteTxn& txn, const Grou
     }
   }
   PromoteIfNoAdmin(*after, demoted, result.auto_promoted);
+  if (before != nullptr && SameGroup(*before, *after)) {
+    // Nothing to write and nothing to announce (a sole admin stepping down
+    // is promoted straight back: also no change).
+    txn.Discard();
+    result.changed = false;
+    result.auto_promoted.clear();
+    result.group = current->group;
+    return result;
+  }
 
   std::shared_ptr<const Group> published;
   if (!after->members.empty()) published = std::move(after);
