@@ -3,6 +3,9 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <exception>
+
+#include "common/log.hpp"
 
 namespace parley::media {
 
@@ -48,7 +51,14 @@ void WorkerPool::Run() {
       queue_.pop_front();
       ++running_;
     }
-    fn();
+    // A task that throws is its poster's bug; the pool's thread goes on.
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      PLOG_ERROR("worker task threw", "error={}", LogQuote(e.what()));
+    } catch (...) {
+      PLOG_ERROR("worker task threw", "error=unknown");
+    }
     std::lock_guard lock(mu_);
     --running_;
   }

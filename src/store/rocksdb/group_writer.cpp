@@ -2,10 +2,39 @@
 
 #include <rocksdb/iterator.h>
 
+#include "common/log.hpp"
 #include "store/rocksdb/codec.hpp"
 #include "store/rocksdb/schema.hpp"
 
 namespace parley::store::rocks {
+
+namespace {
+
+// Delivers a job's result; a callback that throws is the caller's bug, and
+// it must not take the writer (and every later write) down with it.
+void FinishJob(WriteJob& job, const Status& commit) {
+  try {
+    job.Finish(commit);
+  } catch (const std::exception& e) {
+    PLOG_ERROR("store callback threw", "op={} error={}", job.op(), LogQuote(e.what()));
+  } catch (...) {
+    PLOG_ERROR("store callback threw", "op={} error=unknown", job.op());
+  }
+}
+
+// Runs a job's body; a WriteJob other than FnJob may still throw.
+bool ApplyJob(WriteJob& job, WriteTxn& txn) {
+  try {
+    return job.Apply(txn);
+  } catch (const std::exception& e) {
+    PLOG_ERROR("store job threw", "op={} error={}", job.op(), LogQuote(e.what()));
+  } catch (...) {
+    PLOG_ERROR("store job threw", "op={} error=unknown", job.op());
+  }
+  return false;
+}
+
+}  // namespace
 
 void CommittedCache::Fill(Map& map, std::string_view key, std::optional<std::string> value) {
   if (map.size() >= kMaxEntries) map.clear();
@@ -147,7 +176,7 @@ void GroupWriter::Submit(std::unique_ptr<WriteJob> job) {
     }
   }
   if (refusal != nullptr) {
-    job->Finish(Fail(Errc::kUnavailable, refusal));
+    FinishJob(*job, Fail(Errc::kUnavailable, refusal));
     return;
   }
   cv_.notify_one();
@@ -193,7 +222,7 @@ void GroupWriter::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
     const auto before = batch_.GetWriteBatch()->Count();
     batch_.SetSavePoint();
     txn.ResetForNextJob();
-    const bool keep = job->Apply(txn);
+    const bool keep = ApplyJob(*job, txn);
     if (batches_ != nullptr) batches_->JobDone(keep);
     // A rollback rebuilds the batch index, so skip it when the job wrote nothing.
     auto s = (keep || batch_.GetWriteBatch()->Count() == before) ? batch_.PopSavePoint()
@@ -219,7 +248,7 @@ void GroupWriter::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
 
   for (auto& job : jobs) {
     Observe(job->op(), MonoSeconds() - job->submitted());
-    job->Finish(commit);
+    FinishJob(*job, commit);
   }
 }
 

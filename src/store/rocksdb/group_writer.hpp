@@ -19,6 +19,9 @@
 //   with it: told when each job is kept or rolled back, and whether the
 //   batch committed, before any callback runs.
 // * Reads do not go through here: they hit the database directly.
+// * No exception ends the writer thread: a job whose body throws fails alone
+//   (kInternal, rolled back) and a callback that throws is logged; the
+//   writer goes on with the next.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -27,6 +30,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -138,7 +142,14 @@ class FnJob final : public WriteJob {
       : WriteJob(op), body_(std::move(body)), done_(std::move(done)) {}
 
   bool Apply(WriteTxn& txn) override {
-    result_.emplace(body_(txn));
+    // A body that throws fails its own job only (rolled back, kInternal).
+    try {
+      result_.emplace(body_(txn));
+    } catch (const std::exception& e) {
+      result_.emplace(Fail(Errc::kInternal, std::string("write threw: ") + e.what()));
+    } catch (...) {
+      result_.emplace(Fail(Errc::kInternal, "write threw"));
+    }
     return result_->has_value() && !txn.discarded();
   }
 
