@@ -55,7 +55,8 @@ Target and accounts:
   Sign-up goes through POST /v1/auth/otp and /v1/auth/verify, so start parleyd
   without the limits that protect them:
     parleyd --sms-provider file:/tmp/bench-codes.jsonl \
-            --otp-per-address-per-hour 0 --otp-per-phone 0 --device-send-rate 0
+            --otp-per-address-per-hour 0 --otp-per-phone 0 --device-send-rate 0 \
+            --device-write-rate 0 --device-fanout-rate 0
 
 Load:
   --users N        accounts/sessions (connect, chat, storm pool)

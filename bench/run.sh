@@ -121,7 +121,8 @@ start_server() {
   sdir=$work/$name
   mkdir -p "$sdir"
   "$PARLEYD" --listen 127.0.0.1:0 --data-dir "$sdir/data" --sms-provider "file:$sdir/codes.jsonl" \
-    --otp-per-address-per-hour 0 --otp-per-phone 0 --device-send-rate 0 --log-level warn \
+    --otp-per-address-per-hour 0 --otp-per-phone 0 --device-send-rate 0 --device-write-rate 0 \
+    --device-fanout-rate 0 --log-level warn \
     >"$sdir/parleyd.out" 2>"$out/$name.parleyd.log" &
   pid=$!
   url=

@@ -298,7 +298,7 @@ int main(int argc, char** argv) {
   if (latency_n > 0) {
     parley::test::Parleyd server(parley::test::Parleyd::Options{
         .args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0", "--device-send-rate",
-                 "0"}});
+                 "0", "--device-write-rate", "0", "--device-fanout-rate", "0"}});
     Check(server.Start(), "parleyd");
     Latency(server, templ, latency_n);
   }

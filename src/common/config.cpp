@@ -79,6 +79,21 @@ const std::array kKeys = {
            &Config::media_upload_ttl_s},
     KeyDef{"media_max_pixels", "largest image or video frame (width x height) that is decoded",
            &Config::media_max_pixels},
+    KeyDef{"device_write_rate",
+           "writing ops (group changes, read, keys.upload) per second per device, bursts 4x (0: "
+           "no limit)",
+           &Config::device_write_rate},
+    KeyDef{"device_fanout_rate",
+           "recipients per second per device of group messages and changes, bursts 4x (0: no "
+           "limit)",
+           &Config::device_fanout_rate},
+    KeyDef{"max_requests_in_flight",
+           "requests of one connection waiting for the store; beyond it the socket is not read "
+           "(0: no limit)",
+           &Config::max_requests_in_flight},
+    KeyDef{"user_writes_in_flight",
+           "store writes one user may have in flight; more are answered rate_limited (0: no limit)",
+           &Config::user_writes_in_flight},
 };
 
 [[noreturn]] void Fail(std::string_view key, std::string_view what) {

@@ -88,7 +88,10 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       otp_per_address(cfg.otp_per_address_per_hour, 3600),
       contacts_per_day(cfg.contacts_per_day, 86400000),
       send_limiter(cfg.device_send_rate, 4.0 * cfg.device_send_rate),
-      typing_limiter(cfg.device_send_rate, 4.0 * cfg.device_send_rate) {}
+      typing_limiter(cfg.device_send_rate, 4.0 * cfg.device_send_rate),
+      write_limiter(cfg.device_write_rate, 4.0 * cfg.device_write_rate),
+      fanout_limiter(cfg.device_fanout_rate, 4.0 * cfg.device_fanout_rate),
+      write_share(cfg.user_writes_in_flight) {}
 
 void Core::Wake(const std::vector<store::Appended>& appended) {
   for (const auto& a : appended) {

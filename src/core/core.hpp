@@ -16,6 +16,7 @@
 #include "common/config.hpp"
 #include "common/ids.hpp"
 #include "common/metrics.hpp"
+#include "core/fairness.hpp"
 #include "core/groups.hpp"
 #include "core/presence.hpp"
 #include "core/rate_limit.hpp"
@@ -109,6 +110,11 @@ class Core {
   QuotaCounter contacts_per_day;
   TokenBucket send_limiter;
   TokenBucket typing_limiter;
+  // Fairness (fairness.hpp): ops that write, recipients reached, and each
+  // user's share of the store writes in flight.
+  TokenBucket write_limiter;
+  TokenBucket fanout_limiter;
+  WriteShare write_share;
 
  private:
   void PurgeBatch(std::int64_t cutoff_ms);

@@ -100,48 +100,64 @@ std::optional<std::vector<store::UserId>> Session::ParseUsers(const json::object
 }
 
 void Session::ApplyGroupChange(store::GroupChange change, const Rid& rid, json::object result) {
+  // Limited per device twice: as an op that writes, and by its fan-out
+  // (everyone in the group now and everyone it adds hears of it).
+  if (OverLimit(core_.write_limiter, rid)) return;
+  double fanout = static_cast<double>(change.users.size()) + 1;
+  if (change.kind != Kind::kCreate) {
+    auto g = core_.groups.Get(change.group_id);
+    if (!g) return StoreError(rid, g.error(), "get_group");
+    if (*g) fanout += static_cast<double>((*g)->members.size());
+  }
+  if (OverLimit(core_.fanout_limiter, rid, fanout)) return;
+  auto ticket = BeginWrite(rid);
+  if (!ticket) return;
   change.actor = identity_.user;
   change.now_ms = NowMs();
   change.payload = GroupEventPayload(change);
   auto self = shared_from_this();
   const store::GroupId id = change.group_id;
   const store::UserId actor = identity_.user;
-  core_.store.ChangeGroup(std::move(change), [self, rid, id, actor, result = std::move(result)](
-                                                 Result<store::GroupChangeResult> r) {
-    if (!r) return self->StoreError(rid, r.error(), "change_group");
-    using O = store::GroupChangeResult::Outcome;
-    switch (r->outcome) {
-      case O::kNotFound:
-        return self->Error(rid, code::kNotFound, "no such group");
-      case O::kNotMember:
-        return self->Error(rid, code::kNotMember, "you are no longer a member");
-      case O::kNotAdmin:
-        return self->Error(rid, code::kNotAdmin, "only an admin may do that");
-      case O::kTooManyMembers:
-        return self->Error(rid, code::kTooManyMembers, "a group has at most 256 members");
-      case O::kOk:
-        break;
-    }
-    Core& core = self->core_;
-    core.groups.Replace(id, r->group);
-    core.Wake(r->appended);
-    self->Ok(rid, result);
-    if (!r->auto_promoted.empty() && r->group) {
-      store::GroupChange promoted;
-      promoted.kind = Kind::kPromote;
-      promoted.group_id = id;
-      promoted.actor = actor;
-      promoted.users = r->auto_promoted;
-      promoted.now_ms = NowMs();
-      std::vector<store::UserId> members;
-      for (const auto& m : r->group->members) members.push_back(m.user);
-      core.store.AppendEvents(std::move(members), store::EventType::kGroup,
-                              GroupEventPayload(promoted), promoted.now_ms,
-                              [&core](Result<std::vector<store::Appended>> a) {
-                                if (a) core.Wake(*a);
-                              });
-    }
-  });
+  core_.store.ChangeGroup(
+      std::move(change), [self, rid, id, actor, ticket,
+                          result = std::move(result)](Result<store::GroupChangeResult> r) {
+        ticket->Done();
+        if (!r) return self->StoreError(rid, r.error(), "change_group");
+        using O = store::GroupChangeResult::Outcome;
+        switch (r->outcome) {
+          case O::kNotFound:
+            return self->Error(rid, code::kNotFound, "no such group");
+          case O::kNotMember:
+            return self->Error(rid, code::kNotMember, "you are no longer a member");
+          case O::kNotAdmin:
+            return self->Error(rid, code::kNotAdmin, "only an admin may do that");
+          case O::kTooManyMembers:
+            return self->Error(rid, code::kTooManyMembers, "a group has at most 256 members");
+          case O::kOk:
+            break;
+        }
+        // A change that changes nothing wrote nothing and is not announced.
+        if (!r->changed) return self->Ok(rid, result);
+        Core& core = self->core_;
+        core.groups.Replace(id, r->group);
+        core.Wake(r->appended);
+        self->Ok(rid, result);
+        if (!r->auto_promoted.empty() && r->group) {
+          store::GroupChange promoted;
+          promoted.kind = Kind::kPromote;
+          promoted.group_id = id;
+          promoted.actor = actor;
+          promoted.users = r->auto_promoted;
+          promoted.now_ms = NowMs();
+          std::vector<store::UserId> members;
+          for (const auto& m : r->group->members) members.push_back(m.user);
+          core.store.AppendEvents(std::move(members), store::EventType::kGroup,
+                                  GroupEventPayload(promoted), promoted.now_ms,
+                                  [&core](Result<std::vector<store::Appended>> a) {
+                                    if (a) core.Wake(*a);
+                                  });
+        }
+      });
 }
 
 void Session::GroupCreate(const json::object& req, const Rid& rid) {

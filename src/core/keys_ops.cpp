@@ -109,10 +109,25 @@ void Session::KeysUpload(const json::object& req, const Rid& rid) {
       up.one_time_prekeys.push_back({p->id, std::move(p->key)});
     }
   }
+  if (OverLimit(core_.write_limiter, rid)) return;
+  // A first or changed identity key is announced to every contact: it costs
+  // that fan-out (fairness.hpp).
+  if (up.identity_key) {
+    auto current = core_.store.GetDeviceKeys(identity_.user, identity_.device);
+    if (!current) return StoreError(rid, current.error(), "get_device_keys");
+    if (!*current || (*current)->identity_key != *up.identity_key) {
+      auto contacts = core_.store.ListContacts(identity_.user);
+      if (!contacts) return StoreError(rid, contacts.error(), "list_contacts");
+      if (OverLimit(core_.fanout_limiter, rid, static_cast<double>(contacts->size()) + 1)) return;
+    }
+  }
+  auto ticket = BeginWrite(rid);
+  if (!ticket) return;
   up.now_ms = NowMs();
   up.render = RenderKeysChanged;
   auto self = shared_from_this();
-  core_.store.UploadKeys(std::move(up), [self, rid](Result<store::KeysUploadResult> r) {
+  core_.store.UploadKeys(std::move(up), [self, rid, ticket](Result<store::KeysUploadResult> r) {
+    ticket->Done();
     if (!r) return self->StoreError(rid, r.error(), "upload_keys");
     json::object result;
     result["one_time_prekeys_left"] = r->one_time_prekeys_left;

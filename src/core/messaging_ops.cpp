@@ -20,6 +20,9 @@ namespace {
 constexpr std::size_t kMaxBodyBytes = 64 * 1024;
 constexpr std::size_t kMaxClientMsgId = 64;
 constexpr std::int64_t kMaxHistory = 100;
+// The messages of one history reply, serialized, at most: the reply's frame
+// then stays under kMaxReplyBytes (256 KiB, the contract's frame limit).
+constexpr std::size_t kHistoryBudgetBytes = kMaxReplyBytes - 1024;
 constexpr std::size_t kMaxPresenceUsers = 500;
 // Refusals in a row after which a flooding device is disconnected.
 constexpr std::uint32_t kRefusalsBeforeClose = 50;
@@ -29,8 +32,8 @@ constexpr std::string_view kKinds[] = {"text", "image", "video",     "audio",
 
 }  // namespace
 
-bool Session::OverLimit(TokenBucket& bucket, const Rid& rid) {
-  const double wait_s = bucket.Take(IdToString(identity_.device), MonoSeconds());
+bool Session::OverLimit(TokenBucket& bucket, const Rid& rid, double cost) {
+  const double wait_s = bucket.Take(IdToString(identity_.device), MonoSeconds(), cost);
   if (wait_s <= 0) {
     refused_in_a_row_ = 0;
     return false;
@@ -78,6 +81,18 @@ void Session::Send(const json::object& req, const Rid& rid) {
     if (*m == Membership::kFormer)
       return Error(rid, code::kNotMember, "you are no longer a member");
     if (*m == Membership::kNever) return Error(rid, code::kNotFound, "no such group");
+    // Fan-out is counted by recipients: each member's connected devices
+    // (one at least, for the stored row), so a big group is no multiplier.
+    auto g = core_.groups.Get(to->id);
+    if (!g) return StoreError(rid, g.error(), "get_group");
+    double cost = 0;
+    if (*g) {
+      for (const auto& member : (*g)->members) {
+        cost += static_cast<double>(
+            std::max<std::size_t>(1, core_.sessions.ForUser(member.user).size()));
+      }
+    }
+    if (OverLimit(core_.fanout_limiter, rid, std::max(1.0, cost))) return;
   } else if (to->id != identity_.user) {
     auto peer = core_.store.GetUser(to->id);
     if (!peer) return StoreError(rid, peer.error(), "get_user");
@@ -105,22 +120,26 @@ void Session::Send(const json::object& req, const Rid& rid) {
   if (*media) m.media_id = IdToString(**media);
   m.ts_ms = NowMs();
   m.recipients = static_cast<std::uint32_t>(recipients.size());
+  auto ticket = BeginWrite(rid);
+  if (!ticket) return;
   auto message = std::make_shared<const store::Message>(m);
   auto self = shared_from_this();
-  core_.store.AppendMessage(
-      std::move(m), std::move(recipients), [self, rid, message](Result<store::SendResult> r) {
-        if (!r && r.error().code == Errc::kConflict) {
-          return self->Error(rid, code::kNotMember, "you are no longer a member");
-        }
-        if (!r) return self->StoreError(rid, r.error(), "append_message");
-        json::object result;
-        result["msg_id"] = IdToString(r->msg_id);
-        result["seq"] = std::to_string(r->seq);
-        result["ts_ms"] = r->ts_ms;
-        result["duplicate"] = r->duplicate;
-        self->Ok(rid, std::move(result));
-        if (!r->duplicate) self->core_.Deliver(message, r->appended);
-      });
+  core_.store.AppendMessage(std::move(m), std::move(recipients),
+                            [self, rid, message, ticket](Result<store::SendResult> r) {
+                              ticket->Done();
+                              if (!r && r.error().code == Errc::kConflict) {
+                                return self->Error(rid, code::kNotMember,
+                                                   "you are no longer a member");
+                              }
+                              if (!r) return self->StoreError(rid, r.error(), "append_message");
+                              json::object result;
+                              result["msg_id"] = IdToString(r->msg_id);
+                              result["seq"] = std::to_string(r->seq);
+                              result["ts_ms"] = r->ts_ms;
+                              result["duplicate"] = r->duplicate;
+                              self->Ok(rid, std::move(result));
+                              if (!r->duplicate) self->core_.Deliver(message, r->appended);
+                            });
 }
 
 namespace {
@@ -247,9 +266,13 @@ void Session::Read(const json::object& req, const Rid& rid) {
   if (!conv) return Error(rid, code::kBadRequest, "conv: {\"user\":id} or {\"group\":id}");
   auto up_to = proto::GetId(req, "up_to_msg_id");
   if (!up_to) return Error(rid, code::kBadRequest, up_to.error().message);
+  if (OverLimit(core_.write_limiter, rid)) return;
+  auto ticket = BeginWrite(rid);
+  if (!ticket) return;
   auto self = shared_from_this();
   core_.store.MarkRead(identity_.user, *conv, *up_to, NowMs(),
-                       [self, rid](Result<std::vector<store::Appended>> r) {
+                       [self, rid, ticket](Result<std::vector<store::Appended>> r) {
+                         ticket->Done();
                          if (!r) return self->StoreError(rid, r.error(), "mark_read");
                          self->Ok(rid);
                          self->core_.Wake(*r);
@@ -315,10 +338,22 @@ void Session::History(const json::object& req, const Rid& rid) {
   auto page = core_.store.History(identity_.user, *conv, before->value_or(0),
                                   static_cast<std::size_t>(limit) + 1);
   if (!page) return StoreError(rid, page.error(), "history");
-  const bool more = page->size() > static_cast<std::size_t>(limit);
+  bool more = page->size() > static_cast<std::size_t>(limit);
   if (more) page->resize(static_cast<std::size_t>(limit));
+  // Paged by bytes as well as by count: the reply fits one outgoing frame
+  // (kMaxReplyBytes); what does not fit is the next page (more = true).
   json::array messages;
-  for (const auto& m : *page) messages.push_back(MessageJson(*m, identity_.user, identity_.device));
+  std::size_t bytes = 0;
+  for (const auto& m : *page) {
+    json::object one = MessageJson(*m, identity_.user, identity_.device);
+    const std::size_t size = json::serialize(one).size() + 1;
+    if (!messages.empty() && bytes + size > kHistoryBudgetBytes) {
+      more = true;
+      break;
+    }
+    bytes += size;
+    messages.push_back(std::move(one));
+  }
   json::object result;
   result["messages"] = std::move(messages);
   result["more"] = more;

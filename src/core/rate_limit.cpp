@@ -44,6 +44,7 @@ void WindowLimiter::Add(const std::string& key, double now_s) {
 
 double TokenBucket::Take(const std::string& key, double now_s, double n) {
   if (rate_ <= 0) return 0;
+  n = std::min(n, burst_);
   std::lock_guard lock(mu_);
   if (now_s - last_sweep_s_ > kSweepEveryS) {
     last_sweep_s_ = now_s;

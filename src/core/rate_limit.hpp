@@ -37,6 +37,8 @@ class TokenBucket {
  public:
   TokenBucket(double rate, double burst) : rate_(rate), burst_(burst) {}
   // Takes `n` tokens if there are; else answers the seconds until there are.
+  // A cost above the burst is taken as the burst (a full bucket always pays
+  // for one event, however big).
   double Take(const std::string& key, double now_s, double n = 1.0);
 
  private:

@@ -8,6 +8,7 @@
 // published in the registry.
 #pragma once
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,10 @@ namespace parley::core {
 
 namespace json = boost::json;
 
+// The largest frame core sends, like the largest it accepts (PROTOCOL.md:
+// 256 KiB): replies that could grow past it (history) are paged by bytes.
+inline constexpr std::size_t kMaxReplyBytes = 256 * 1024;
+
 class Session final : public net::WsHandler, public std::enable_shared_from_this<Session> {
  public:
   using Rid = std::optional<std::string>;
@@ -32,6 +37,9 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
 
   void OnFrame(std::string_view text) override;
   void OnClose() override;
+  // False while the connection has max_requests_in_flight requests waiting
+  // for the store (fairness.hpp).
+  bool ReadyForMore() override;
 
   // Thread-safe.
   void SendFrame(std::string_view op, json::object frame);
@@ -108,9 +116,29 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
                                                        std::string_view key, std::size_t max,
                                                        bool must_exist);
 
-  // Flood control shared by send and typing: true when over the limit, after
-  // answering rate_limited (or closing with 4429 a device that keeps going).
-  bool OverLimit(TokenBucket& bucket, const Rid& rid);
+  // Flood control shared by every op that writes or fans out: true when
+  // over the limit, after answering rate_limited (or closing with 4429 a
+  // device that keeps going). `cost`: the work the op causes.
+  bool OverLimit(TokenBucket& bucket, const Rid& rid, double cost = 1.0);
+
+  // One request of this session waiting for a store write: counted against
+  // the connection's requests in flight and the user's share of the writer
+  // (fairness.hpp) until Done() or destruction, whichever comes first.
+  class WriteTicket {
+   public:
+    explicit WriteTicket(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+    ~WriteTicket() { Done(); }
+    WriteTicket(const WriteTicket&) = delete;
+    WriteTicket& operator=(const WriteTicket&) = delete;
+    void Done();
+
+   private:
+    std::shared_ptr<Session> session_;
+    bool done_ = false;
+  };
+  // A ticket for one more write, or null after answering rate_limited when
+  // the user already has its share of writes in flight.
+  std::shared_ptr<WriteTicket> BeginWrite(const Rid& rid);
 
   Core& core_;
   std::shared_ptr<net::WsConnection> conn_;
@@ -120,6 +148,7 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   Identity identity_;
   std::vector<double> bad_frames_;  // when, for the five-in-a-minute rule (at most 5)
   std::uint32_t refused_in_a_row_ = 0;
+  std::atomic<std::uint32_t> in_flight_{0};  // requests waiting for the store (WriteTicket)
 
   // Delivery state, on the connection's strand only.
   bool delivering_ = false;

@@ -88,6 +88,9 @@ class WsConnection {
   virtual const std::string& RemoteAddress() const = 0;
   // Unique per process, for logs and maps.
   virtual std::uint64_t Id() const = 0;
+  // Reading was paused because the handler's ReadyForMore answered false:
+  // read again. Harmless when not paused.
+  virtual void ResumeReading() {}
 };
 
 // What core attaches to one WebSocket. net/ calls OnFrame for each text frame
@@ -98,6 +101,11 @@ class WsHandler {
   virtual ~WsHandler() = default;
   virtual void OnFrame(std::string_view text) = 0;
   virtual void OnClose() = 0;
+  // Asked on the strand after each OnFrame: false stops reading the socket
+  // (TCP then holds the client back) until WsConnection::ResumeReading. A
+  // cap on a connection's requests in flight. A close still reads on, to
+  // reach the peer's close frame.
+  virtual bool ReadyForMore() { return true; }
 };
 
 // How net delivers a request's body to core.

@@ -98,6 +98,7 @@ class WsControl {
   virtual void RequestClose(std::uint16_t code, std::string reason, bool drop_backlog) = 0;
   virtual void Authenticated() = 0;
   virtual void RunOnStrand(std::function<void()> fn) = 0;
+  virtual void ResumeReading() = 0;
 };
 
 // Held by core. Only a weak reference to the session: core keeping its
@@ -119,6 +120,9 @@ class WsConnectionImpl final : public WsConnection {
   }
   void Post(std::function<void()> fn) override {
     if (auto s = session_.lock()) s->RunOnStrand(std::move(fn));
+  }
+  void ResumeReading() override {
+    if (auto s = session_.lock()) s->ResumeReading();
   }
   const std::string& RemoteAddress() const override { return remote_; }
   std::uint64_t Id() const override { return id_; }
@@ -186,7 +190,10 @@ class WsSession final : public Connection,
   void BeginShutdown() override { RequestClose(1001, "server shutting down", false); }
   void ForceClose() override {
     if (state_.destroying()) return;
-    asio::post(executor_, [self = this->shared_from_this()] { self->Lowest().close(); });
+    asio::post(executor_, [self = this->shared_from_this()] {
+      self->Lowest().close();
+      self->Unpause();  // the read that fails is what ends the session
+    });
   }
 
   // WsControl: any thread.
@@ -221,6 +228,17 @@ class WsSession final : public Connection,
         PLOG_ERROR("posted connection task threw", "conn={} error={}", self->id_,
                    LogQuote(e.what()));
       }
+    });
+  }
+
+  void ResumeReading() override {
+    if (state_.destroying()) return;
+    asio::post(executor_, [self = this->shared_from_this()] {
+      if (!self->paused_ || self->finished_) return;
+      self->paused_ = false;
+      // The quiet while paused was ours, not the peer's.
+      self->last_received_ = Clock::now();
+      self->DoRead();
     });
   }
 
@@ -297,7 +315,18 @@ class WsSession final : public Connection,
       read_buf_.clear();
       // A large message's buffer is not kept for the idle time after it.
       if (read_buf_.capacity() > kIdleReadChunk) read_buf_.shrink_to_fit();
+      if (handler_ && !close_started_ && !handler_->ReadyForMore()) {
+        paused_ = true;  // until ResumeReading
+        return;
+      }
     }
+    DoRead();
+  }
+
+  // Reads again after a pause, so that a close or a failure reaches Finish.
+  void Unpause() {
+    if (!paused_ || finished_) return;
+    paused_ = false;
     DoRead();
   }
 
@@ -359,6 +388,7 @@ class WsSession final : public Connection,
     close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code),
                                             TruncateUtf8(reason, kMaxCloseReason));
     queue_.push_back(Outgoing{ByeFrame(code, reason), false, false});
+    Unpause();  // the peer's close frame must be read
     close_timer_.expires_after(kCloseTimeout);
     close_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
       if (ec) return;
@@ -401,6 +431,7 @@ class WsSession final : public Connection,
     if (finished_) return;
     if (ec) {
       Lowest().close();  // the read loop fails next and finishes the session
+      Unpause();
       return;
     }
     if (in_flight_.counted) queued_bytes_.fetch_sub(in_flight_.data.size());
@@ -483,6 +514,7 @@ class WsSession final : public Connection,
   bool ping_queued_ = false;
   bool close_started_ = false;  // bye queued
   bool close_sent_ = false;     // close frame handed to Beast
+  bool paused_ = false;         // no read pending: the handler is not ReadyForMore
   bool finished_ = false;       // read loop over, OnClose called
 };
 
