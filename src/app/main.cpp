@@ -152,6 +152,10 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "admin") {
     return parley::app::RunAdmin(argc - 1, argv + 1);
   }
+  // A child decoding one media file (media/processor.hpp, ProcessIsolated).
+  if (argc > 1 && std::string_view(argv[1]) == "media-process") {
+    return parley::media::RunMediaProcess(argc - 1, argv + 1);
+  }
   parley::Config cfg;
   try {
     cfg = parley::LoadConfig(argc, argv, parley::ParleyEnvironment());

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "store/rocksdb/rocksdb_store_impl.hpp"
+#include "store/rocksdb/write_health.hpp"
 
 namespace parley::store {
 namespace rocks {
@@ -27,6 +28,11 @@ RocksStore::~RocksStore() {
 
 void RocksStore::Close() {
   if (writer_) writer_->Close();
+}
+
+Status RocksStore::Writable() {
+  if (db_->health() == nullptr) return Fail(Errc::kUnavailable, "the store is read-only");
+  return db_->health()->Check();
 }
 
 Result<std::optional<std::string>> RocksStore::ReadValue(const rocksdb::ReadOptions& ro, Cf which,
