@@ -1,6 +1,6 @@
 // Media quotas and the sweeps that give space back (issue 14, item 7).
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
