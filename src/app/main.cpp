@@ -92,6 +92,7 @@ int Serve(const Config& cfg) {
   store::RocksOptions store_options;
   store_options.path = (std::filesystem::path(cfg.data_dir) / "db").string();
   store_options.sync = cfg.store_sync;
+  store_options.min_free_bytes = static_cast<std::uint64_t>(cfg.store_min_free_mib) << 20;
   store_options.observer = [&latency](std::string_view op, double s) { latency.Observe(op, s); };
   auto opened = store::OpenRocksStore(store_options);
   if (!opened) throw std::runtime_error("store: " + opened.error().message);

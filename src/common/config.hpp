@@ -46,6 +46,7 @@ struct Config {
 
   // Storage.
   std::uint32_t retention_days = 365;
+  std::uint32_t store_min_free_mib = 64;  // writes refused (storage_full) below this free space
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss
 
   // Media.

@@ -4,6 +4,8 @@
 // space is freed. The database lives on a small tmpfs of the test's own.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <filesystem>
 #include <thread>
 
@@ -31,6 +33,10 @@ class TempDir {
   std::string path_;
 };
 
+std::string Tail(const std::string& log) {
+  return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
+}
+
 int ReadyStatus(Parleyd& server) { return Http(server.endpoint(), "GET", "/ready").status; }
 
 bool WaitReady(Parleyd& server, int want, std::chrono::seconds limit) {
@@ -50,6 +56,7 @@ TEST(FullDisk, SendsFailClearlyNothingIsLostAndTheStoreRecovers) {
     if (!volume.mounted()) GTEST_SKIP() << "full-disk test skipped: " << volume.why();
     Parleyd::Options options;
     options.data_dir = data.path();
+    options.args = {"--store-min-free-mib", "8"};
     Parleyd server(options);
     ASSERT_TRUE(server.Start()) << server.Log();
     const Account alice = SignIn(server, NextPhone());
@@ -58,7 +65,7 @@ TEST(FullDisk, SendsFailClearlyNothingIsLostAndTheStoreRecovers) {
     ASSERT_TRUE(wa);
     EXPECT_EQ(ReadyStatus(server), 200);
 
-    // Messages of 60 KB each: the WAL RocksDB preallocated fills too.
+    // Messages of 60 KB each.
     const std::string filler_text(60000, 'x');
     std::vector<std::string> acknowledged;
     std::vector<std::string> refused;
@@ -84,7 +91,13 @@ TEST(FullDisk, SendsFailClearlyNothingIsLostAndTheStoreRecovers) {
     int n = 10;
     for (; n < 2000 && !error; ++n) {
       auto r = send(n);
-      ASSERT_TRUE(r) << "no answer to send " << n;
+      if (!r) {
+        const bool alive = ::kill(server.pid(), 0) == 0;
+        const int status = server.Terminate();
+        FAIL() << "no answer to send " << n << " (parleyd " << (alive ? "alive" : "gone")
+               << ", exit status " << status << ")\n"
+               << Tail(server.Log());
+      }
       if ((*r)["op"] != "ok") error = r;
     }
     ASSERT_TRUE(error) << "2000 sends of 60 KB on a full 64 MB volume all answered ok";

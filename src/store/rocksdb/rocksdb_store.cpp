@@ -13,6 +13,7 @@ RocksStore::RocksStore(std::unique_ptr<Database> db, const RocksOptions& options
       observer_(options.observer),
       heads_([this](UserId user) { return LoadHead(user); }) {
   if (!db_->read_only()) {
+    if (db_->health() != nullptr) db_->health()->SetReserve(options.path, options.min_free_bytes);
     writer_ = std::make_unique<GroupWriter>(db_->db(), options.sync, options.observer, &batches_);
     // Read and rewritten by every ack.
     for (Cf family : {Cf::kDevices, Cf::kCursors, Cf::kUserState}) {
@@ -28,6 +29,10 @@ RocksStore::~RocksStore() {
 
 void RocksStore::Close() {
   if (writer_) writer_->Close();
+}
+
+Status RocksStore::CheckSpace() {
+  return db_->health() != nullptr ? db_->health()->CheckSpace() : Ok();
 }
 
 Status RocksStore::Writable() {

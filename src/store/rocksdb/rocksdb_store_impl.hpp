@@ -135,6 +135,7 @@ class RocksStore final : public Store {
 
   void Close() override;
   Status Writable() override;
+  Status CheckSpace();
 
  private:
   // Lets `user` (0: anyone signed in) read the media named by media_id.
@@ -151,6 +152,13 @@ class RocksStore final : public Store {
     if (!writer_) {
       if (done) done(Fail(Errc::kUnavailable, "store is open read-only"));
       return;
+    }
+    // Near a full disk only what frees space is written (write_health.hpp).
+    if (op != "purge" && op != "delete_media") {
+      if (auto s = CheckSpace(); !s) {
+        if (done) done(std::unexpected(s.error()));
+        return;
+      }
     }
     writer_->Submit(MakeJob<T>(op, std::move(body), std::move(done)));
   }

@@ -1,9 +1,11 @@
 #include "store/rocksdb/write_health.hpp"
 
 #include <pthread.h>
+#include <sys/statvfs.h>
 
 #include <chrono>
 
+#include "common/clock.hpp"
 #include "common/log.hpp"
 
 namespace parley::store::rocks {
@@ -11,6 +13,7 @@ namespace parley::store::rocks {
 namespace {
 
 constexpr auto kResumeEvery = std::chrono::seconds(1);
+constexpr std::int64_t kSpaceCheckMs = 100;
 
 bool IsNoSpace(const rocksdb::Status& s) {
   return s.IsNoSpace() || s.ToString().find("No space left") != std::string::npos;
@@ -43,7 +46,41 @@ void WriteHealth::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void WriteHealth::SetReserve(std::string path, std::uint64_t min_free_bytes) {
+  std::lock_guard lock(space_mu_);
+  path_ = std::move(path);
+  min_free_ = min_free_bytes;
+}
+
+Status WriteHealth::CheckSpace() const {
+  std::lock_guard lock(space_mu_);
+  if (min_free_ == 0 || path_.empty()) return Ok();
+  const std::int64_t now = NowMs();
+  if (now - checked_ms_ >= kSpaceCheckMs || now < checked_ms_) {
+    checked_ms_ = now;
+    struct statvfs st {};
+    if (::statvfs(path_.c_str(), &st) == 0) {
+      free_ = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+      const bool low = free_ < min_free_;
+      if (low != low_) {
+        if (low) {
+          PLOG_ERROR("store volume nearly full: refusing writes", "free_bytes={} reserve_bytes={}",
+                     free_, min_free_);
+        } else {
+          PLOG_INFO("store volume has room again: accepting writes", "free_bytes={}", free_);
+        }
+      }
+      low_ = low;
+    }
+  }
+  if (!low_) return Ok();
+  return Fail(Errc::kNoSpace, "the store's volume has " + std::to_string(free_) +
+                                  " bytes free, less than the reserve of " +
+                                  std::to_string(min_free_));
+}
+
 Status WriteHealth::Check() const {
+  if (auto s = CheckSpace(); !s) return s;
   std::lock_guard lock(mu_);
   if (!stopped_writes_) return Ok();
   if (no_space_) return Fail(Errc::kNoSpace, "the store's volume is full: " + reason_);
