@@ -92,6 +92,7 @@ int Serve(const Config& cfg) {
   store::RocksOptions store_options;
   store_options.path = (std::filesystem::path(cfg.data_dir) / "db").string();
   store_options.sync = cfg.store_sync;
+  store_options.min_free_bytes = static_cast<std::uint64_t>(cfg.store_min_free_mib) << 20;
   store_options.observer = [&latency](std::string_view op, double s) { latency.Observe(op, s); };
   auto opened = store::OpenRocksStore(store_options);
   if (!opened) throw std::runtime_error("store: " + opened.error().message);
@@ -151,6 +152,10 @@ int Serve(const Config& cfg) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "admin") {
     return parley::app::RunAdmin(argc - 1, argv + 1);
+  }
+  // A child decoding one media file (media/processor.hpp, ProcessIsolated).
+  if (argc > 1 && std::string_view(argv[1]) == "media-process") {
+    return parley::media::RunMediaProcess(argc - 1, argv + 1);
   }
   parley::Config cfg;
   try {

@@ -68,6 +68,9 @@ const std::array kKeys = {
            &Config::max_frame_bytes},
     KeyDef{"retention_days", "days mailbox events and messages are kept (also after delivery)",
            &Config::retention_days},
+    KeyDef{"store_min_free_mib",
+           "MiB kept free on the database's volume: below it writes answer storage_full",
+           &Config::store_min_free_mib},
     KeyDef{"store_sync", "fsync every commit (false may lose the last writes on power loss)",
            &Config::store_sync},
     KeyDef{"media_dir", "directory for media blobs (empty: <data_dir>/media)", &Config::media_dir},
@@ -94,6 +97,18 @@ const std::array kKeys = {
     KeyDef{"user_writes_in_flight",
            "store writes one user may have in flight; more are answered rate_limited (0: no limit)",
            &Config::user_writes_in_flight},
+    KeyDef{"media_quota_mib", "MiB of media one user may store (413 quota_exceeded; 0: no limit)",
+           &Config::media_quota_mib},
+    KeyDef{"media_quota_mib_per_day",
+           "MiB of media one user may upload per UTC day (413 quota_exceeded; 0: no limit)",
+           &Config::media_quota_mib_per_day},
+    KeyDef{"media_uploads_in_progress",
+           "unfinished resumable uploads one user may have (429 too_many_uploads; 0: no limit)",
+           &Config::media_uploads_in_progress},
+    KeyDef{"media_queue", "media processing jobs waiting at most (past it: stored unprocessed)",
+           &Config::media_queue},
+    KeyDef{"media_job_timeout_s", "seconds a media decoder may run before it is killed",
+           &Config::media_job_timeout_s},
 };
 
 [[noreturn]] void Fail(std::string_view key, std::string_view what) {
@@ -297,6 +312,8 @@ void Validate(const Config& cfg) {
     Fail("media_workers", fmt::format("{} is not between 1 and 64", cfg.media_workers));
   }
   if (cfg.media_upload_ttl_s == 0) Fail("media_upload_ttl_s", "must be at least 1");
+  if (cfg.media_queue == 0) Fail("media_queue", "must be at least 1");
+  if (cfg.media_job_timeout_s == 0) Fail("media_job_timeout_s", "must be at least 1");
   if (cfg.max_frame_bytes < 1024) {
     Fail("max_frame_bytes", fmt::format("{} is below the minimum of 1024", cfg.max_frame_bytes));
   }

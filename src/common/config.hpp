@@ -46,14 +46,20 @@ struct Config {
 
   // Storage.
   std::uint32_t retention_days = 365;
+  std::uint32_t store_min_free_mib = 64;  // writes refused (storage_full) below this free space
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss
 
   // Media.
-  std::string media_dir;                       // empty: <data_dir>/media
-  std::uint32_t media_max_bytes = 100u << 20;  // largest upload (413 too_large past it)
-  std::uint32_t media_workers = 2;             // threads decoding images, video and audio
-  std::uint32_t media_upload_ttl_s = 86400;    // unfinished resumable uploads live this long
-  std::uint32_t media_max_pixels = 100000000;  // larger images and video frames are refused
+  std::string media_dir;                         // empty: <data_dir>/media
+  std::uint32_t media_max_bytes = 100u << 20;    // largest upload (413 too_large past it)
+  std::uint32_t media_workers = 2;               // threads decoding images, video and audio
+  std::uint32_t media_upload_ttl_s = 86400;      // unfinished resumable uploads live this long
+  std::uint32_t media_max_pixels = 100000000;    // larger images and video frames are refused
+  std::uint32_t media_quota_mib = 10240;         // media one user may store (0: no limit)
+  std::uint32_t media_quota_mib_per_day = 2048;  // media one user may upload per UTC day (0: none)
+  std::uint32_t media_uploads_in_progress = 16;  // unfinished resumable uploads per user (0: none)
+  std::uint32_t media_queue = 256;         // processing jobs queued at most (more: not looked at)
+  std::uint32_t media_job_timeout_s = 60;  // a decoder running longer is killed
 
   // Fairness (docs/operations.md, "Limits"): 0 means no limit.
   std::uint32_t device_write_rate = 20;       // writing ops/s per device (group.*, read), bursts 4x

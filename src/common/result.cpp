@@ -14,6 +14,8 @@ const char* ErrcName(Errc code) {
       return "limit";
     case Errc::kUnavailable:
       return "unavailable";
+    case Errc::kNoSpace:
+      return "no_space";
     case Errc::kCorruption:
       return "corruption";
     case Errc::kInternal:

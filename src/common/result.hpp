@@ -16,6 +16,7 @@ enum class Errc {
   kInvalid,      // the caller passed something malformed
   kLimit,        // a quota or size limit was reached
   kUnavailable,  // a backend is down or shutting down; retryable
+  kNoSpace,      // the backend's volume is full; retryable once space is freed
   kCorruption,   // stored data is unreadable
   kInternal,     // anything else; retryable, nothing half-applied
 };

@@ -27,7 +27,10 @@ net::HttpResponse BadRequest(const Error& e) {
 net::HttpResponse Internal(const Error& e, std::string_view op) {
   PLOG_ERROR("store failure", "op={} error={}", op, LogQuote(e.message));
   const auto wire = proto::ToWire(e);
-  return ErrorResponse(wire.code == code::kInternal ? 500 : 400, wire.code, wire.message);
+  const int status = wire.code == code::kInternal      ? 500
+                     : wire.code == code::kStorageFull ? 507
+                                                       : 400;
+  return ErrorResponse(status, wire.code, wire.message);
 }
 
 net::HttpResponse RateLimited(double retry_after_s, std::string_view message) {
@@ -93,9 +96,12 @@ void HttpApi::Handle(net::HttpRequest request, net::HttpRespond respond) {
   }
   if (path == "/ready") {
     if (!only("GET")) return;
-    const bool ok = core_.store.GetUser(0).has_value();
+    const bool readable = core_.store.GetUser(0).has_value();
+    const auto writable = core_.store.Writable();
+    const bool ok = readable && writable.has_value();
     json::object o;
     o["status"] = ok ? "ready" : "unavailable";
+    if (!writable) o["reason"] = proto::ToWire(writable.error()).code;
     return respond(JsonResponse(ok ? 200 : 503, o));
   }
   if (path == "/metrics") {

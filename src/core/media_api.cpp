@@ -32,7 +32,6 @@ namespace {
 constexpr std::string_view kTusVersion = "1.0.0";
 constexpr std::size_t kIoThreads = 2;
 constexpr std::size_t kMaxFilenameBytes = 255;
-constexpr std::size_t kSweepBatch = 256;
 
 net::HttpResponse Tus(net::HttpResponse r) {
   r.headers.push_back({"Tus-Resumable", std::string(kTusVersion)});
@@ -198,20 +197,27 @@ class MediaApi::SpooledBody : public net::RequestBody,
 // POST /v1/media.
 class MediaApi::OneShotBody final : public SpooledBody {
  public:
+  // `quota_room`: the bytes the owner's quotas still allow.
   OneShotBody(MediaApi& api, store::Media media, std::unique_ptr<media::BlobWriter> writer,
-              net::HttpRespond respond)
+              net::HttpRespond respond, std::uint64_t quota_room)
       : SpooledBody(*api.io_),
         api_(api),
         media_(std::move(media)),
         writer_(std::move(writer)),
         respond_(std::move(respond)),
-        limit_(api.core_.config.media_max_bytes) {}
+        limit_(api.core_.config.media_max_bytes),
+        quota_room_(quota_room) {}
 
  private:
   bool Consume(std::string_view chunk) override {
     if (writer_->size() + chunk.size() > limit_) {
       // Cut off at the limit: nothing is kept, the rest is never read.
       return Fail(TooLarge(limit_));
+    }
+    if (writer_->size() + chunk.size() > quota_room_) {
+      return Fail(
+          ErrorResponse(413, code::kQuotaExceeded,
+                        "over the media quota (" + std::to_string(quota_room_) + " bytes left)"));
     }
     if (auto s = writer_->Write(chunk); !s) return Fail(Internal(s.error(), "media_write"));
     hash_.Update(chunk);
@@ -244,6 +250,7 @@ class MediaApi::OneShotBody final : public SpooledBody {
   media::Sha256 hash_;
   net::HttpRespond respond_;
   const std::uint64_t limit_;
+  const std::uint64_t quota_room_;
 };
 
 // PATCH /v1/uploads/{id}: appends to the partial file; the last byte turns
@@ -337,11 +344,13 @@ MediaApi::MediaApi(Core& core, media::BlobStore& blobs)
     : core_(core),
       blobs_(blobs),
       io_(std::make_unique<media::WorkerPool>(kIoThreads, "media-io")),
-      processing_(std::make_unique<media::WorkerPool>(core.config.media_workers, "media-proc")) {}
+      processing_(std::make_unique<media::WorkerPool>(core.config.media_workers, "media-proc")),
+      sweeper_(std::make_unique<media::WorkerPool>(1, "media-sweep")) {}
 
 MediaApi::~MediaApi() { Stop(); }
 
 void MediaApi::Stop() {
+  sweeper_.reset();
   io_.reset();
   processing_.reset();
 }
@@ -384,6 +393,7 @@ std::optional<std::string> BearerToken(const net::HttpRequest& r) {
 
 std::shared_ptr<net::RequestBody> MediaApi::HandleStream(net::HttpRequest head,
                                                          net::HttpRespond respond) {
+  respond = media_http::NoSniff(std::move(respond));
   const bool tus = head.path.starts_with("/v1/uploads");
   auto token = BearerToken(head);
   if (!token) {
@@ -416,6 +426,13 @@ std::shared_ptr<net::RequestBody> MediaApi::Upload(const net::HttpRequest& head,
     respond(ErrorResponse(400, code::kBadRequest, "Content-Type: not a media type"));
     return nullptr;
   }
+  std::uint64_t declared = 0;
+  if (auto length = ParseU64(head.GetHeader("Content-Length"))) declared = *length;
+  std::uint64_t room = 0;
+  if (auto refusal = QuotaRefusal(who.user, declared, false, &room)) {
+    respond(std::move(*refusal));
+    return nullptr;
+  }
   store::Media m;
   m.id = core_.ids.Next();
   m.owner = who.user;
@@ -426,7 +443,8 @@ std::shared_ptr<net::RequestBody> MediaApi::Upload(const net::HttpRequest& head,
     respond(Internal(writer.error(), "media_create"));
     return nullptr;
   }
-  return std::make_shared<OneShotBody>(*this, std::move(m), std::move(*writer), std::move(respond));
+  return std::make_shared<OneShotBody>(*this, std::move(m), std::move(*writer), std::move(respond),
+                                       room);
 }
 
 std::shared_ptr<net::RequestBody> MediaApi::Patch(const net::HttpRequest& head, const Identity& who,
@@ -530,9 +548,32 @@ void MediaApi::Completed(store::Media media, net::HttpRespond respond, net::Http
 
 void MediaApi::ProcessLater(store::Media media) {
   if (!processing_) return;
+  if (processing_->queued() >= core_.config.media_queue) {
+    // The queue is bounded: past it the bytes are kept but not looked at,
+    // as when the codecs are missing (nothing is said against them).
+    PLOG_WARN("media processing queue full: stored unprocessed", "media={} queued={}", media.id,
+              processing_->queued());
+    media.status = store::MediaStatus::kReady;
+    const auto id = media.id;
+    core_.store.PutMedia(std::move(media), [id](Status st) {
+      if (!st) {
+        PLOG_ERROR("media metadata write failed", "media={} error={}", id,
+                   LogQuote(st.error().message));
+      }
+    });
+    return;
+  }
   processing_->Post([this, media = std::move(media)]() mutable {
-    auto r = media::Process(blobs_.LocalPath(media.id), media.content_type,
-                            core_.config.media_max_pixels);
+    media::ProcessResult r;
+    try {
+      // In a child process with a time budget: a decoder that crashes or
+      // hangs fails this job only.
+      r = media::ProcessIsolated(blobs_.LocalPath(media.id), media.content_type,
+                                 core_.config.media_max_pixels, core_.config.media_job_timeout_s);
+    } catch (const std::exception& e) {
+      r = media::ProcessResult{};
+      r.reason = std::string("processing failed: ") + e.what();
+    }
     media.width = r.width;
     media.height = r.height;
     media.duration_ms = r.duration_ms;
@@ -563,6 +604,7 @@ void MediaApi::ProcessLater(store::Media media) {
 }
 
 void MediaApi::Handle(net::HttpRequest request, net::HttpRespond respond) {
+  respond = media_http::NoSniff(std::move(respond));
   const std::string& path = request.path;
   const std::string& method = request.method;
   const bool tus = path.starts_with("/v1/uploads");
@@ -665,9 +707,11 @@ void MediaApi::CreateUpload(const net::HttpRequest& request, const Identity& who
       if (decoded->size() > kMaxFilenameBytes) {
         return respond(TusError(400, code::kBadRequest, "Upload-Metadata: filename too long"));
       }
-      m.filename = std::move(*decoded);
+      m.filename = media_http::SanitizeFilename(*decoded);
     }
   }
+  if (auto refusal = QuotaRefusal(who.user, *length, true))
+    return respond(Tus(std::move(*refusal)));
   m.id = core_.ids.Next();
   m.owner = who.user;
   m.size = *length;
@@ -746,30 +790,6 @@ void MediaApi::DeleteUpload(const net::HttpRequest& request, const Identity& who
     if (!st) return respond(Tus(Internal(st.error(), "delete_media")));
     respond(Tus(NoContent()));
   });
-}
-
-void MediaApi::SweepStaleUploads() {
-  const std::int64_t cutoff =
-      NowMs() - static_cast<std::int64_t>(core_.config.media_upload_ttl_s) * 1000;
-  auto stale = core_.store.StaleUploads(cutoff, kSweepBatch);
-  if (!stale) {
-    PLOG_ERROR("stale upload sweep failed", "error={}", LogQuote(stale.error().message));
-    return;
-  }
-  for (const auto& upload : *stale) {
-    if (!Lock(upload.id)) continue;  // being written right now: not stale after all
-    const auto id = upload.id;
-    core_.store.DeleteMedia(id, [this, id](Status st) {
-      if (st) (void)blobs_.RemovePartial(id);
-      Unlock(id);
-      if (st) {
-        PLOG_INFO("stale upload removed", "upload={}", id);
-      } else {
-        PLOG_ERROR("stale upload removal failed", "upload={} error={}", id,
-                   LogQuote(st.error().message));
-      }
-    });
-  }
 }
 
 }  // namespace parley::core

@@ -10,9 +10,11 @@
 // of a body is read only once the pool has written the last one.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_set>
 
@@ -36,7 +38,10 @@ class MediaApi {
   std::shared_ptr<net::RequestBody> HandleStream(net::HttpRequest head, net::HttpRespond respond);
   void Handle(net::HttpRequest request, net::HttpRespond respond);
 
-  // Removes unfinished uploads older than media_upload_ttl_s.
+  // On the sweep thread (media_limits.cpp), all without a cap per run:
+  // unfinished uploads older than media_upload_ttl_s, media past retention
+  // (Store::ExpiredMedia), and, on the first call, files the blob store
+  // holds without a record (a crash between the two writes).
   void SweepStaleUploads();
   // Finishes queued work and joins the pools (before the server goes).
   void Stop();
@@ -65,6 +70,16 @@ class MediaApi {
   void Completed(store::Media media, net::HttpRespond respond, net::HttpResponse ok);
   void ProcessLater(store::Media media);
 
+  // The quotas (media_limits.cpp): nullopt when `owner` may add `bytes`
+  // more (and, for a resumable upload, start one more); `room` gets the
+  // bytes still allowed. Otherwise the response to give.
+  std::optional<net::HttpResponse> QuotaRefusal(store::UserId owner, std::uint64_t bytes,
+                                                bool resumable, std::uint64_t* room = nullptr);
+  void Sweep(bool orphans);
+  void SweepStale();
+  void SweepExpired();
+  void SweepOrphans();
+
   // An upload whose body a PATCH is writing (one at a time per upload).
   bool Lock(store::MediaId id);
   void Unlock(store::MediaId id);
@@ -73,6 +88,9 @@ class MediaApi {
   media::BlobStore& blobs_;
   std::unique_ptr<media::WorkerPool> io_;
   std::unique_ptr<media::WorkerPool> processing_;
+  std::unique_ptr<media::WorkerPool> sweeper_;
+  std::atomic<bool> sweeping_{false};
+  bool swept_orphans_ = false;  // sweeper thread only
   std::mutex mu_;
   std::unordered_set<store::MediaId> busy_;
 };

@@ -95,7 +95,12 @@ namespace {
 // The media a GET may read, or the response to give instead.
 Result<store::Media> Readable(Core& core, std::string_view path, std::string_view suffix,
                               const Identity& who) {
-  std::string_view rest = path.substr(std::string_view("/v1/media/").size());
+  // The router sends "/v1/media/meta" here too: the suffix is removed only
+  // from what follows the prefix, and only when it is there.
+  constexpr std::string_view kPrefix = "/v1/media/";
+  if (!path.starts_with(kPrefix)) return Fail(Errc::kNotFound, "no such media");
+  std::string_view rest = path.substr(kPrefix.size());
+  if (!rest.ends_with(suffix)) return Fail(Errc::kNotFound, "no such media");
   rest.remove_suffix(suffix.size());
   auto id = IdIn(rest);
   if (!id) return Fail(Errc::kNotFound, "no such media");
@@ -153,6 +158,12 @@ void MediaApi::Download(const net::HttpRequest& request, const Identity& who,
   r.headers.push_back({"Accept-Ranges", "bytes"});
   r.headers.push_back({"Cache-Control", "private, max-age=31536000, immutable"});
   r.headers.push_back({"X-Content-Type-Options", "nosniff"});
+  // Active types (HTML, SVG, ...) are downloads, never pages of this origin;
+  // and should a browser render one anyway, it runs in a sandbox.
+  r.headers.push_back({"Content-Disposition",
+                       media_http::ContentDisposition(media_http::ServedInline(m->content_type),
+                                                      media_http::SanitizeFilename(m->filename))});
+  r.headers.push_back({"Content-Security-Policy", "sandbox; default-src 'none'"});
   if (range.kind == ByteRange::Kind::kPartial) {
     r.status = 206;
     r.headers.push_back({"Content-Range", "bytes " + std::to_string(range.offset) + "-" +

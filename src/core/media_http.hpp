@@ -46,12 +46,45 @@ inline std::optional<std::uint64_t> ParseU64(std::string_view s) {
   return v;
 }
 
+// Every media response carries X-Content-Type-Options: nosniff (a browser
+// must never guess a type the server did not name).
+inline net::HttpRespond NoSniff(net::HttpRespond respond) {
+  return [respond = std::move(respond)](net::HttpResponse r) {
+    const bool has = std::any_of(r.headers.begin(), r.headers.end(), [](const auto& h) {
+      return IEquals(h.name, "X-Content-Type-Options");
+    });
+    if (!has) r.headers.push_back({"X-Content-Type-Options", "nosniff"});
+    respond(std::move(r));
+  };
+}
+
+// Whether a browser may show this type inline: raster images, video and
+// audio. Anything else (text/html, SVG, XML, PDF, scripts, ...) could run
+// script in the server's origin and is served as an attachment.
+bool ServedInline(std::string_view content_type);
+
+// A client-supplied file name made safe to store and to echo: its last path
+// component, valid UTF-8 (bad bytes become '_'), without control
+// characters, bidirectional overrides or quotes, at most 255 bytes; empty
+// when nothing is left.
+std::string SanitizeFilename(std::string_view name);
+
+// The Content-Disposition value for a download: `inline` or `attachment`,
+// with filename= (an ASCII fallback) and filename*= (RFC 8187, UTF-8) when
+// the upload named one.
+std::string ContentDisposition(bool inline_ok, std::string_view filename);
+
 inline net::HttpResponse NotFound(std::string_view what = "no such media") {
   return ErrorResponse(404, code::kNotFound, what);
 }
 
 inline net::HttpResponse Internal(const Error& e, std::string_view op) {
   PLOG_ERROR("media failure", "op={} error={}", op, LogQuote(e.message));
+  if (e.code == Errc::kNoSpace) {
+    // A full volume (the blobs' or the store's): nothing was kept.
+    return ErrorResponse(507, code::kStorageFull,
+                         "the server's storage is full; nothing was stored, retry later");
+  }
   return ErrorResponse(500, code::kInternal, "internal error; try again");
 }
 

@@ -8,9 +8,12 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+
+#include "common/log.hpp"
 
 namespace parley::media {
 namespace {
@@ -18,8 +21,10 @@ namespace {
 namespace fs = std::filesystem;
 
 std::unexpected<Error> Errno(std::string_view what, const std::string& path, int err = errno) {
-  return Fail(err == ENOENT ? Errc::kNotFound : Errc::kUnavailable,
-              std::string(what) + " " + path + ": " + std::strerror(err));
+  const Errc code = err == ENOENT                    ? Errc::kNotFound
+                    : err == ENOSPC || err == EDQUOT ? Errc::kNoSpace
+                                                     : Errc::kUnavailable;
+  return Fail(code, std::string(what) + " " + path + ": " + std::strerror(err));
 }
 
 Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
@@ -71,7 +76,14 @@ class LocalWriter final : public BlobWriter {
 
   Status Write(std::string_view bytes) override {
     if (fd_ < 0) return Fail(Errc::kInvalid, "blob writer is closed");
-    if (auto s = WriteAll(fd_, bytes, path_); !s) return s;
+    if (auto s = WriteAll(fd_, bytes, path_); !s) {
+      // Nothing of a failed write stays (a full disk may take part of it):
+      // a partial upload resumes exactly at the end of the last good write.
+      if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+        PLOG_WARN("blob truncate failed", "path={} error={}", path_, std::strerror(errno));
+      }
+      return s;
+    }
     size_ += bytes.size();
     return Ok();
   }
@@ -199,6 +211,38 @@ class LocalBlobStore final : public BlobStore {
       if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno("unlink", path);
     }
     return Ok();
+  }
+
+  Result<std::vector<StoredBlob>> List() override {
+    std::vector<StoredBlob> out;
+    const std::pair<const char*, StoredBlob::Kind> dirs[] = {
+        {"blobs", StoredBlob::Kind::kBlob},
+        {"partial", StoredBlob::Kind::kPartial},
+        {"thumbs", StoredBlob::Kind::kThumbnail}};
+    for (const auto& [sub, kind] : dirs) {
+      const std::string dir = dir_ + "/" + sub;
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        std::string name = entry.path().filename().string();
+        if (kind == StoredBlob::Kind::kThumbnail) {
+          if (!name.ends_with(".jpg")) continue;
+          name.resize(name.size() - 4);
+        }
+        BlobId id = 0;
+        auto [end, parsed] = std::from_chars(name.data(), name.data() + name.size(), id);
+        if (name.empty() || parsed != std::errc() || end != name.data() + name.size()) continue;
+        struct stat st {};
+        if (::stat(entry.path().c_str(), &st) != 0) continue;
+        StoredBlob b;
+        b.id = id;
+        b.kind = kind;
+        b.modified_ms =
+            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+        out.push_back(b);
+      }
+      if (ec) return Fail(Errc::kUnavailable, "listing " + dir + ": " + ec.message());
+    }
+    return out;
   }
 
  private:

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -34,6 +35,14 @@ class BlobWriter {
   // A one-shot blob's temporary file is deleted (as when the writer is
   // destroyed uncommitted); a partial file keeps the bytes written.
   virtual void Abort() = 0;
+};
+
+// One file a BlobStore holds (List).
+struct StoredBlob {
+  enum class Kind { kBlob, kPartial, kThumbnail };
+  BlobId id = 0;
+  Kind kind = Kind::kBlob;
+  std::int64_t modified_ms = 0;
 };
 
 class BlobStore {
@@ -61,6 +70,9 @@ class BlobStore {
   virtual Status PutThumbnail(BlobId id, std::string_view jpeg) = 0;
   // Removes the blob and its thumbnail; absent ones are not an error.
   virtual Status Remove(BlobId id) = 0;
+  // Every blob, partial file and thumbnail held (names that are not ids are
+  // skipped): the orphan sweep compares them with the store's records.
+  virtual Result<std::vector<StoredBlob>> List() = 0;
 };
 
 // Lowercase hex SHA-256 of everything `fd` holds, read with pread in pieces.

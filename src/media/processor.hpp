@@ -46,10 +46,28 @@ bool ShouldProcess(std::string_view content_type);
 // gets the path). For a warning at start; loading waits for the first use.
 bool CodecsPresent(std::string* where);
 
-// Reads the file at `path`, claimed to be `content_type`. Thread-safe;
-// blocks (run it on a worker pool). The first call loads the codecs module
-// and initialises libvips (its cache off, one thread).
+// Reads the file at `path`, claimed to be `content_type`, in this process.
+// Thread-safe; blocks (run it on a worker pool). The first call loads the
+// codecs module and initialises libvips (its cache off, one thread).
 ProcessResult Process(const std::string& path, std::string_view content_type,
                       std::uint64_t max_pixels);
+
+// The same in a worker process (`<this executable> media-process`,
+// RunMediaProcess below; one per calling thread, reused for up to 200 jobs),
+// so that a crash, a hang or a runaway allocation in libvips or FFmpeg ends
+// only the worker: a job whose worker dies or that outlives `timeout_s`
+// (the worker is then killed) is a failed job with the reason; the next
+// job starts a fresh worker.
+ProcessResult ProcessIsolated(const std::string& path, std::string_view content_type,
+                              std::uint64_t max_pixels, std::uint32_t timeout_s);
+
+// The worker's side: argv = {"media-process"}; reads jobs on standard input
+// and answers on standard output until EOF.
+// $PARLEY_MEDIA_TEST_FAULT=crash|hang makes it crash or hang on each job
+// (tests of the server's side only).
+int RunMediaProcess(int argc, char** argv);
+// The program ProcessIsolated runs (tests: parleyd from a test binary);
+// call before the first job. Default: this executable.
+void SetMediaProcessProgram(std::string path);
 
 }  // namespace parley::media

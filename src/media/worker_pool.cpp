@@ -9,7 +9,7 @@
 
 namespace parley::media {
 
-WorkerPool::WorkerPool(std::size_t threads, std::string name) {
+WorkerPool::WorkerPool(std::size_t threads, std::string name) : name_(name) {
   threads = std::max<std::size_t>(1, threads);
   for (std::size_t i = 0; i < threads; ++i) {
     threads_.emplace_back([this] { Run(); });
@@ -40,6 +40,11 @@ std::size_t WorkerPool::pending() const {
   return queue_.size() + running_;
 }
 
+std::size_t WorkerPool::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
 void WorkerPool::Run() {
   for (;;) {
     std::function<void()> fn;
@@ -51,13 +56,14 @@ void WorkerPool::Run() {
       queue_.pop_front();
       ++running_;
     }
-    // A task that throws is its poster's bug; the pool's thread goes on.
+    // A task that throws fails alone: the thread logs it and goes on (an
+    // escaping exception would end the whole server).
     try {
       fn();
     } catch (const std::exception& e) {
-      PLOG_ERROR("worker task threw", "error={}", LogQuote(e.what()));
+      PLOG_ERROR("worker task failed", "pool={} error={}", name_, LogQuote(e.what()));
     } catch (...) {
-      PLOG_ERROR("worker task threw", "error=unknown");
+      PLOG_ERROR("worker task failed", "pool={} error={}", name_, LogQuote("unknown exception"));
     }
     std::lock_guard lock(mu_);
     --running_;

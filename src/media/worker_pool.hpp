@@ -25,10 +25,13 @@ class WorkerPool {
   void Post(std::function<void()> fn);
   // Tasks queued or running.
   std::size_t pending() const;
+  // Tasks queued, not yet started.
+  std::size_t queued() const;
 
  private:
   void Run();
 
+  const std::string name_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;

@@ -12,6 +12,8 @@ WireError ToWire(const Error& error) {
       return {code::kTooLarge, error.message};
     case Errc::kUnavailable:
       return {code::kInternal, "temporarily unavailable, retry"};
+    case Errc::kNoSpace:
+      return {code::kStorageFull, "the server's storage is full; nothing was stored, retry later"};
     case Errc::kConflict:
     case Errc::kCorruption:
     case Errc::kInternal:

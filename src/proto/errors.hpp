@@ -35,12 +35,16 @@ inline constexpr std::string_view kTooManyMembers = "too_many_members";
 // Extensions (docs/protocol.md).
 inline constexpr std::string_view kMethodNotAllowed = "method_not_allowed";
 inline constexpr std::string_view kUnavailable = "unavailable";
+// The server's volume is full: nothing was stored (HTTP 507).
+inline constexpr std::string_view kStorageFull = "storage_full";
 // Media (HTTP only; docs/protocol.md lists them as extensions).
 inline constexpr std::string_view kOffsetMismatch = "offset_mismatch";               // 409
 inline constexpr std::string_view kUploadLocked = "upload_locked";                   // 423
 inline constexpr std::string_view kUnsupportedMediaType = "unsupported_media_type";  // 415
 inline constexpr std::string_view kTusVersion = "unsupported_tus_version";           // 412
 inline constexpr std::string_view kRangeNotSatisfiable = "range_not_satisfiable";    // 416
+inline constexpr std::string_view kQuotaExceeded = "quota_exceeded";                 // 413
+inline constexpr std::string_view kTooManyUploads = "too_many_uploads";              // 429
 }  // namespace code
 
 // WebSocket close codes (section 2).

@@ -279,4 +279,13 @@ struct Media {
   std::int64_t created_ms = 0;
 };
 
+// What one user's media takes (the quotas of docs/operations.md), kept by
+// PutMedia and DeleteMedia.
+struct MediaUsage {
+  std::uint64_t stored_bytes = 0;  // sizes of the user's media records (uploads: Upload-Length)
+  std::uint32_t uploading = 0;     // records in status kUploading
+  std::int64_t day = 0;            // the UTC day (created_ms / 86400000) day_bytes counts
+  std::uint64_t day_bytes = 0;     // sizes of records created on that day
+};
+
 }  // namespace parley::store

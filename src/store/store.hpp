@@ -297,12 +297,34 @@ class Store {
   virtual Result<bool> MediaGranted(MediaId id, UserId user) = 0;
   // Up to `max` unfinished uploads (status kUploading) created before cutoff_ms.
   virtual Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) = 0;
-  // Creates or replaces the record.
+  // Creates or replaces the record, and keeps the owner's MediaUsage in the
+  // same write: stored_bytes and uploading follow the record (a replaced
+  // record's size and status are taken back first); a new record's size
+  // is added to day_bytes of the UTC day of its created_ms (a new day
+  // starts from 0); replacing never adds to day_bytes.
   virtual void PutMedia(Media media, Callback<void> done) = 0;
-  // Deletes the record and its grants; deleting a missing one is not an error.
+  // Deletes the record, its grants and its last-reference time, and takes its
+  // size (and upload) back from the owner's MediaUsage (day_bytes stays);
+  // deleting a missing one is not an error.
   virtual void DeleteMedia(MediaId id, Callback<void> done) = 0;
+  // The owner's usage; all zero for a user without media.
+  virtual Result<MediaUsage> GetMediaUsage(UserId owner) = 0;
+  // Media past retention, in id order after `after` (0: from the start), up
+  // to `max`: records that are not uploads, created before cutoff_ms, that
+  // no message sent at or after cutoff_ms carried (AppendMessage records
+  // the newest message's ts_ms per media id) and that are not avatars (no
+  // grant to user 0).
+  virtual Result<std::vector<Media>> ExpiredMedia(std::int64_t cutoff_ms, MediaId after,
+                                                  std::size_t max) = 0;
 
   // ---- Lifecycle ----------------------------------------------------------
+
+  // Whether writes can be expected to succeed now: Ok, or kNoSpace while the
+  // backend's volume is full (every write then fails with kNoSpace and
+  // applies nothing), kUnavailable while it refuses writes for another
+  // reason. A backend recovers by itself once the cause is gone. /ready
+  // answers 503 unless Ok.
+  virtual Status Writable() { return Ok(); }
 
   // Runs every queued write, waits for their callbacks, and stops the writer.
   // Later writes fail with kUnavailable. Idempotent.

@@ -101,5 +101,97 @@ TEST_P(StoreMessagingContractTest, StaleUploadsAreOnlyOldUnfinishedOnes) {
   EXPECT_EQ(store().StaleUploads(kNow + 1, 1).value().size(), 1u);
 }
 
+TEST_P(StoreMessagingContractTest, MediaUsageFollowsRecordsPerOwner) {
+  const MediaId a = IdFloorForTime(kNow) + 11;
+  const MediaId b = IdFloorForTime(kNow) + 12;
+  const MediaId c = IdFloorForTime(kNow) + 13;
+  EXPECT_EQ(store().GetMediaUsage(kAlice).value().stored_bytes, 0u);
+  Media upload = Blob(a, kAlice, MediaStatus::kUploading);
+  upload.size = 1000;
+  ASSERT_TRUE(Put(store(), upload));
+  Media done = Blob(b, kAlice, MediaStatus::kReady);
+  done.size = 500;
+  ASSERT_TRUE(Put(store(), done));
+  Media other = Blob(c, kBob, MediaStatus::kReady);
+  other.size = 7;
+  ASSERT_TRUE(Put(store(), other));
+  auto u = store().GetMediaUsage(kAlice).value();
+  EXPECT_EQ(u.stored_bytes, 1500u);
+  EXPECT_EQ(u.uploading, 1u);
+  EXPECT_EQ(u.day, kNow / kDay);
+  EXPECT_EQ(u.day_bytes, 1500u);
+  EXPECT_EQ(store().GetMediaUsage(kBob).value().stored_bytes, 7u);
+  // The upload finishes: no longer uploading; replacing adds nothing to the day.
+  upload.status = MediaStatus::kProcessing;
+  ASSERT_TRUE(Put(store(), upload));
+  upload.status = MediaStatus::kReady;
+  ASSERT_TRUE(Put(store(), upload));
+  u = store().GetMediaUsage(kAlice).value();
+  EXPECT_EQ(u.stored_bytes, 1500u);
+  EXPECT_EQ(u.uploading, 0u);
+  EXPECT_EQ(u.day_bytes, 1500u);
+  // Deleting gives the stored bytes back, not the day's.
+  ASSERT_TRUE(Wait<void>([&](auto cb) { store().DeleteMedia(a, cb); }));
+  ASSERT_TRUE(Wait<void>([&](auto cb) { store().DeleteMedia(a, cb); }));  // twice: no change
+  u = store().GetMediaUsage(kAlice).value();
+  EXPECT_EQ(u.stored_bytes, 500u);
+  EXPECT_EQ(u.day_bytes, 1500u);
+  // A record of another day starts that day from zero.
+  const MediaId d = IdFloorForTime(kNow + kDay) + 1;
+  Media tomorrow = Blob(d, kAlice, MediaStatus::kReady, kNow + kDay);
+  tomorrow.size = 3;
+  ASSERT_TRUE(Put(store(), tomorrow));
+  u = store().GetMediaUsage(kAlice).value();
+  EXPECT_EQ(u.day, kNow / kDay + 1);
+  EXPECT_EQ(u.day_bytes, 3u);
+  EXPECT_EQ(u.stored_bytes, 503u);
+}
+
+TEST_P(StoreMessagingContractTest, ExpiredMediaIsWhatNoLiveMessageCarries) {
+  SignUpCast(store());
+  const std::int64_t old_ms = kNow - 10 * kDay;
+  const std::int64_t cutoff = kNow - 5 * kDay;
+  const MediaId unsent = IdFloorForTime(old_ms) + 1;
+  const MediaId sent_long_ago = IdFloorForTime(old_ms) + 2;
+  const MediaId sent_recently = IdFloorForTime(old_ms) + 3;
+  const MediaId avatar = IdFloorForTime(old_ms) + 4;
+  const MediaId upload = IdFloorForTime(old_ms) + 5;
+  const MediaId young = IdFloorForTime(kNow) + 6;
+  for (MediaId id : {unsent, sent_long_ago, sent_recently, avatar}) {
+    ASSERT_TRUE(Put(store(), Blob(id, kAlice, MediaStatus::kReady, old_ms)));
+  }
+  ASSERT_TRUE(Put(store(), Blob(upload, kAlice, MediaStatus::kUploading, old_ms)));
+  ASSERT_TRUE(Put(store(), Blob(young, kAlice, MediaStatus::kReady, kNow)));
+  Message old_message = Text(kAlice, UserConv(kBob), "c-old", 1, 0, old_ms + kDay);
+  old_message.media_id = IdToString(sent_long_ago);
+  ASSERT_TRUE(Send(store(), old_message, {kBob}));
+  // Sent once long ago and once again recently: the recent one counts.
+  Message first = Text(kAlice, UserConv(kBob), "c-first", 1, 0, old_ms + kDay);
+  first.media_id = IdToString(sent_recently);
+  ASSERT_TRUE(Send(store(), first, {kBob}));
+  Message again = Text(kAlice, UserConv(kCarol), "c-again", 1, 0, kNow - kDay);
+  again.media_id = IdToString(sent_recently);
+  ASSERT_TRUE(Send(store(), again, {kCarol}));
+  ProfilePatch patch;
+  patch.avatar_media_id = IdToString(avatar);
+  ASSERT_TRUE(UpdateProfile(store(), kAlice, patch));
+
+  auto expired = store().ExpiredMedia(cutoff, 0, 100).value();
+  std::vector<MediaId> ids;
+  for (const auto& m : expired) ids.push_back(m.id);
+  EXPECT_EQ(ids, (std::vector<MediaId>{unsent, sent_long_ago}));
+  // Paged by id.
+  auto first_page = store().ExpiredMedia(cutoff, 0, 1).value();
+  ASSERT_EQ(first_page.size(), 1u);
+  EXPECT_EQ(first_page[0].id, unsent);
+  auto next_page = store().ExpiredMedia(cutoff, unsent, 1).value();
+  ASSERT_EQ(next_page.size(), 1u);
+  EXPECT_EQ(next_page[0].id, sent_long_ago);
+  EXPECT_TRUE(store().ExpiredMedia(cutoff, sent_long_ago, 100).value().empty());
+  // Deleted media is gone from the scan, and its reference with it.
+  ASSERT_TRUE(Wait<void>([&](auto cb) { store().DeleteMedia(sent_long_ago, cb); }));
+  EXPECT_EQ(store().ExpiredMedia(cutoff, 0, 100).value().size(), 1u);
+}
+
 }  // namespace
 }  // namespace parley::store::testing

@@ -150,7 +150,7 @@ std::int64_t DurationMs(const AVFormatContext* fmt, const AVStream* stream) {
 
 // The first frame scaled into a kThumbSide box, as JPEG.
 Result<std::string> FirstFrameThumbnail(AVFormatContext* fmt, int stream_index,
-                                        const AVCodec* codec) {
+                                        const AVCodec* codec, std::uint64_t max_pixels) {
   const AVStream* stream = fmt->streams[stream_index];
   std::unique_ptr<AVCodecContext, CodecFreer> ctx(avcodec_alloc_context3(codec));
   if (!ctx) return Fail(Errc::kInternal, "out of memory");
@@ -158,6 +158,10 @@ Result<std::string> FirstFrameThumbnail(AVFormatContext* fmt, int stream_index,
     return Fail(Errc::kInvalid, "bad codec parameters");
   }
   ctx->thread_count = 1;
+  // The container's dimensions are a claim; the bitstream may carry others.
+  // FFmpeg refuses to allocate a frame past max_pixels (before decoding).
+  ctx->max_pixels = static_cast<std::int64_t>(
+      std::min<std::uint64_t>(max_pixels, static_cast<std::uint64_t>(INT64_MAX)));
   if (avcodec_open2(ctx.get(), codec, nullptr) < 0) return Fail(Errc::kInvalid, "cannot decode");
   std::unique_ptr<AVFrame, FrameFreer> frame(av_frame_alloc());
   std::unique_ptr<AVPacket, PacketFreer> packet(av_packet_alloc());
@@ -178,6 +182,11 @@ Result<std::string> FirstFrameThumbnail(AVFormatContext* fmt, int stream_index,
   const int w = frame->width;
   const int h = frame->height;
   if (w <= 0 || h <= 0) return Fail(Errc::kInvalid, "empty video frame");
+  if (static_cast<std::uint64_t>(w) * static_cast<std::uint64_t>(h) > max_pixels) {
+    return Fail(Errc::kInvalid, "decoded frame is " + std::to_string(w) + "x" + std::to_string(h) +
+                                    " pixels, more than the limit of " +
+                                    std::to_string(max_pixels));
+  }
   const double scale = std::min(1.0, static_cast<double>(kThumbSide) / std::max(w, h));
   const int tw = std::max(1, static_cast<int>(w * scale + 0.5));
   const int th = std::max(1, static_cast<int>(h * scale + 0.5));
@@ -226,7 +235,7 @@ ProcessResult ProcessAv(const std::string& path, bool video, std::uint64_t max_p
   r.width = static_cast<std::uint32_t>(w);
   r.height = static_cast<std::uint32_t>(h);
   if (codec == nullptr) return Failed("no decoder for this video");
-  auto thumb = FirstFrameThumbnail(fmt.get(), index, codec);
+  auto thumb = FirstFrameThumbnail(fmt.get(), index, codec, max_pixels);
   if (!thumb) return Failed("undecodable video: " + thumb.error().message);
   r.thumbnail_jpeg = std::move(*thumb);
   r.ok = true;

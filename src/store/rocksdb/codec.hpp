@@ -205,5 +205,10 @@ Result<std::string> DecodePrekey(std::string_view value);
 // media: key IdKey(media id).
 std::string EncodeMedia(const Media& media);
 Result<Media> DecodeMedia(MediaId id, std::string_view value);
+std::string EncodeMediaUsage(const MediaUsage& usage);
+Result<MediaUsage> DecodeMediaUsage(std::string_view value);
+// media_index keys (schema.hpp).
+inline std::string MediaUsageKey(UserId user) { return "u" + U64Key(user); }
+inline std::string MediaRefKey(MediaId id) { return "r" + U64Key(id); }
 
 }  // namespace parley::store::rocks

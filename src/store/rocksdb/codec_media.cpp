@@ -9,6 +9,7 @@ using namespace codec_io;  // NOLINT: the codec's own building blocks
 
 // Leading bytes (codec.cpp holds the others; never reuse one).
 constexpr std::uint8_t kMediaV1 = 0xe1;
+constexpr std::uint8_t kMediaUsageV1 = 0xf1;
 
 }  // namespace
 
@@ -52,6 +53,26 @@ Result<Media> DecodeMedia(MediaId id, std::string_view value) {
   m.created_ms = r.Signed();
   if (!r.Done()) return Corrupt("media");
   return m;
+}
+
+std::string EncodeMediaUsage(const MediaUsage& u) {
+  return Writer(kMediaUsageV1)
+      .Varint(u.stored_bytes)
+      .Varint(u.uploading)
+      .Signed(u.day)
+      .Varint(u.day_bytes)
+      .Take();
+}
+
+Result<MediaUsage> DecodeMediaUsage(std::string_view value) {
+  Reader r(value, kMediaUsageV1);
+  MediaUsage u;
+  u.stored_bytes = r.Varint();
+  u.uploading = r.U32();
+  u.day = r.Signed();
+  u.day_bytes = r.Varint();
+  if (!r.Done()) return Corrupt("media usage");
+  return u;
 }
 
 }  // namespace parley::store::rocks

@@ -435,7 +435,7 @@ Result<SendResult> RocksStore::ApplyAppendMessage(WriteTxn& txn, Message& m,
     if (auto seq = AppendMessageRow(txn, r, row, result.appended); !seq) return Failed(seq);
     // The access check on download is then one point lookup.
     if (!m.media_id.empty()) {
-      if (auto s = GrantMedia(txn, m.media_id, r); !s) return std::unexpected(s.error());
+      if (auto s = GrantMedia(txn, m.media_id, r, m.ts_ms); !s) return std::unexpected(s.error());
     }
   }
   row.outgoing = true;

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "store/rocksdb/rocksdb_store_impl.hpp"
+#include "store/rocksdb/write_health.hpp"
 
 namespace parley::store {
 namespace rocks {
@@ -12,6 +13,7 @@ RocksStore::RocksStore(std::unique_ptr<Database> db, const RocksOptions& options
       observer_(options.observer),
       heads_([this](UserId user) { return LoadHead(user); }) {
   if (!db_->read_only()) {
+    if (db_->health() != nullptr) db_->health()->SetReserve(options.path, options.min_free_bytes);
     writer_ = std::make_unique<GroupWriter>(db_->db(), options.sync, options.observer, &batches_);
     // Read and rewritten by every ack.
     for (Cf family : {Cf::kDevices, Cf::kCursors, Cf::kUserState}) {
@@ -27,6 +29,15 @@ RocksStore::~RocksStore() {
 
 void RocksStore::Close() {
   if (writer_) writer_->Close();
+}
+
+Status RocksStore::CheckSpace() {
+  return db_->health() != nullptr ? db_->health()->CheckSpace() : Ok();
+}
+
+Status RocksStore::Writable() {
+  if (db_->health() == nullptr) return Fail(Errc::kUnavailable, "the store is read-only");
+  return db_->health()->Check();
 }
 
 Result<std::optional<std::string>> RocksStore::ReadValue(const rocksdb::ReadOptions& ro, Cf which,

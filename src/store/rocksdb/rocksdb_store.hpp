@@ -15,6 +15,10 @@ struct RocksOptions {
   bool read_only = false;  // for `parleyd admin` while a server may be running
   bool sync = true;        // fsync each group commit (false only in benchmarks)
   StoreObserver observer;  // optional
+  // Writes (other than those that free space: purge, delete_media) are
+  // refused with kNoSpace while the database's volume has less free space
+  // than this, so RocksDB itself never runs into ENOSPC (write_health.hpp).
+  std::uint64_t min_free_bytes = 64ull << 20;
 };
 
 // Opens (creating or upgrading) the database. Fails on a format version newer

@@ -129,12 +129,21 @@ class RocksStore final : public Store {
   Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) override;
   void PutMedia(Media media, Callback<void> done) override;
   void DeleteMedia(MediaId id, Callback<void> done) override;
+  Result<MediaUsage> GetMediaUsage(UserId owner) override;
+  Result<std::vector<Media>> ExpiredMedia(std::int64_t cutoff_ms, MediaId after,
+                                          std::size_t max) override;
 
   void Close() override;
+  Status Writable() override;
+  Status CheckSpace();
 
  private:
   // Lets `user` (0: anyone signed in) read the media named by media_id.
-  Status GrantMedia(WriteTxn& txn, std::string_view media_id, UserId user);
+  // ref_ms >= 0: a message of that time carried it (ExpiredMedia).
+  Status GrantMedia(WriteTxn& txn, std::string_view media_id, UserId user,
+                    std::int64_t ref_ms = -1);
+  // The usage rows PutMedia and DeleteMedia adjust (rocksdb_media.cpp).
+  Status AdjustUsage(WriteTxn& txn, const std::optional<Media>& before, const Media* after);
 
   rocksdb::ColumnFamilyHandle* cf(Cf which) const { return db_->cf(which); }
 
@@ -143,6 +152,13 @@ class RocksStore final : public Store {
     if (!writer_) {
       if (done) done(Fail(Errc::kUnavailable, "store is open read-only"));
       return;
+    }
+    // Near a full disk only what frees space is written (write_health.hpp).
+    if (op != "purge" && op != "delete_media") {
+      if (auto s = CheckSpace(); !s) {
+        if (done) done(std::unexpected(s.error()));
+        return;
+      }
     }
     writer_->Submit(MakeJob<T>(op, std::move(body), std::move(done)));
   }

@@ -11,10 +11,12 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <system_error>
 
 #include "store/rocksdb/codec.hpp"
+#include "store/rocksdb/write_health.hpp"
 
 namespace parley::store::rocks {
 namespace {
@@ -108,10 +110,39 @@ Status UpgradeV1ToV2(Database& d) {
   return Ok();
 }
 
+// Version 3 adds media_index: each owner's MediaUsage, summed from media
+// (day_bytes starts at 0). Rewrites every row, so running it twice is safe.
+Status UpgradeV2ToV3(Database& d) {
+  std::map<UserId, MediaUsage> usage;
+  std::unique_ptr<rocksdb::Iterator> it(
+      d.db()->NewIterator(rocksdb::ReadOptions(), d.cf(Cf::kMedia)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto id = ParseU64Key(it->key().ToStringView());
+    if (!id) return Fail(Errc::kCorruption, "malformed media key");
+    auto media = DecodeMedia(*id, it->value().ToStringView());
+    if (!media) return std::unexpected(media.error());
+    MediaUsage& u = usage[media->owner];
+    u.stored_bytes += media->size;
+    if (media->status == MediaStatus::kUploading) ++u.uploading;
+  }
+  if (!it->status().ok()) return std::unexpected(FromRocks(it->status(), "upgrade to v3"));
+  rocksdb::WriteBatch batch;
+  for (const auto& [owner, u] : usage) {
+    batch.Put(d.cf(Cf::kMediaIndex), MediaUsageKey(owner), EncodeMediaUsage(u));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  auto s = d.db()->Write(wo, &batch);
+  if (!s.ok()) return std::unexpected(FromRocks(s, "upgrade to v3"));
+  return Ok();
+}
+
 Status UpgradeFrom(Database& d, std::uint32_t from) {
   switch (from) {
     case 1:
       return UpgradeV1ToV2(d);
+    case 2:
+      return UpgradeV2ToV3(d);
     default:
       return Fail(Errc::kInternal,
                   "no upgrade step from database format version " + std::to_string(from));
@@ -188,6 +219,9 @@ Error FromRocks(const rocksdb::Status& status, std::string_view what) {
   } else if (status.IsIOError() || status.IsBusy() || status.IsTimedOut() || status.IsTryAgain() ||
              status.IsShutdownInProgress() || status.IsAborted()) {
     code = Errc::kUnavailable;
+  }
+  if (status.IsNoSpace() || status.ToString().find("No space left") != std::string::npos) {
+    code = Errc::kNoSpace;
   } else if (status.IsCorruption()) {
     code = Errc::kCorruption;
   }
@@ -195,6 +229,7 @@ Error FromRocks(const rocksdb::Status& status, std::string_view what) {
 }
 
 Database::~Database() {
+  if (health_) health_->Stop();
   if (db_ == nullptr) return;
   for (auto* h : handles_) {
     if (h != nullptr) db_->DestroyColumnFamilyHandle(h);
@@ -214,7 +249,12 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path, bool r
     return Fail(Errc::kUnavailable, "cannot create " + path + ": " + ec.message());
   }
 
-  const rocksdb::DBOptions db_options = MakeDbOptions(read_only);
+  rocksdb::DBOptions db_options = MakeDbOptions(read_only);
+  std::shared_ptr<WriteHealth> health;
+  if (!read_only) {
+    health = std::make_shared<WriteHealth>();
+    db_options.listeners.push_back(health);
+  }
   std::vector<std::string> existing;
   if (!fresh) {
     auto s = rocksdb::DB::ListColumnFamilies(db_options, path, &existing);
@@ -248,6 +288,7 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path, bool r
 
   std::unique_ptr<Database> d(new Database());
   d->read_only_ = read_only;
+  d->health_ = health;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   auto s = read_only
                ? rocksdb::DB::OpenForReadOnly(db_options, path, descriptors, &handles, &d->db_)
@@ -261,6 +302,7 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path, bool r
     }
   }
   if (auto st = CheckFormat(*d, path, fresh); !st) return std::unexpected(st.error());
+  if (d->health_) d->health_->Attach(d->db_);
   return d;
 }
 

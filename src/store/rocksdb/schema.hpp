@@ -22,7 +22,8 @@
 namespace parley::store::rocks {
 
 // 2: user_groups and peers (filled from group_members and conv_index).
-inline constexpr std::uint32_t kFormatVersion = 2;
+// 3: media_index (per-user media usage, filled from media).
+inline constexpr std::uint32_t kFormatVersion = 3;
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 
 // One column family per record kind; codec.hpp has the key and value
@@ -56,6 +57,9 @@ enum class Cf : std::size_t {
   // Media.
   kMedia,        // IdKey(media id) -> Media
   kMediaAccess,  // Pair64Key(media id, user) -> "" (user 0: anyone signed in, an avatar)
+  // 'u' + U64Key(user) -> MediaUsage; 'r' + U64Key(media id) -> the newest
+  // ts_ms of a message that carried it (Fixed64).
+  kMediaIndex,
   kCount,
 };
 
@@ -89,6 +93,7 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCoun
     // Media.
     "media",
     "media_access",
+    "media_index",
 };
 
 // Maps a failed status onto the project's error kinds; `what` says which
@@ -97,6 +102,8 @@ Error FromRocks(const rocksdb::Status& status, std::string_view what);
 
 // An open database and its column family handles; closes both, in the order
 // RocksDB requires, when destroyed.
+class WriteHealth;
+
 class Database {
  public:
   Database(const Database&) = delete;
@@ -108,6 +115,8 @@ class Database {
     return handles_[static_cast<std::size_t>(which)];
   }
   bool read_only() const { return read_only_; }
+  // Whether writes are accepted (write_health.hpp); null when read-only.
+  WriteHealth* health() const { return health_.get(); }
 
   // Opens (creating, stamping or upgrading) the database at `path` and checks
   // its format version.
@@ -122,6 +131,7 @@ class Database {
   std::array<rocksdb::ColumnFamilyHandle*, static_cast<std::size_t>(Cf::kCount)> handles_{};
   std::vector<rocksdb::ColumnFamilyHandle*> others_;
   bool read_only_ = false;
+  std::shared_ptr<WriteHealth> health_;
 };
 
 }  // namespace parley::store::rocks
