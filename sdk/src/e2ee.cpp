@@ -51,7 +51,8 @@ std::optional<PreKeyBundle> ParseBundle(const std::string& user, const json::obj
   b.device = {user, std::to_string(detail::Seq(o, "device_id"))};
   if (b.device.device == "0") b.device.device = Str(o, "device_id");
   if (o.contains("registration_id")) {
-    b.registration_id = static_cast<std::uint32_t>(detail::Int(o, "registration_id"));
+    // Ids are strings on the wire; integers are read too (older servers).
+    b.registration_id = static_cast<std::uint32_t>(detail::Seq(o, "registration_id"));
   }
   auto ik = detail::Base64Decode(Str(o, "identity_key"));
   const auto* spk = detail::Obj(o, "signed_prekey");
@@ -74,16 +75,18 @@ std::optional<PreKeyBundle> ParseBundle(const std::string& user, const json::obj
 json::object UploadJson(const KeyUpload& up) {
   json::object frame{{"op", "keys.upload"}};
   if (up.identity_key) frame["identity_key"] = detail::Base64Encode(*up.identity_key);
-  if (up.registration_id) frame["registration_id"] = *up.registration_id;
+  // Every id goes out as a string, as the contract says of identifiers.
+  if (up.registration_id) frame["registration_id"] = std::to_string(*up.registration_id);
   if (up.signed_prekey) {
     frame["signed_prekey"] =
-        json::object{{"id", up.signed_prekey->id},
+        json::object{{"id", std::to_string(up.signed_prekey->id)},
                      {"key", detail::Base64Encode(up.signed_prekey->key)},
                      {"signature", detail::Base64Encode(up.signed_prekey->signature)}};
   }
   json::array otks;
   for (const auto& k : up.one_time_prekeys) {
-    otks.push_back(json::object{{"id", k.id}, {"key", detail::Base64Encode(k.key)}});
+    otks.push_back(
+        json::object{{"id", std::to_string(k.id)}, {"key", detail::Base64Encode(k.key)}});
   }
   frame["one_time_prekeys"] = std::move(otks);
   return frame;

@@ -99,7 +99,11 @@ int Serve(const Config& cfg) {
   std::unique_ptr<store::Store> store = std::move(*opened);
 
   core::TokenService tokens(secret, cfg.access_token_ttl_s);
-  auto sms = core::MakeSmsSender(cfg.sms_provider);
+  core::SmsOptions sms_options;
+  sms_options.connect_timeout = std::chrono::milliseconds(cfg.sms_connect_timeout_ms);
+  sms_options.read_timeout = std::chrono::milliseconds(cfg.sms_read_timeout_ms);
+  sms_options.queue_max = cfg.sms_queue_max;
+  auto sms = core::MakeSmsSender(cfg.sms_provider, sms_options);
   core::Core core(cfg, *store, metrics, tokens, *sms, std::to_string(cfg.node_id));
   if (std::string where; !media::CodecsPresent(&where)) {
     PLOG_WARN("media codecs module missing: uploads are stored without thumbnails or checks",
@@ -126,6 +130,11 @@ int Serve(const Config& cfg) {
   options.ping_interval = std::chrono::seconds(std::max(1u, cfg.idle_timeout_s / 3));
   options.max_frame_bytes = cfg.max_frame_bytes;
   options.shutdown_timeout = std::chrono::seconds(cfg.shutdown_timeout_s);
+  options.max_connections_per_address = cfg.max_connections_per_address;
+  options.max_unauthenticated_per_address = cfg.max_unauthenticated_per_address;
+  options.max_connections = cfg.max_connections;
+  options.fd_reserve = cfg.fd_reserve;
+  options.trusted_proxies = cfg.trusted_proxies;
   net::Server server(options, app, metrics);
   const std::string address = server.Listen();
   PLOG_INFO("parleyd started", "listen={} data_dir={} threads={} node={}", address,

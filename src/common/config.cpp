@@ -1,5 +1,7 @@
 #include "common/config.hpp"
 
+#include "common/address.hpp"
+
 #include <fmt/format.h>
 #include <toml++/toml.h>
 #include <CLI/CLI.hpp>
@@ -109,6 +111,45 @@ const std::array kKeys = {
            &Config::media_queue},
     KeyDef{"media_job_timeout_s", "seconds a media decoder may run before it is killed",
            &Config::media_job_timeout_s},
+    // Hardening (issue 14).
+    KeyDef{"max_connections_per_address",
+           "open sockets one client address may hold; IPv6 counted per /64 (0: no limit)",
+           &Config::max_connections_per_address},
+    KeyDef{"max_unauthenticated_per_address",
+           "sockets one address may hold that are not signed-in WebSockets (0: no limit)",
+           &Config::max_unauthenticated_per_address},
+    KeyDef{"max_connections", "open sockets in all (0: the open-files limit minus fd_reserve)",
+           &Config::max_connections},
+    KeyDef{"fd_reserve", "descriptors kept free of client sockets for the store, media and logs",
+           &Config::fd_reserve},
+    KeyDef{"trusted_proxies",
+           "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For is believed",
+           &Config::trusted_proxies},
+    KeyDef{"lookup_rate",
+           "users or hashes per second a device may name in profile.get, presence.subscribe and "
+           "contacts.discover (0: no limit)",
+           &Config::lookup_rate},
+    KeyDef{"lookup_burst", "burst of lookup_rate", &Config::lookup_burst},
+    KeyDef{"keys_bundle_per_minute", "keys.bundle calls per device per minute (0: no limit)",
+           &Config::keys_bundle_per_minute},
+    KeyDef{"prekey_claims_per_pair_per_hour",
+           "one-time prekeys one user may obtain of another per hour (0: no limit)",
+           &Config::prekey_claims_per_pair_per_hour},
+    KeyDef{"prekey_claims_per_target_per_hour",
+           "one-time prekeys of one user handed out per hour (0: no limit)",
+           &Config::prekey_claims_per_target_per_hour},
+    KeyDef{"otp_global_per_minute", "codes this node sends per minute in all (0: no limit)",
+           &Config::otp_global_per_minute},
+    KeyDef{"otp_burn_delay_s",
+           "after a code is burned, a fresh one is possible after this delay, doubled per burn "
+           "in a day",
+           &Config::otp_burn_delay_s},
+    KeyDef{"sms_connect_timeout_ms", "webhook SMS gateway connect timeout",
+           &Config::sms_connect_timeout_ms},
+    KeyDef{"sms_read_timeout_ms", "webhook SMS gateway write and read timeout",
+           &Config::sms_read_timeout_ms},
+    KeyDef{"sms_queue_max", "codes waiting for the webhook; past it a code is dropped",
+           &Config::sms_queue_max},
 };
 
 [[noreturn]] void Fail(std::string_view key, std::string_view what) {
@@ -316,6 +357,14 @@ void Validate(const Config& cfg) {
   if (cfg.media_job_timeout_s == 0) Fail("media_job_timeout_s", "must be at least 1");
   if (cfg.max_frame_bytes < 1024) {
     Fail("max_frame_bytes", fmt::format("{} is below the minimum of 1024", cfg.max_frame_bytes));
+  }
+  if (cfg.sms_connect_timeout_ms == 0) Fail("sms_connect_timeout_ms", "must be at least 1");
+  if (cfg.sms_read_timeout_ms == 0) Fail("sms_read_timeout_ms", "must be at least 1");
+  if (cfg.sms_queue_max == 0) Fail("sms_queue_max", "must be at least 1");
+  try {
+    (void)AddressSet::Parse(cfg.trusted_proxies);
+  } catch (const std::invalid_argument& e) {
+    Fail("trusted_proxies", e.what());
   }
 }
 

@@ -66,6 +66,23 @@ struct Config {
   std::uint32_t device_fanout_rate = 2000;    // recipients/s per device of group sends and changes
   std::uint32_t max_requests_in_flight = 32;  // per connection; beyond it the socket is not read
   std::uint32_t user_writes_in_flight = 128;  // store writes in flight per user (rate_limited past)
+
+  // Hardening: connections, lookups, prekeys, sign-in (issue 14; 0: no limit).
+  std::uint32_t max_connections_per_address = 4096;     // open sockets per address (IPv6: per /64)
+  std::uint32_t max_unauthenticated_per_address = 128;  // sockets not (yet) signed-in WebSockets
+  std::uint32_t max_connections = 0;                    // 0: the open-files limit minus fd_reserve
+  std::uint32_t fd_reserve = 1024;  // descriptors kept for the store, media and logs
+  std::string trusted_proxies;     // comma-separated IPs or CIDRs whose X-Forwarded-For is believed
+  std::uint32_t lookup_rate = 20;  // users/hashes per second a device may look up
+  std::uint32_t lookup_burst = 5000;                   // ... in a burst
+  std::uint32_t keys_bundle_per_minute = 300;          // keys.bundle calls per device
+  std::uint32_t prekey_claims_per_pair_per_hour = 10;  // one-time prekeys one user gets of another
+  std::uint32_t prekey_claims_per_target_per_hour = 100;  // one-time prekeys handed out per user
+  std::uint32_t otp_global_per_minute = 0;                // codes sent per minute by the whole node
+  std::uint32_t otp_burn_delay_s = 30;  // first delay for a fresh code after a burned one
+  std::uint32_t sms_connect_timeout_ms = 5000;
+  std::uint32_t sms_read_timeout_ms = 10000;
+  std::uint32_t sms_queue_max = 1000;  // codes waiting for the webhook; more are dropped
 };
 
 struct ConfigKey {

@@ -5,6 +5,7 @@
 #include "common/clock.hpp"
 #include "core/e2ee.hpp"
 #include "core/session.hpp"
+#include "core/session_limits.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 
@@ -80,6 +81,10 @@ void Session::ProfileGet(const json::object& req, const Rid& rid) {
     if (!id) return Error(rid, code::kBadRequest, "users: must be a list of user ids");
     ids.push_back(*id);
   }
+  if (RefusedByLimit(*this, core_.abuse.lookups, core_.config.lookup_burst,
+                     static_cast<double>(ids.size()), rid, "too many profile lookups")) {
+    return;
+  }
   auto found = core_.store.GetUsers(ids);
   if (!found) return StoreError(rid, found.error(), "get_users");
   json::array profiles;
@@ -90,10 +95,12 @@ void Session::ProfileGet(const json::object& req, const Rid& rid) {
     p["status_text"] = u.status_text;
     p["avatar_media_id"] =
         u.avatar_media_id.empty() ? json::value(nullptr) : json::value(u.avatar_media_id);
-    // "contacts" is kept for when the server knows contacts; until then it
-    // shows last seen only to the user itself, like "nobody".
-    const bool visible = u.id == identity_.user || u.last_seen_visibility == "everyone";
-    if (visible && u.last_seen_ms > 0) p["last_seen_ms"] = u.last_seen_ms;
+    // last_seen_visibility as for presence: everyone, the contacts the user
+    // chose (someone it wrote to), or nobody.
+    if (core_.CanSeeLastSeen(u, identity_.user)) {
+      const std::int64_t seen = core_.presence.LastSeen(u);
+      if (seen > 0) p["last_seen_ms"] = seen;
+    }
     profiles.push_back(std::move(p));
   }
   json::object result;
@@ -143,6 +150,10 @@ void Session::ContactsDiscover(const json::object& req, const Rid& rid) {
                    "hashes: each must be the lowercase hex SHA-256 of an E.164 number");
     }
     wanted.emplace_back(v.get_string());
+  }
+  if (RefusedByLimit(*this, core_.abuse.lookups, core_.config.lookup_burst,
+                     static_cast<double>(wanted.size()), rid, "too many contact lookups")) {
+    return;
   }
   const std::int64_t wait_ms = core_.contacts_per_day.Take(
       IdToString(identity_.user), NowMs(), static_cast<std::uint64_t>(wanted.size()));

@@ -91,7 +91,8 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       typing_limiter(cfg.device_send_rate, 4.0 * cfg.device_send_rate),
       write_limiter(cfg.device_write_rate, 4.0 * cfg.device_write_rate),
       fanout_limiter(cfg.device_fanout_rate, 4.0 * cfg.device_fanout_rate),
-      write_share(cfg.user_writes_in_flight) {}
+      write_share(cfg.user_writes_in_flight),
+      abuse(cfg) {}
 
 void Core::Wake(const std::vector<store::Appended>& appended) {
   for (const auto& a : appended) {
@@ -174,14 +175,18 @@ void Core::AnnounceDevice(store::UserId user, store::DeviceId device, std::strin
                      });
 }
 
-bool Core::AreContacts(store::UserId a, store::UserId b) {
-  auto page = store.History(a, {store::Conversation::Kind::kUser, b}, 0, 1);
-  return page && !page->empty();
+bool Core::ChoseContact(store::UserId user, store::UserId contact) {
+  auto wrote = store.HasWrittenTo(user, contact);
+  if (!wrote) {
+    PLOG_WARN("store read failed", "op=has_written_to error={}", LogQuote(wrote.error().message));
+    return false;  // hide rather than show
+  }
+  return *wrote;
 }
 
 bool Core::CanSeeLastSeen(const store::User& target, store::UserId viewer) {
   if (target.id == viewer || target.last_seen_visibility == "everyone") return true;
-  if (target.last_seen_visibility == "contacts") return AreContacts(target.id, viewer);
+  if (target.last_seen_visibility == "contacts") return ChoseContact(target.id, viewer);
   return false;
 }
 

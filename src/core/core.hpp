@@ -17,6 +17,7 @@
 #include "common/ids.hpp"
 #include "common/metrics.hpp"
 #include "core/fairness.hpp"
+#include "core/abuse_limits.hpp"
 #include "core/groups.hpp"
 #include "core/presence.hpp"
 #include "core/rate_limit.hpp"
@@ -90,8 +91,9 @@ class Core {
 
   // Whether `viewer` may see `target`'s last seen and online status.
   bool CanSeeLastSeen(const store::User& target, store::UserId viewer);
-  // Whether the two users share a conversation (what "contacts" means here).
-  bool AreContacts(store::UserId a, store::UserId b);
+  // Whether `user` chose `contact`: it wrote `contact` a 1:1 message (what
+  // "contacts" means for last seen; someone who only wrote to `user` is not).
+  bool ChoseContact(store::UserId user, store::UserId contact);
 
   const Config& config;
   store::Store& store;
@@ -115,6 +117,7 @@ class Core {
   TokenBucket write_limiter;
   TokenBucket fanout_limiter;
   WriteShare write_share;
+  AbuseLimits abuse;  // lookups, prekeys, sign-in (abuse_limits.hpp)
 
  private:
   void PurgeBatch(std::int64_t cutoff_ms);

@@ -1,7 +1,10 @@
 #include "core/http_api.hpp"
 
+#include <strings.h>
+
 #include <cmath>
 
+#include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "core/session.hpp"
@@ -50,6 +53,18 @@ json::object TokensJson(Core& core, store::UserId user, store::DeviceId device, 
   o["refresh_token"] = refresh;
   o["refresh_expires_in_s"] = core.config.refresh_token_ttl_s;
   return o;
+}
+
+// Every X-Forwarded-For header, in order, as one list: a proxy may add its
+// own header line after one the client sent.
+std::string ForwardedFor(const net::HttpRequest& request) {
+  std::string out;
+  for (const auto& h : request.headers) {
+    if (h.name.size() != 15 || strncasecmp(h.name.c_str(), "x-forwarded-for", 15) != 0) continue;
+    if (!out.empty()) out += ',';
+    out += h.value;
+  }
+  return out;
 }
 
 }  // namespace
@@ -136,16 +151,28 @@ void HttpApi::Otp(const net::HttpRequest& request, net::HttpRespond respond) {
         ErrorResponse(400, code::kInvalidPhone, "phone must be E.164: + and 8 to 15 digits"));
   }
   const std::string phone_key(*phone);
+  // The client behind a trusted proxy; an IPv6 client counted by its /64.
+  const std::string address_key = AddressKey(
+      ClientAddress(request.remote_address, ForwardedFor(request), core_.abuse.trusted_proxies));
   const double now_s = MonoSeconds();
-  const double wait_phone = core_.otp_per_phone.RetryAfter(phone_key, now_s);
-  const double wait_addr = core_.otp_per_address.RetryAfter(request.remote_address, now_s);
-  if (wait_phone > 0 || wait_addr > 0) {
-    return respond(RateLimited(std::max(wait_phone, wait_addr),
-                               wait_phone > 0 ? "too many codes for this phone number"
-                                              : "too many codes from this address"));
+  double wait_phone = core_.otp_per_phone.RetryAfter(phone_key, now_s);
+  // A code burned by wrong guesses never locks its phone out: a fresh one is
+  // possible after a delay that grows with each burn (abuse_limits.hpp).
+  if (const double fresh = core_.abuse.otp_burns.FreshCodeAfter(phone_key, now_s); fresh >= 0) {
+    wait_phone = std::min(wait_phone, fresh);
+  }
+  const double wait_addr = core_.otp_per_address.RetryAfter(address_key, now_s);
+  const double wait_all = core_.abuse.otp_global.RetryAfter("", now_s);
+  if (wait_phone > 0 || wait_addr > 0 || wait_all > 0) {
+    return respond(RateLimited(std::max({wait_phone, wait_addr, wait_all}),
+                               wait_phone > 0  ? "too many codes for this phone number"
+                               : wait_addr > 0 ? "too many codes from this address"
+                                               : "too many codes are being sent; try again soon"));
   }
   core_.otp_per_phone.Add(phone_key, now_s);
-  core_.otp_per_address.Add(request.remote_address, now_s);
+  core_.otp_per_address.Add(address_key, now_s);
+  core_.abuse.otp_global.Add("", now_s);
+  core_.abuse.otp_burns.Issued(phone_key);
 
   const std::string digits = NewOtpCode();
   const std::int64_t now = NowMs();
@@ -198,6 +225,7 @@ void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) 
   const store::OtpCode& pending = **otp;
   // A burned code stays burned until a new one is asked for, whatever is tried.
   if (pending.attempts >= kMaxOtpAttempts) {
+    core_.abuse.otp_burns.Burned(std::string(*phone), MonoSeconds());
     return respond(
         ErrorResponse(429, code::kTooManyAttempts, "too many wrong codes; ask for a new one"));
   }
@@ -208,9 +236,13 @@ void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) 
   }
   const std::string hash = core_.tokens.HashOtp(*phone, *digits);
   if (hash != pending.code_hash) {
+    Core& core = core_;
     core_.store.RecordOtpFailure(std::string(*phone), kMaxOtpAttempts + 1,
-                                 [respond = std::move(respond)](Result<store::OtpFailure> r) {
+                                 [&core, phone_key = std::string(*phone),
+                                  respond = std::move(respond)](Result<store::OtpFailure> r) {
                                    if (!r) return respond(Internal(r.error(), "otp_failure"));
+                                   if (r->attempts >= kMaxOtpAttempts)
+                                     core.abuse.otp_burns.Burned(phone_key, MonoSeconds());
                                    respond(ErrorResponse(401, code::kInvalidCode, "wrong code"));
                                  });
     return;

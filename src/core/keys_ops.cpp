@@ -6,6 +6,7 @@
 #include "common/clock.hpp"
 #include "core/e2ee.hpp"
 #include "core/session.hpp"
+#include "core/session_limits.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 
@@ -26,7 +27,20 @@ bool IsPublicKey(const json::value& v) {
   return n && (*n == 32 || *n == 33);
 }
 
+// An id of 0 to 2^32-1: a decimal string, as the contract wants every id to
+// be, or (for compatibility) a JSON integer.
 std::optional<std::uint32_t> U32(const json::value& v) {
+  if (v.is_string()) {
+    const auto& s = v.get_string();
+    if (s.empty() || s.size() > 10) return std::nullopt;
+    std::uint64_t n = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (n > UINT32_MAX) return std::nullopt;
+    return static_cast<std::uint32_t>(n);
+  }
   if (!v.is_int64() && !v.is_uint64()) return std::nullopt;
   if (v.is_int64() && (v.get_int64() < 0 || v.get_int64() > UINT32_MAX)) return std::nullopt;
   if (v.is_uint64() && v.get_uint64() > UINT32_MAX) return std::nullopt;
@@ -44,7 +58,7 @@ std::expected<store::SignedPrekey, std::string> ParsePrekey(const json::value& v
   store::SignedPrekey p;
   auto id = o.find("id");
   auto parsed = id == o.end() ? std::nullopt : U32(id->value());
-  if (!parsed) return std::unexpected(name + ".id: an integer from 0 to 4294967295");
+  if (!parsed) return std::unexpected(name + ".id: an id from \"0\" to \"4294967295\"");
   p.id = *parsed;
   auto key = o.find("key");
   if (key == o.end() || !IsPublicKey(key->value())) {
@@ -63,7 +77,21 @@ std::expected<store::SignedPrekey, std::string> ParsePrekey(const json::value& v
 }
 
 json::object PrekeyJson(std::uint32_t id, const std::string& key) {
-  return json::object{{"id", id}, {"key", key}};
+  return json::object{{"id", std::to_string(id)}, {"key", key}};
+}
+
+json::object BundleJson(const store::PrekeyBundle& b) {
+  json::object d;
+  d["device_id"] = IdToString(b.keys.device);
+  if (b.keys.registration_id) d["registration_id"] = std::to_string(*b.keys.registration_id);
+  d["identity_key"] = b.keys.identity_key;
+  d["signed_prekey"] = json::object{{"id", std::to_string(b.keys.signed_prekey.id)},
+                                    {"key", b.keys.signed_prekey.key},
+                                    {"signature", b.keys.signed_prekey.signature}};
+  if (b.one_time_prekey) {
+    d["one_time_prekey"] = PrekeyJson(b.one_time_prekey->id, b.one_time_prekey->key);
+  }
+  return d;
 }
 
 }  // namespace
@@ -82,7 +110,7 @@ void Session::KeysUpload(const json::object& req, const Rid& rid) {
   if (auto it = req.find("registration_id"); it != req.end() && !it->value().is_null()) {
     auto id = U32(it->value());
     if (!id)
-      return Error(rid, code::kBadRequest, "registration_id: an integer from 0 to 4294967295");
+      return Error(rid, code::kBadRequest, "registration_id: an id from \"0\" to \"4294967295\"");
     up.registration_id = *id;
   }
   if (auto it = req.find("signed_prekey"); it != req.end() && !it->value().is_null()) {
@@ -139,30 +167,52 @@ void Session::KeysUpload(const json::object& req, const Rid& rid) {
 void Session::KeysBundle(const json::object& req, const Rid& rid) {
   auto user = proto::GetId(req, "user");
   if (!user) return Error(rid, code::kBadRequest, user.error().message);
+  const auto& cfg = core_.config;
+  if (RefusedByLimit(*this, core_.abuse.bundles, cfg.keys_bundle_per_minute, 1, rid,
+                     "too many keys.bundle requests")) {
+    return;
+  }
   // Asking for one's own user serves the other devices, never this one.
   const store::DeviceId except = *user == identity_.user ? identity_.device : 0;
-  auto self = shared_from_this();
-  core_.store.ClaimPrekeys(*user, except, [self, rid](Result<std::vector<store::PrekeyBundle>> r) {
-    if (!r) return self->StoreError(rid, r.error(), "claim_prekeys");
-    if (r->empty()) return self->Error(rid, code::kNotFound, "no devices with keys");
-    json::array devices;
-    for (const auto& b : *r) {
-      json::object d;
-      d["device_id"] = IdToString(b.keys.device);
-      if (b.keys.registration_id) d["registration_id"] = *b.keys.registration_id;
-      d["identity_key"] = b.keys.identity_key;
-      d["signed_prekey"] = json::object{{"id", b.keys.signed_prekey.id},
-                                        {"key", b.keys.signed_prekey.key},
-                                        {"signature", b.keys.signed_prekey.signature}};
-      if (b.one_time_prekey) {
-        d["one_time_prekey"] = PrekeyJson(b.one_time_prekey->id, b.one_time_prekey->key);
-      }
-      devices.push_back(std::move(d));
+  // One-time prekeys are limited per requester and target (abuse_limits.hpp):
+  // past a limit the bundle is served without one, never drained.
+  bool claim = true;
+  const std::string target_key = IdToString(*user);
+  const std::string pair_key = IdToString(identity_.user) + ":" + target_key;
+  if (*user != identity_.user) {
+    const double now_s = MonoSeconds();
+    auto& pair = core_.abuse.prekeys_per_pair;
+    auto& target = core_.abuse.prekeys_per_target;
+    claim = pair.RetryAfter(pair_key, now_s) <= 0 && target.RetryAfter(target_key, now_s) <= 0;
+    if (claim) {
+      pair.Add(pair_key, now_s);
+      target.Add(target_key, now_s);
     }
+  }
+  auto answer = [](Session& s, const Rid& rid, const std::vector<store::PrekeyBundle>& bundles) {
+    if (bundles.empty()) return s.Error(rid, code::kNotFound, "no devices with keys");
+    json::array devices;
+    for (const auto& b : bundles) devices.push_back(BundleJson(b));
     json::object result;
     result["devices"] = std::move(devices);
-    self->Ok(rid, std::move(result));
-  });
+    s.Ok(rid, std::move(result));
+  };
+  if (!claim) {
+    auto keys = core_.store.ListDeviceKeys(*user);
+    if (!keys) return StoreError(rid, keys.error(), "list_device_keys");
+    std::vector<store::PrekeyBundle> bundles;
+    for (auto& k : *keys) {
+      if (k.device == except) continue;
+      bundles.push_back(store::PrekeyBundle{std::move(k), std::nullopt});
+    }
+    return answer(*this, rid, bundles);
+  }
+  auto self = shared_from_this();
+  core_.store.ClaimPrekeys(*user, except,
+                           [self, rid, answer](Result<std::vector<store::PrekeyBundle>> r) {
+                             if (!r) return self->StoreError(rid, r.error(), "claim_prekeys");
+                             answer(*self, rid, *r);
+                           });
 }
 
 void Session::KeysCount(const json::object&, const Rid& rid) {

@@ -8,6 +8,7 @@
 #include "core/groups.hpp"
 #include "core/render.hpp"
 #include "core/session.hpp"
+#include "core/session_limits.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 
@@ -391,6 +392,10 @@ void Session::PresenceSubscribe(const json::object& req, const Rid& rid) {
     auto id = v.is_string() ? ParseId(v.get_string()) : std::nullopt;
     if (!id) return Error(rid, code::kBadRequest, "users: must be a list of user ids");
     ids.push_back(*id);
+  }
+  if (RefusedByLimit(*this, core_.abuse.lookups, core_.config.lookup_burst,
+                     static_cast<double>(ids.size()), rid, "too many presence lookups")) {
+    return;
   }
   auto statuses = core_.presence.Subscribe(shared_from_this(), identity_.user, ids);
   if (!statuses) return StoreError(rid, statuses.error(), "presence");

@@ -34,9 +34,11 @@ class PresenceHub {
   void CameOnline(store::UserId user);
   void WentOffline(store::UserId user, std::int64_t last_seen_ms);
 
+  // The user's last seen: the stored one, or a newer one from this process.
+  std::int64_t LastSeen(const store::User& user);
+
  private:
   void Publish(store::UserId user, bool online, std::int64_t last_seen_ms);
-  std::int64_t LastSeen(const store::User& user);
 
   Core& core_;
   std::mutex mu_;

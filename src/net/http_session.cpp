@@ -159,11 +159,13 @@ class HttpSession final : public Connection,
 
  public:
   template <class... Args>
-  HttpSession(ServerState& state, std::string remote, Args&&... args)
+  HttpSession(ServerState& state, std::string remote, std::shared_ptr<ConnectionSlot> slot,
+              Args&&... args)
       : state_(state),
         stream_(std::forward<Args>(args)...),
         executor_(stream_.get_executor()),
-        remote_(std::move(remote)) {
+        remote_(std::move(remote)),
+        slot_(std::move(slot)) {
     state_.http_open.Add(1);
   }
 
@@ -303,7 +305,8 @@ class HttpSession final : public Connection,
       // The WebSocket session keeps its own deadlines.
       Lowest().expires_never();
       upgraded_ = true;
-      StartWebSocket(state_, std::move(stream_), std::move(req), std::move(upgrade));
+      StartWebSocket(state_, std::move(stream_), std::move(req), std::move(upgrade),
+                     std::move(slot_));
       return;
     }
     keep_alive_ = req.keep_alive();
@@ -559,6 +562,7 @@ class HttpSession final : public Connection,
   // A copy: stream_ is moved away by a WebSocket upgrade.
   const typename Stream::executor_type executor_;
   const std::string remote_;
+  std::shared_ptr<ConnectionSlot> slot_;  // moves to the WebSocket on upgrade
   std::uint64_t key_ = 0;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -586,13 +590,19 @@ void StartHttpSession(ServerState& state, asio::ip::tcp::socket socket) {
   const auto peer = socket.remote_endpoint(ec);
   if (ec) return;  // already gone
   std::string remote = PeerAddress(peer.address());
+  auto slot = state.Admit(remote);
+  if (!slot) {
+    // Over a connection cap: closed at once, before any byte is read.
+    socket.close(ec);
+    return;
+  }
   if (state.ssl) {
-    auto s = std::make_shared<HttpSession<TlsStream>>(state, std::move(remote), std::move(socket),
-                                                      *state.ssl);
+    auto s = std::make_shared<HttpSession<TlsStream>>(state, std::move(remote), std::move(slot),
+                                                      std::move(socket), *state.ssl);
     s->Start();
   } else {
-    auto s =
-        std::make_shared<HttpSession<PlainStream>>(state, std::move(remote), std::move(socket));
+    auto s = std::make_shared<HttpSession<PlainStream>>(state, std::move(remote), std::move(slot),
+                                                        std::move(socket));
     s->Start();
   }
 }

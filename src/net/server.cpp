@@ -7,12 +7,14 @@
 // timeout has passed and the stragglers have been dropped.
 #include "net/server.hpp"
 
+#include <sys/resource.h>
 #include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+
 #include <csignal>
 #include <stdexcept>
 #include <string>
@@ -39,7 +41,75 @@ ServerState::ServerState(ServerOptions opts, Service& svc, Registry& metrics)
                                  {{"kind", "http"}})),
       ws_open(
           metrics.GetGauge("parley_connections_open", "Open client connections", {{"kind", "ws"}})),
+      exempt_(AddressSet::Parse(options.trusted_proxies)),
+      refused_address_(metrics.GetCounter("parley_connections_refused_total",
+                                          "Sockets closed at accept by a connection cap",
+                                          {{"reason", "address"}})),
+      refused_unauthenticated_(metrics.GetCounter("parley_connections_refused_total",
+                                                  "Sockets closed at accept by a connection cap",
+                                                  {{"reason", "unauthenticated"}})),
+      refused_global_(metrics.GetCounter("parley_connections_refused_total",
+                                         "Sockets closed at accept by a connection cap",
+                                         {{"reason", "global"}})),
       registry_(metrics) {}
+
+std::shared_ptr<ConnectionSlot> ServerState::Admit(const std::string& address) {
+  const bool per_address =
+      !exempt_.Contains(address) &&
+      (options.max_connections_per_address > 0 || options.max_unauthenticated_per_address > 0);
+  std::string key = per_address ? AddressKey(address) : std::string();
+  {
+    std::lock_guard lock(caps_mu_);
+    if (connection_cap_ > 0 && open_total_ >= connection_cap_) {
+      refused_global_.Inc();
+      return nullptr;
+    }
+    if (per_address) {
+      AddressCount& c = by_address_[key];
+      const auto& o = options;
+      if (o.max_connections_per_address > 0 && c.open >= o.max_connections_per_address) {
+        refused_address_.Inc();
+        if (c.open == 0) by_address_.erase(key);
+        return nullptr;
+      }
+      if (o.max_unauthenticated_per_address > 0 &&
+          c.unauthenticated >= o.max_unauthenticated_per_address) {
+        refused_unauthenticated_.Inc();
+        if (c.open == 0) by_address_.erase(key);
+        return nullptr;
+      }
+      ++c.open;
+      ++c.unauthenticated;
+    }
+    ++open_total_;
+  }
+  return std::make_shared<ConnectionSlot>(*this, std::move(key), per_address);
+}
+
+void ServerState::Release(const std::string& key, bool per_address, bool authenticated) {
+  std::lock_guard lock(caps_mu_);
+  --open_total_;
+  if (!per_address) return;
+  auto it = by_address_.find(key);
+  if (it == by_address_.end()) return;
+  --it->second.open;
+  if (!authenticated) --it->second.unauthenticated;
+  if (it->second.open == 0) by_address_.erase(it);
+}
+
+void ServerState::ReleaseUnauthenticated(const std::string& key, bool per_address) {
+  if (!per_address) return;
+  std::lock_guard lock(caps_mu_);
+  auto it = by_address_.find(key);
+  if (it != by_address_.end() && it->second.unauthenticated > 0) --it->second.unauthenticated;
+}
+
+ConnectionSlot::~ConnectionSlot() { state_.Release(key_, per_address_, authenticated_.load()); }
+
+void ConnectionSlot::Authenticated() {
+  if (authenticated_.exchange(true)) return;
+  state_.ReleaseUnauthenticated(key_, per_address_);
+}
 
 std::uint64_t ServerState::Register(std::weak_ptr<Connection> connection) {
   std::lock_guard lock(mu_);
@@ -276,6 +346,25 @@ std::string Server::Listen() {
       throw std::runtime_error("cannot load TLS certificate " + o.tls_cert_file + " or key " +
                                o.tls_key_file + ": " + e.what());
     }
+  }
+
+  // The global connection cap: what is configured, and never more than the
+  // open-files limit minus the reserve for the store, media and logs.
+  {
+    std::size_t cap = o.max_connections;
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+      const auto limit = static_cast<std::size_t>(rl.rlim_cur);
+      const std::size_t by_fds = limit > o.fd_reserve ? limit - o.fd_reserve : limit / 2;
+      if (limit <= o.fd_reserve) {
+        PLOG_WARN("open-files limit is below fd_reserve; half of it goes to connections",
+                  "limit={} fd_reserve={}", limit, o.fd_reserve);
+      }
+      cap = cap == 0 ? by_fds : std::min(cap, by_fds);
+    }
+    s.SetConnectionCap(cap);
+    PLOG_INFO("connection caps", "max_connections={} per_address={} unauthenticated_per_address={}",
+              cap, o.max_connections_per_address, o.max_unauthenticated_per_address);
   }
 
   const tcp::endpoint endpoint(ParseHost(o.host), o.port);

@@ -28,6 +28,18 @@ struct ServerOptions {
   std::size_t max_body_bytes = 1024 * 1024;        // larger HTTP bodies: 413
   std::size_t max_queue_bytes = 8 * 1024 * 1024;   // per-socket unsent frames; over it: close 1013
   std::chrono::milliseconds shutdown_timeout{10000};
+  // Connection caps (0: none). A socket over a cap is closed as soon as it is
+  // accepted. Per address: IPv4, or an IPv6 /64; "unauthenticated" is every
+  // socket but a WebSocket whose hello succeeded (MarkAuthenticated). The
+  // global cap is max_connections, and never more than the open-files limit
+  // minus fd_reserve, so that a flood cannot take the descriptors the store
+  // and media need. `trusted_proxies` (IPs and CIDRs) are exempt from the
+  // per-address caps.
+  std::size_t max_connections_per_address = 0;
+  std::size_t max_unauthenticated_per_address = 0;
+  std::size_t max_connections = 0;
+  std::size_t fd_reserve = 0;
+  std::string trusted_proxies;
 };
 
 class Server {

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/address.hpp"
 #include "common/metrics.hpp"
 #include "net/server.hpp"
 #include "net/service.hpp"
@@ -40,6 +41,28 @@ class Connection {
   virtual void ReleaseSelf() {}
 };
 
+class ServerState;
+
+// One admitted socket's place under the connection caps; it travels with the
+// socket from the HTTP session to the WebSocket session and gives the place
+// back when destroyed. Thread-safe.
+class ConnectionSlot {
+ public:
+  ConnectionSlot(ServerState& state, std::string key, bool per_address)
+      : state_(state), key_(std::move(key)), per_address_(per_address) {}
+  ~ConnectionSlot();
+  ConnectionSlot(const ConnectionSlot&) = delete;
+  ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+  // The socket is a signed-in WebSocket now: it leaves the unauthenticated count.
+  void Authenticated();
+
+ private:
+  ServerState& state_;
+  const std::string key_;
+  const bool per_address_;
+  std::atomic<bool> authenticated_{false};
+};
+
 class ServerState {
  public:
   ServerState(ServerOptions options, Service& service, Registry& metrics);
@@ -58,6 +81,13 @@ class ServerState {
   // io_context is pointless then, and unsafe while it is being torn down.
   bool destroying() const { return destroying_.load(); }
 
+  // A new socket from `address` under the caps of ServerOptions, or null when
+  // a cap refuses it (counted in parley_connections_refused_total).
+  std::shared_ptr<ConnectionSlot> Admit(const std::string& address);
+  // The global cap in effect (0: none); set by Server::Listen.
+  void SetConnectionCap(std::size_t cap) { connection_cap_ = cap; }
+  std::size_t connection_cap() const { return connection_cap_; }
+
   // parley_http_responses_total{status}; the registry is asked once per status.
   Counter& Responses(unsigned status);
 
@@ -72,6 +102,23 @@ class ServerState {
   std::atomic<bool> destroying_{false};
 
  private:
+  friend class ConnectionSlot;
+  void Release(const std::string& key, bool per_address, bool authenticated);
+  void ReleaseUnauthenticated(const std::string& key, bool per_address);
+
+  struct AddressCount {
+    std::size_t open = 0;
+    std::size_t unauthenticated = 0;
+  };
+  std::mutex caps_mu_;
+  std::size_t open_total_ = 0;
+  std::unordered_map<std::string, AddressCount> by_address_;
+  std::size_t connection_cap_ = 0;
+  AddressSet exempt_;
+  Counter& refused_address_;
+  Counter& refused_unauthenticated_;
+  Counter& refused_global_;
+
   Registry& registry_;
   std::array<std::atomic<Counter*>, 600> responses_{};
   std::mutex mu_;

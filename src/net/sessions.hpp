@@ -26,9 +26,10 @@ void StartHttpSession(ServerState& state, boost::asio::ip::tcp::socket socket);
 // Completes the WebSocket handshake for `upgrade` (already read from
 // `stream`), then runs the socket until it closes. `request` is the same
 // upgrade as core sees it.
+// `slot` is the socket's place under the connection caps (may be null).
 void StartWebSocket(ServerState& state, PlainStream&& stream, UpgradeRequest&& upgrade,
-                    HttpRequest request);
+                    HttpRequest request, std::shared_ptr<ConnectionSlot> slot);
 void StartWebSocket(ServerState& state, TlsStream&& stream, UpgradeRequest&& upgrade,
-                    HttpRequest request);
+                    HttpRequest request, std::shared_ptr<ConnectionSlot> slot);
 
 }  // namespace parley::net::detail

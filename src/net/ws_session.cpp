@@ -146,8 +146,10 @@ class WsSession final : public Connection,
   };
 
  public:
-  WsSession(ServerState& state, Stream&& stream, HttpRequest upgrade)
-      : state_(state),
+  WsSession(ServerState& state, Stream&& stream, HttpRequest upgrade,
+            std::shared_ptr<ConnectionSlot> slot)
+      : slot_(std::move(slot)),
+        state_(state),
         ws_(std::move(stream)),
         executor_(ws_.get_executor()),
         upgrade_(std::move(upgrade)),
@@ -244,6 +246,7 @@ class WsSession final : public Connection,
 
   void Authenticated() override {
     authenticated_.store(true);
+    if (slot_) slot_->Authenticated();
     if (state_.destroying()) return;
     asio::post(executor_, [self = this->shared_from_this()] { self->auth_timer_.cancel(); });
   }
@@ -486,6 +489,7 @@ class WsSession final : public Connection,
     ArmHeartbeat();
   }
 
+  const std::shared_ptr<ConnectionSlot> slot_;  // the place under the connection caps
   ServerState& state_;
   websocket::stream<Stream> ws_;
   const typename Stream::executor_type executor_;
@@ -519,21 +523,23 @@ class WsSession final : public Connection,
 };
 
 template <class Stream>
-void Launch(ServerState& state, Stream&& stream, UpgradeRequest&& upgrade, HttpRequest request) {
-  auto s = std::make_shared<WsSession<Stream>>(state, std::move(stream), std::move(request));
+void Launch(ServerState& state, Stream&& stream, UpgradeRequest&& upgrade, HttpRequest request,
+            std::shared_ptr<ConnectionSlot> slot) {
+  auto s = std::make_shared<WsSession<Stream>>(state, std::move(stream), std::move(request),
+                                               std::move(slot));
   s->Start(std::move(upgrade));
 }
 
 }  // namespace
 
 void StartWebSocket(ServerState& state, PlainStream&& stream, UpgradeRequest&& upgrade,
-                    HttpRequest request) {
-  Launch(state, std::move(stream), std::move(upgrade), std::move(request));
+                    HttpRequest request, std::shared_ptr<ConnectionSlot> slot) {
+  Launch(state, std::move(stream), std::move(upgrade), std::move(request), std::move(slot));
 }
 
 void StartWebSocket(ServerState& state, TlsStream&& stream, UpgradeRequest&& upgrade,
-                    HttpRequest request) {
-  Launch(state, std::move(stream), std::move(upgrade), std::move(request));
+                    HttpRequest request, std::shared_ptr<ConnectionSlot> slot) {
+  Launch(state, std::move(stream), std::move(upgrade), std::move(request), std::move(slot));
 }
 
 }  // namespace parley::net::detail

@@ -267,6 +267,12 @@ class Store {
   // it sent a message to or received one from) and the members of its
   // current groups, ascending, `user` itself not included.
   virtual Result<std::vector<UserId>> ListContacts(UserId user) = 0;
+  // Whether `from` ever sent `to` a 1:1 message: AppendMessage records the
+  // direction along with the peers of ListContacts, in the same write. A
+  // message received does not count, nor a note to self, nor a group
+  // message: last_seen_visibility "contacts" means the people a user chose
+  // to write to, not anyone who wrote to it.
+  virtual Result<bool> HasWrittenTo(UserId from, UserId to) = 0;
 
   // Applies an upload for a device that exists (kNotFound otherwise):
   // identity key and registration id replace the stored ones, the signed

@@ -150,12 +150,13 @@ TEST_F(KeysTest, UploadCountAndBundleRoundTrip) {
   ASSERT_EQ(devices.size(), 1u);
   const auto& d = devices[0].as_object();
   EXPECT_EQ(d.at("device_id"), b.device_id);
-  EXPECT_EQ(d.at("registration_id"), json::value(42));
+  // Ids are strings on the wire (the contract's opening paragraph).
+  EXPECT_EQ(d.at("registration_id"), json::value("42"));
   EXPECT_EQ(d.at("identity_key"), Key("bob"));
-  EXPECT_EQ(d.at("signed_prekey").at("id"), json::value(1));
+  EXPECT_EQ(d.at("signed_prekey").at("id"), json::value("1"));
   EXPECT_EQ(d.at("signed_prekey").at("key"), Key("spkbob"));
   EXPECT_EQ(d.at("signed_prekey").at("signature"), Sig("bob"));
-  EXPECT_EQ(d.at("one_time_prekey").at("id"), json::value(100));
+  EXPECT_EQ(d.at("one_time_prekey").at("id"), json::value("100"));
   EXPECT_EQ(d.at("one_time_prekey").at("key"), Key("otk100"));
   count = wb->Request({{"op", "keys.count"}});
   EXPECT_EQ(count->at("one_time_prekeys_left"), json::value(4));
@@ -215,7 +216,7 @@ TEST_F(KeysTest, EachOneTimePrekeyIsHandedOutOnceUnderConcurrentFetches) {
         ++without;
         continue;
       }
-      const auto id = d.at("one_time_prekey").at("id").to_number<std::int64_t>();
+      const auto id = std::stoll(std::string(d.at("one_time_prekey").at("id").as_string()));
       EXPECT_TRUE(ids.insert(id).second) << "prekey " << id << " handed out twice";
     }
   }

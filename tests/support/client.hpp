@@ -97,6 +97,7 @@ class Parleyd {
     std::map<std::string, std::string> env;  // extra environment
     std::string data_dir;                    // empty: a fresh temporary directory
     bool tls = false;                        // generate a self-signed cert and use it
+    std::uint64_t open_files_limit = 0;      // >0: the child's RLIMIT_NOFILE (soft and hard)
   };
   Parleyd();
   explicit Parleyd(Options options);

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -79,7 +80,7 @@ void CloseFrom(int from, int keep, int max_fd) {
 // for stdin, inherit for stdout and stderr). The child gets SIGKILL when this
 // thread dies. Returns the pid, or -1 with *error set (also when exec fails).
 pid_t Spawn(std::vector<std::string> args, std::vector<std::string> env, int out_fd, int err_fd,
-            std::string* error) {
+            std::string* error, std::uint64_t open_files_limit = 0) {
   std::vector<char*> argv = CStrings(args);
   std::vector<char*> envp = CStrings(env);
   const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -106,6 +107,10 @@ pid_t Spawn(std::vector<std::string> args, std::vector<std::string> env, int out
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) ::signal(sig, SIG_DFL);
+    if (open_files_limit > 0) {
+      const rlimit rl{static_cast<rlim_t>(open_files_limit), static_cast<rlim_t>(open_files_limit)};
+      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(126);
+    }
     ::execve(argv[0], argv.data(), envp.data());
     const int err = errno;
     [[maybe_unused]] auto n = ::write(status_pipe[1], &err, sizeof err);
@@ -307,7 +312,8 @@ bool Parleyd::Start() {
   const int out_fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   const int err_fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out_fd >= 0 && err_fd >= 0) {
-    pid_ = Spawn(args, Environment(options_.env), out_fd, err_fd, &error);
+    pid_ =
+        Spawn(args, Environment(options_.env), out_fd, err_fd, &error, options_.open_files_limit);
   } else {
     error = "cannot open " + out_file + " or " + log_file_ + ": " + std::strerror(errno);
   }

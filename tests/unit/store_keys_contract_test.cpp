@@ -245,6 +245,46 @@ TEST_P(StoreKeysContractTest, KeysChangedReachesPeersGroupMatesAndTheUser) {
   EXPECT_EQ(*contacts, (std::vector<UserId>{kBob}));
 }
 
+// HasWrittenTo: who chose whom. Receiving a message is not choosing.
+TEST_P(StoreKeysContractTest, HasWrittenToRecordsTheDirectionOfOneToOneMessages) {
+  SignUpCast(store());
+  auto wrote = [&](UserId from, UserId to) {
+    auto r = store().HasWrittenTo(from, to);
+    EXPECT_TRUE(r.has_value()) << r.error().message;
+    return r && *r;
+  };
+  EXPECT_FALSE(wrote(kAlice, kBob));
+  SendText(store(), kAlice, kBob, "c1");
+  EXPECT_TRUE(wrote(kAlice, kBob));
+  EXPECT_FALSE(wrote(kBob, kAlice)) << "Bob only received";
+  // A second message changes nothing; a reply records the other direction.
+  SendText(store(), kAlice, kBob, "c2");
+  EXPECT_FALSE(wrote(kBob, kAlice));
+  SendText(store(), kBob, kAlice, "c3");
+  EXPECT_TRUE(wrote(kBob, kAlice));
+  // A note to self and a group message record nothing.
+  SendText(store(), kCarol, kCarol, "c4");
+  EXPECT_FALSE(wrote(kCarol, kCarol));
+  CreateGroup(store(), kCarol, {kAlice});
+  auto g = Send(store(), Text(kCarol, Conversation{Conversation::Kind::kGroup, kGroupId}, "c5"),
+                {kCarol, kAlice});
+  ASSERT_TRUE(g.has_value()) << g.error().message;
+  EXPECT_FALSE(wrote(kCarol, kAlice));
+  // Both directions are peers for ListContacts either way, and all of it is durable.
+  auto contacts = store().ListContacts(kBob);
+  ASSERT_TRUE(contacts.has_value());
+  EXPECT_EQ(*contacts, (std::vector<UserId>{kAlice}));
+  SendText(store(), kCarol, kBob, "c6");
+  Reopen();
+  EXPECT_TRUE(wrote(kAlice, kBob));
+  EXPECT_TRUE(wrote(kBob, kAlice));
+  EXPECT_TRUE(wrote(kCarol, kBob));
+  EXPECT_FALSE(wrote(kBob, kCarol));
+  contacts = store().ListContacts(kBob);
+  ASSERT_TRUE(contacts.has_value());
+  EXPECT_EQ(*contacts, (std::vector<UserId>{kAlice, kCarol}));
+}
+
 TEST_P(StoreKeysContractTest, RemovingACurrentDeviceDeletesItsKeysAndAnnouncesIt) {
   SignUpCast(store());
   SendText(store(), kAlice, kBob, "hi");

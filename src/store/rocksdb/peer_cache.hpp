@@ -1,5 +1,6 @@
-// Which 1:1 conversations already have their peers rows, so that a send
-// does not look them up every time (writer thread only).
+// Which senders already have their peers rows (with the direction: sender
+// wrote to recipient) for a recipient, so that a send does not look them up
+// every time (writer thread only). Pairs are ordered: (a, b) says a wrote to b.
 //
 // A pair goes in as pending when a job writes its rows, is kept or dropped
 // with the job (BatchObserver::JobDone) and becomes known once its batch
@@ -22,7 +23,7 @@ class PeerCache final : public BatchObserver {
  public:
   static constexpr std::size_t kMaxKnown = 1 << 20;
 
-  // The pair (in either order) has rows, committed or written by this batch.
+  // `a` wrote to `b` and the rows say so, committed or written by this batch.
   bool Known(UserId a, UserId b) const {
     const Pair p = Key(a, b);
     return known_.contains(p) || batch_.contains(p) || job_.contains(p);
@@ -49,7 +50,7 @@ class PeerCache final : public BatchObserver {
       return std::hash<std::uint64_t>()(p.first * 0x9e3779b97f4a7c15ull ^ p.second);
     }
   };
-  static Pair Key(UserId a, UserId b) { return a < b ? Pair{a, b} : Pair{b, a}; }
+  static Pair Key(UserId a, UserId b) { return Pair{a, b}; }
 
   std::unordered_set<Pair, PairHash> known_;
   std::unordered_set<Pair, PairHash> batch_;

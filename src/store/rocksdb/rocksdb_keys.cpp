@@ -71,6 +71,13 @@ Result<std::vector<DeviceKeys>> RocksStore::ListDeviceKeys(UserId user) {
   return out;
 }
 
+Result<bool> RocksStore::HasWrittenTo(UserId from, UserId to) {
+  ReadTimer timer(observer_, "has_written_to");
+  auto value = ReadValue(rocksdb::ReadOptions(), Cf::kPeers, Pair64Key(from, to));
+  if (!value) return std::unexpected(value.error());
+  return *value && **value == kPeerWrote;
+}
+
 Result<std::vector<UserId>> RocksStore::ListContacts(UserId user) {
   ReadTimer timer(observer_, "list_contacts");
   // One snapshot for both indexes.
@@ -330,15 +337,18 @@ Result<std::vector<PrekeyBundle>> RocksStore::ApplyClaimPrekeys(WriteTxn& txn, U
   return out;
 }
 
-Status RocksStore::NotePeers(WriteTxn& txn, UserId a, UserId b) {
-  if (a == b || peers_.Known(a, b)) return Ok();
-  auto present = txn.Get(cf(Cf::kPeers), Pair64Key(a, b));
+Status RocksStore::NotePeers(WriteTxn& txn, UserId sender, UserId recipient) {
+  if (sender == recipient || peers_.Known(sender, recipient)) return Ok();
+  auto present = txn.Get(cf(Cf::kPeers), Pair64Key(sender, recipient));
   if (!present) return Failed(present);
-  if (!*present) {
-    if (auto s = txn.Put(cf(Cf::kPeers), Pair64Key(a, b), ""); !s) return s;
-    if (auto s = txn.Put(cf(Cf::kPeers), Pair64Key(b, a), ""); !s) return s;
+  if (!*present || **present != kPeerWrote) {
+    if (auto s = txn.Put(cf(Cf::kPeers), Pair64Key(sender, recipient), kPeerWrote); !s) return s;
   }
-  peers_.Add(a, b);
+  // The rows come in pairs: without the sender's row there is no reverse one.
+  if (!*present) {
+    if (auto s = txn.Put(cf(Cf::kPeers), Pair64Key(recipient, sender), ""); !s) return s;
+  }
+  peers_.Add(sender, recipient);
   return Ok();
 }
 

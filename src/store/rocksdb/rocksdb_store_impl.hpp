@@ -120,6 +120,7 @@ class RocksStore final : public Store {
   Result<std::optional<DeviceKeys>> GetDeviceKeys(UserId user, DeviceId device) override;
   Result<std::vector<DeviceKeys>> ListDeviceKeys(UserId user) override;
   Result<std::vector<UserId>> ListContacts(UserId user) override;
+  Result<bool> HasWrittenTo(UserId from, UserId to) override;
   void UploadKeys(KeysUpload upload, Callback<KeysUploadResult> done) override;
   void ClaimPrekeys(UserId user, DeviceId except,
                     Callback<std::vector<PrekeyBundle>> done) override;
@@ -252,8 +253,9 @@ class RocksStore final : public Store {
   Status DeletePrekeys(WriteTxn& txn, UserId user, DeviceId device);
   Result<KeysUploadResult> ApplyUploadKeys(WriteTxn& txn, const KeysUpload& upload);
   Result<std::vector<PrekeyBundle>> ApplyClaimPrekeys(WriteTxn& txn, UserId user, DeviceId except);
-  // Records that `a` and `b` have a 1:1 conversation (peers, both ways).
-  Status NotePeers(WriteTxn& txn, UserId a, UserId b);
+  // Records that `sender` wrote a 1:1 message to `recipient`: the peers rows
+  // both ways, and the direction (HasWrittenTo) in the sender's row.
+  Status NotePeers(WriteTxn& txn, UserId sender, UserId recipient);
 
   // ---- Retention (rocksdb_purge.cpp) --------------------------------------
   // One scan position per family that retention walks. A pass walks each of

@@ -52,7 +52,9 @@ enum class Cf : std::size_t {
   // End-to-end encryption keys, and who hears of their changes.
   kDeviceKeys,  // Pair64Key(user, device) -> DeviceKeys (only current devices have a row)
   kPrekeys,     // PrekeyKey(user, device, prekey id) -> the one-time prekey (base64)
-  kPeers,       // Pair64Key(user, peer) -> "" for each 1:1 conversation, both directions
+  kPeers,       // Pair64Key(user, peer) -> "" for each 1:1 conversation, both directions;
+                // kPeerWrote instead when `user` wrote to `peer` (rows written before
+                // the direction was recorded are "": not known to have written)
   kUserGroups,  // Pair64Key(user, group id) -> "" while the user is a member
   // Media.
   kMedia,        // IdKey(media id) -> Media
@@ -62,6 +64,9 @@ enum class Cf : std::size_t {
   kMediaIndex,
   kCount,
 };
+
+// The value of a peers row whose owner wrote to the peer (HasWrittenTo).
+inline constexpr std::string_view kPeerWrote = "w";
 
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(Cf::kCount)> kCfNames = {
     // Accounts.
