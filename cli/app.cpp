@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -253,6 +254,32 @@ std::string Ticks(sdk::MessageStatus status) {
       return "";
   }
   return "";
+}
+
+sdk::Result<sdk::Conv> ResolveConv(sdk::Client& client, const Globals& g, const sdk::Conv& conv,
+                                   std::map<std::string, std::string>* names) {
+  if (conv.is_group() || !conv.id.starts_with("+")) return conv;
+  auto found = Await(client.DiscoverContacts({conv.id}), g);
+  if (!found) return std::unexpected(found.error());
+  for (const auto& m : *found) {
+    if (m.user_id.empty()) continue;
+    if (names != nullptr) (*names)[m.user_id] = m.name.empty() ? conv.id : m.name;
+    return sdk::Conv::User(m.user_id);
+  }
+  return sdk::Fail("not_found", "no Parley account has the phone number " + conv.id);
+}
+
+void LoadProfileNames(sdk::Client& client, const Globals& g, std::vector<std::string> users,
+                      std::map<std::string, std::string>& names) {
+  std::erase_if(users, [&](const std::string& u) { return names.contains(u); });
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  if (users.empty()) return;
+  if (auto profiles = Await(client.GetProfiles(users), g); profiles) {
+    for (const auto& p : *profiles) {
+      if (!p.name.empty()) names[p.user] = p.name;
+    }
+  }
 }
 
 std::string MessageLine(const sdk::Message& m, const std::string& self_user,

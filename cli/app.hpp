@@ -80,6 +80,17 @@ std::string Ticks(sdk::MessageStatus status);
 std::string MessageLine(const sdk::Message& m, const std::string& self_user,
                         const std::map<std::string, std::string>* names = nullptr);
 
+// A conversation named by a phone number (--to +15551234567): the account
+// with that number, found through contacts.discover (only the number's
+// hash is sent; the client must be started). Others as they are. `names`,
+// when given, gets the peer's display name: its profile name, else the
+// number.
+sdk::Result<sdk::Conv> ResolveConv(sdk::Client& client, const Globals& g, const sdk::Conv& conv,
+                                   std::map<std::string, std::string>* names = nullptr);
+// The profile names of `users` not in `names` yet (empty names are skipped).
+void LoadProfileNames(sdk::Client& client, const Globals& g, std::vector<std::string> users,
+                      std::map<std::string, std::string>& names);
+
 // Commands (commands.cpp, chat.cpp). Each returns the process's exit code.
 struct LoginArgs {
   std::string phone;
@@ -97,11 +108,13 @@ int SendMessage(const Globals& g, const sdk::Conv& to, const std::string& text);
 int ShowHistory(const Globals& g, const sdk::Conv& conv, int limit, const std::string& before,
                 bool local);
 int Listen(const Globals& g, int count, int seconds);
+// Marks the conversation read up to its newest message from someone else.
+int ReadCmd(const Globals& g, const sdk::Conv& conv);
 int Group(const Globals& g, const std::string& action, const std::vector<std::string>& args);
 int Devices(const Globals& g, const std::string& action, const std::string& device_id);
 int ProfileCmd(const Globals& g, const std::string& action, const std::vector<std::string>& users,
                const sdk::ProfileUpdate& update);
-int Chat(const Globals& g, const sdk::Conv& conv);
+int Chat(const Globals& g, sdk::Conv conv);
 
 // Set by SIGINT/SIGTERM: long-running commands end cleanly.
 bool Interrupted();

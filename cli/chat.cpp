@@ -62,14 +62,16 @@ int TerminalColumns() {
 
 class ChatUi {
  public:
-  ChatUi(const Globals& g, sdk::Client& client, sdk::Conv conv, bool raw)
+  ChatUi(const Globals& g, sdk::Client& client, sdk::Conv conv, bool raw,
+         std::map<std::string, std::string> names)
       : g_(g),
         out_(g.json),
         client_(client),
         conv_(std::move(conv)),
         raw_(raw),
         self_(client.account()->user_id),
-        rng_(std::random_device{}()) {}
+        rng_(std::random_device{}()),
+        names_(std::move(names)) {}
 
   int Run();
 
@@ -110,6 +112,7 @@ class ChatUi {
   Clock::time_point last_key_{};
   std::optional<bool> peer_online_;
   std::map<std::string, std::string> names_;  // user id -> display name
+  std::vector<sdk::Future<void>> reads_;      // read receipts sent, awaited before leaving
   std::string group_name_;
 
   std::string Name(const std::string& user) const {
@@ -131,7 +134,9 @@ void ChatUi::LoadNames() {
   }
   if (users.empty()) return;
   if (auto profiles = Await(client_.GetProfiles(users), g_); profiles) {
-    for (const auto& p : *profiles) names_[p.user] = p.name;
+    for (const auto& p : *profiles) {
+      if (!p.name.empty()) names_[p.user] = p.name;  // else the phone number, when known
+    }
   }
 }
 
@@ -209,7 +214,7 @@ void ChatUi::OnEvent(const sdk::Event& e) {
     typing_.erase(m->message.from.user);
     PrintMessage(m->message);
     // The chat is open: what arrives in it is read.
-    if (!m->message.outgoing) (void)client_.MarkRead(conv_, m->message.msg_id);
+    if (!m->message.outgoing) reads_.push_back(client_.MarkRead(conv_, m->message.msg_id));
     return;
   }
   if (const auto* s = std::get_if<sdk::MessageStatusEvent>(&e)) {
@@ -402,8 +407,12 @@ int ChatUi::Run() {
     Print("Chat with " + title + (raw_ ? "  (Ctrl-D or /quit to leave)" : ""));
   }
   for (auto it = recent.rbegin(); it != recent.rend(); ++it) PrintMessage(*it);
-  if (!recent.empty() && !recent.front().outgoing) {
-    (void)client_.MarkRead(conv_, recent.front().msg_id);
+  // Everything shown is read: up to the newest message from someone else
+  // (also when this user's own reply came after it).
+  for (const auto& m : recent) {
+    if (m.outgoing || m.from.user == self_) continue;
+    reads_.push_back(client_.MarkRead(conv_, m.msg_id));
+    break;
   }
   RedrawPrompt();
 
@@ -433,6 +442,9 @@ int ChatUi::Run() {
     }
   }
   Typing(false);
+  // The read receipts for what was shown go out before the process ends.
+  const auto reads_deadline = Clock::now() + std::chrono::seconds(g_.timeout_s);
+  for (auto& r : reads_) (void)r.wait_until(reads_deadline);
   if (raw_) std::cout << "\r\033[K" << std::flush;
   if (!AllSent()) {
     out_.Line("(some messages are not confirmed yet; they stay queued and go out next time)");
@@ -442,12 +454,19 @@ int ChatUi::Run() {
 
 }  // namespace
 
-int Chat(const Globals& g, const sdk::Conv& conv) {
+int Chat(const Globals& g, sdk::Conv conv) {
   Out out(g.json);
   auto opened = OpenClient(g, out, true);
   if (!opened.client) return opened.exit_code;
+  std::map<std::string, std::string> names;  // the peer's number, when named by it
+  if (!conv.is_group() && conv.id.starts_with("+")) {
+    opened.client->Start();
+    auto resolved = ResolveConv(*opened.client, g, conv, &names);
+    if (!resolved) return out.Fail(resolved.error());
+    conv = *resolved;
+  }
   RawTerminal terminal(!g.json);
-  ChatUi ui(g, *opened.client, conv, terminal.active());
+  ChatUi ui(g, *opened.client, conv, terminal.active(), std::move(names));
   return ui.Run();
 }
 

@@ -134,10 +134,12 @@ int SendFileCmd(const Globals& g, const sdk::Conv& to, const std::string& path) 
   if (!opened.client) return opened.exit_code;
   auto& client = *opened.client;
   client.Start();
+  auto conv = ResolveConv(client, g, to);
+  if (!conv) return out.Fail(conv.error());
   const std::string name = std::filesystem::path(path).filename().string();
   const std::string data = std::move(bytes).str();
   const auto size = data.size();
-  auto sent = Await(client.SendFile(to, data, name), g);
+  auto sent = Await(client.SendFile(*conv, data, name), g);
   if (!sent) return out.Fail(sent.error());
   out.Emit({{"msg_id", sent->msg_id},
             {"client_msg_id", sent->client_msg_id},
@@ -216,9 +218,11 @@ int SendMessage(const Globals& g, const sdk::Conv& to, const std::string& text) 
   if (!opened.client) return opened.exit_code;
   auto& client = *opened.client;
   client.Start();
+  auto conv = ResolveConv(client, g, to);
+  if (!conv) return out.Fail(conv.error());
   // Send() waits for the connection itself; a timeout leaves the message
   // queued in the profile for the next run.
-  auto sent = Await(client.SendText(to, text), g);
+  auto sent = Await(client.SendText(*conv, text), g);
   if (!sent) return out.Fail(sent.error());
   out.Emit({{"msg_id", sent->msg_id},
             {"client_msg_id", sent->client_msg_id},
@@ -229,12 +233,17 @@ int SendMessage(const Globals& g, const sdk::Conv& to, const std::string& text) 
   return kExitOk;
 }
 
-int ShowHistory(const Globals& g, const sdk::Conv& conv, int limit, const std::string& before,
+int ShowHistory(const Globals& g, const sdk::Conv& target, int limit, const std::string& before,
                 bool local) {
   Out out(g.json);
   auto opened = OpenClient(g, out, true);
   if (!opened.client) return opened.exit_code;
   auto& client = *opened.client;
+  std::map<std::string, std::string> names;  // user id -> name or phone number
+  if (!local || target.id.starts_with("+")) client.Start();
+  auto resolved = ResolveConv(client, g, target, &names);
+  if (!resolved) return out.Fail(resolved.error());
+  const sdk::Conv conv = *resolved;
   std::vector<sdk::Message> messages;
   bool more = false;
   if (local) {
@@ -249,12 +258,46 @@ int ShowHistory(const Globals& g, const sdk::Conv& conv, int limit, const std::s
     more = r->more;
   }
   const std::string self = client.account()->user_id;
+  if (!local) {
+    std::vector<std::string> users;
+    for (const auto& m : messages) {
+      if (m.from.user != self) users.push_back(m.from.user);
+    }
+    LoadProfileNames(client, g, std::move(users), names);
+  }
   if (messages.empty()) out.Line("(no messages)");
   if (more) out.Line("(older messages: --before " + messages.back().msg_id + ")");
   // Oldest first, as a chat reads.
   for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
-    out.Emit(MessageJson(*it), MessageLine(*it, self));
+    auto line = MessageJson(*it);
+    if (auto name = names.find(it->from.user); name != names.end())
+      line["from_name"] = name->second;
+    out.Emit(line, MessageLine(*it, self, &names));
   }
+  return kExitOk;
+}
+
+int ReadCmd(const Globals& g, const sdk::Conv& target) {
+  Out out(g.json);
+  auto opened = OpenClient(g, out, true);
+  if (!opened.client) return opened.exit_code;
+  auto& client = *opened.client;
+  client.Start();
+  auto conv = ResolveConv(client, g, target);
+  if (!conv) return out.Fail(conv.error());
+  auto page = Await(client.History(*conv, {}, 50), g);
+  if (!page) return out.Fail(page.error());
+  const std::string self = client.account()->user_id;
+  // Newest first: the newest message someone else sent.
+  for (const auto& m : page->messages) {
+    if (m.outgoing || m.from.user == self) continue;
+    auto read = Await(client.MarkRead(*conv, m.msg_id), g);
+    if (!read) return out.Fail(read.error());
+    out.Emit({{"conv", ConvJson(*conv)}, {"up_to_msg_id", m.msg_id}},
+             "\u2713 read up to " + m.msg_id);
+    return kExitOk;
+  }
+  out.Emit({{"conv", ConvJson(*conv)}, {"up_to_msg_id", nullptr}}, "(nothing to mark read)");
   return kExitOk;
 }
 

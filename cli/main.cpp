@@ -14,7 +14,8 @@ struct Target {
   std::string user;
   std::string group;
   void Add(CLI::App* cmd, const char* user_flag = "--to") {
-    auto* u = cmd->add_option(user_flag, user, "the peer's user id");
+    auto* u =
+        cmd->add_option(user_flag, user, "the peer's user id, or phone number (+15551234567)");
     auto* g = cmd->add_option("--group", group, "a group id");
     u->excludes(g);
     g->excludes(u);
@@ -75,6 +76,10 @@ int main(int argc, char** argv) {
   history_cmd->add_option("--limit", limit, "how many (at most 100)")->check(CLI::Range(1, 100));
   history_cmd->add_option("--before", before, "only messages older than this msg_id");
   history_cmd->add_flag("--local", local, "from this profile's store only (no network)");
+
+  Target read_in;
+  auto* read_cmd = app.add_subcommand("read", "mark a conversation read (sends read receipts)");
+  read_in.Add(read_cmd);
 
   int listen_count = 0;
   int listen_seconds = 0;
@@ -164,6 +169,10 @@ int main(int argc, char** argv) {
   if (history_cmd->parsed()) {
     auto conv = need_target(history_with);
     return conv ? ShowHistory(g, *conv, limit, before, local) : kExitError;
+  }
+  if (read_cmd->parsed()) {
+    auto conv = need_target(read_in);
+    return conv ? ReadCmd(g, *conv) : kExitError;
   }
   if (send_file_cmd->parsed()) {
     auto conv = need_target(file_to);

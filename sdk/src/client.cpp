@@ -231,8 +231,15 @@ Future<GroupInfo> Client::GetGroup(const std::string& group_id) {
 }
 
 Future<void> Client::AddMembers(const std::string& group_id, std::vector<std::string> users) {
-  return CallVoid(*impl_,
-                  {{"op", "group.add"}, {"group_id", group_id}, {"users", JsonList(users)}});
+  // The member list is read again before the next group message, so that
+  // the new members get the sender key first (their group event may come
+  // after that message is sent).
+  return CallAs<void>(*impl_,
+                      {{"op", "group.add"}, {"group_id", group_id}, {"users", JsonList(users)}},
+                      false, [impl = impl_.get(), group_id](const json::object&) -> Status {
+                        impl->MembersJoined(group_id);
+                        return {};
+                      });
 }
 
 Future<void> Client::RemoveMembers(const std::string& group_id, std::vector<std::string> users) {

@@ -98,6 +98,8 @@ class Client::Impl {
   // Someone left the group (or was removed): a new sender key, and the
   // member list read again, before the next group message.
   void MembersLeft(const std::string& group_id);
+  // Someone joined: the member list is read again before the next group message.
+  void MembersJoined(const std::string& group_id) { group_members_.erase(group_id); }
   void SafetyNumber(const std::string& user, std::function<void(Result<Fingerprint>)> done);
 
  private:
@@ -171,7 +173,28 @@ class Client::Impl {
   void PrepareConv(const Conv& conv, Done done, int attempt = 0);
   void EnsureUsers(std::vector<std::string> users, Done done);
   void FetchBundles(const std::string& user, Done done);
+  // sender_keys.cpp: this device's sender key goes to the member devices
+  // that lack it in as many sender_key sends as the 64 KiB body limit needs
+  // (each with a client_msg_id derived from the key and its devices), with
+  // which devices have it confirmed kept in the store; group messages whose
+  // sender key has not arrived yet are kept in the store until it does.
+  struct KeyDist {
+    std::string gen;  // names this device's current sender key for the group
+    // device -> the client_msg_id of the sender_key send that carries it
+    // (empty: not planned yet) and whether the server confirmed that send.
+    std::map<DeviceAddress, std::pair<std::string, bool>> devices;
+  };
   void DistributeSenderKey(const std::string& group_id, int attempt, Done done);
+  KeyDist& DistOf(const std::string& group_id);
+  Status SaveDist(const std::string& group_id);
+  bool HasSenderKey(const std::string& group_id, const DeviceAddress& d);
+  void NewSenderKey(const std::string& group_id);
+  void ForgetDistributions(const DeviceAddress& d);
+  // A group message that could not be decrypted for want of its sender key:
+  // kept (true) until the key arrives.
+  Result<bool> HoldIfKeyMissing(std::uint64_t seq, const json::object& event, const Message& m);
+  void ReleaseHeld(const std::string& group_id, const DeviceAddress& sender,
+                   std::vector<Event>& out);
   void RepairStale(const Error& e);
   std::vector<DeviceAddress> DevicesOf(const std::vector<std::string>& users) const;
   Message DecodeGroup(Message m, const json::object& body);
@@ -254,7 +277,7 @@ class Client::Impl {
   std::set<std::string> prepared_;                                 // conv keys just prepared
   std::map<std::string, int> stale_retries_;                       // client_msg_id -> stale answers
   std::map<std::string, std::vector<std::string>> group_members_;  // group -> user ids
-  std::map<std::string, std::set<DeviceAddress>> sender_key_sent_;  // group -> devices
+  std::map<std::string, KeyDist> dists_;  // group -> distribution (a cache of the store's)
 
   // Presence and typing.
   std::optional<std::vector<std::string>> presence_users_;

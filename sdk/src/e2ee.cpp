@@ -19,9 +19,10 @@
 // sender-key ciphertext for every member device, docs/protocol.md). Before
 // the first one, and after each rotation (a member left or was removed),
 // this device's sender key goes to the member devices (this user's other
-// devices included) that lack it: one "sender_key" message to the group
-// with a pairwise ciphertext for each of them, whose inner plaintext is
-// {"group","distribution"}.
+// devices included) that lack it: "sender_key" messages to the group with
+// a pairwise ciphertext for each of them, whose inner plaintext is
+// {"group","distribution"}, as many as the body limit needs
+// (sender_keys.cpp).
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <utility>
@@ -35,7 +36,6 @@ using detail::Str;
 
 namespace {
 
-constexpr int kMaxStaleRetries = 3;
 constexpr int kPreKeysBeforeCheck = 5;
 
 std::string AddrKey(const DeviceAddress& d) { return d.user + "." + d.device; }
@@ -158,8 +158,7 @@ void Client::Impl::PublishKeys(std::function<void(Result<int>)> done) {
 void Client::Impl::MembersLeft(const std::string& group_id) {
   group_members_.erase(group_id);
   if (!crypto_->Encrypts()) return;
-  (void)crypto_->RotateSenderKey(group_id);
-  sender_key_sent_.erase(group_id);
+  NewSenderKey(group_id);
 }
 
 // ---- Device lists and sessions ------------------------------------------------------------
@@ -257,7 +256,7 @@ void Client::Impl::ForgetPeerDevice(const DeviceAddress& d) {
   if (auto it = devices_.find(d.user); it != devices_.end()) {
     std::erase(it->second, d.device);
   }
-  for (auto& [group, sent] : sender_key_sent_) sent.erase(d);
+  ForgetDistributions(d);
 }
 
 void Client::Impl::RepairStale(const Error& e) {
@@ -299,9 +298,8 @@ Result<std::optional<json::object>> Client::Impl::EncryptedFrame(const Message& 
     for (const auto& u : users) {
       if (!devices_.contains(u)) return std::nullopt;
     }
-    const auto& sent = sender_key_sent_[m.conv.id];
     for (const auto& d : DevicesOf(users)) {
-      if (!sent.contains(d)) return std::nullopt;
+      if (!HasSenderKey(m.conv.id, d)) return std::nullopt;
     }
     // Makes the sender key if rotation dropped it (then nobody has it: the
     // set above was cleared with it).
@@ -327,7 +325,10 @@ void Client::Impl::Prepare(const Conv& conv) {
   PrepareConv(conv, [this, conv, key](Status s) {
     preparing_.erase(key);
     if (!s) {
-      if (RetryableCode(s.error().code)) {
+      if (s.error().code == "stopped") {
+        // The client is stopping (a Prepare cut short): the messages stay
+        // queued for the next Client on this profile, which resumes.
+      } else if (RetryableCode(s.error().code)) {
         outbox_retry_at_ = std::max(outbox_retry_at_, Clock::now() + std::chrono::seconds(1));
       } else if (auto pending = store_->Pending()) {
         // Nothing in this conversation can be encrypted: say so.
@@ -367,52 +368,6 @@ void Client::Impl::PrepareConv(const Conv& conv, Done done, int attempt) {
          group_members_[g] = std::move(users);
          with_members({});
        });
-}
-
-void Client::Impl::DistributeSenderKey(const std::string& group_id, int attempt, Done done) {
-  const auto me = AccountSnapshot();
-  if (!me) return done(Fail("not_logged_in"));
-  auto users = group_members_[group_id];
-  users.push_back(me->user_id);
-  const auto& sent = sender_key_sent_[group_id];
-  std::vector<DeviceAddress> need;
-  for (const auto& d : DevicesOf(users)) {
-    if (!sent.contains(d)) need.push_back(d);
-  }
-  if (need.empty()) return done({});
-  auto dist = crypto_->OwnSenderKey(group_id);
-  if (!dist) return done(std::unexpected(dist.error()));
-  // One sender_key message to the group, with a pairwise ciphertext for
-  // each device that lacks the key (the server gives each device its own;
-  // the others get an event with nothing for them, and ignore it).
-  const std::string inner = json::serialize(
-      json::object{{"group", group_id}, {"distribution", detail::Base64Encode(*dist)}});
-  auto cts = crypto_->Encrypt(need, inner);
-  if (!cts) return done(std::unexpected(cts.error()));
-  std::string client_msg_id = "k";
-  for (int i = 0; i < 2; ++i) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    auto v = rng_();
-    for (int j = 0; j < 16; ++j, v >>= 4) client_msg_id.push_back(kHex[v & 0xf]);
-  }
-  json::object frame{{"op", "send"},
-                     {"to", json::object{{"group", group_id}}},
-                     {"client_msg_id", client_msg_id},
-                     {"kind", "sender_key"},
-                     {"body", detail::EnvelopeJson(me->device_id, *cts)}};
-  Call(std::move(frame), false, [this, group_id, attempt, need, done](Result<json::object> r) {
-    if (r) {
-      sender_key_sent_[group_id].insert(need.begin(), need.end());
-      return done({});
-    }
-    if (r.error().code != "stale_devices" || attempt + 1 >= kMaxStaleRetries) {
-      return done(std::unexpected(r.error()));
-    }
-    // A device went away (or a member): the lists again, then resend.
-    RepairStale(r.error());
-    group_members_.erase(group_id);
-    PrepareConv(Conv::Group(group_id), done, attempt + 1);
-  });
 }
 
 // ---- Receiving ------------------------------------------------------------------------------
@@ -495,6 +450,8 @@ void Client::Impl::HandleSenderKey(const Message& m, std::vector<Event>& out) {
     if (auto s = crypto_->ProcessSenderKey(group, m.from, *dist); !s) {
       return fail(s.error().code, s.error().message);
     }
+    // Group messages of this sender that came before its key.
+    ReleaseHeld(group, m.from, out);
     return;
   }
   // Nothing for this device: it has the key already (or had no keys yet).

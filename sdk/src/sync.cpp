@@ -131,6 +131,10 @@ Status Client::Impl::HandleEvent(std::uint64_t seq, const json::object& event,
       return {};
     }
     Message m = Decode(std::move(*parsed));
+    // A group message ahead of its sender key: kept until the key arrives.
+    auto held = HoldIfKeyMissing(seq, event, m);
+    if (!held) return std::unexpected(held.error());
+    if (*held) return {};
     auto put = store_->PutMessage(m);
     if (!put) return std::unexpected(put.error());
     if (*put == Store::Insert::kNew) {
@@ -484,6 +488,12 @@ void Client::Impl::History(const Conv& conv, const std::string& before, int limi
           continue;
         }
         Message m = Decode(std::move(*parsed));
+        if (m.decrypt_error && m.decrypt_error->code == "no_sender_key") {
+          // Its key has not come yet: shown as it is, not stored (the
+          // mailbox copy is kept until the key arrives).
+          page.messages.push_back(std::move(m));
+          continue;
+        }
         auto put = store_->PutMessage(m);
         if (put && *put != Store::Insert::kNew) {
           if (auto stored = store_->GetMessage(m.msg_id); stored && *stored) {

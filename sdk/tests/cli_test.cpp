@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <fstream>
 #include <sstream>
@@ -299,6 +300,78 @@ TEST_F(CliTest, LogoutRemovesTheDeviceAndTheProfile) {
   auto devices = Parley({"--profile", "erin", "devices", "list"});
   ASSERT_EQ(devices.exit_code, 0);
   EXPECT_EQ(devices.Lines().size(), 1u);
+}
+
+// The CLI meets people by phone number (contacts.discover), shows names
+// or numbers instead of user ids, and marks read what it shows.
+TEST_F(CliTest, PhoneNumbersNamesAndReadReceipts) {
+  const std::string pe = NextPhone(), pf = NextPhone();
+  const std::string erin = CliLogin("erin", pe);
+  ASSERT_FALSE(erin.empty());
+  auto named = Parley({"--profile", "erin", "profile", "set", "--name", "Erin"});
+  ASSERT_EQ(named.exit_code, 0) << named.out << named.err;
+  auto frank = Login(pf, "frank", [](ClientOptions& o) { o.crypto = nullptr; });  // libsignal
+  ASSERT_TRUE(frank);
+  ASSERT_TRUE(StartSynced(*frank));
+  ASSERT_TRUE(frank->PublishKeys().get());
+  auto read_receipt = [&](const std::string& msg_id) {
+    return WaitFor<ReceiptEvent>(*frank, [&](const ReceiptEvent& r) {
+      return r.status == MessageStatus::kRead && r.by == erin &&
+             std::find(r.msg_ids.begin(), r.msg_ids.end(), msg_id) != r.msg_ids.end();
+    });
+  };
+
+  // By number; a number without an account is not_found.
+  auto sent = Parley({"--profile", "erin", "send", "--to", pf, "hi frank, by number"});
+  ASSERT_EQ(sent.exit_code, 0) << sent.out << sent.err;
+  auto got = WaitFor<MessageEvent>(
+      *frank, [](const MessageEvent& e) { return e.message.text == "hi frank, by number"; });
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->message.from.user, erin);
+  auto nobody = Parley({"--profile", "erin", "send", "--to", "+19995550000", "hello?"});
+  EXPECT_EQ(nobody.exit_code, 1);
+  EXPECT_EQ(S(nobody.Last().at("error").as_object(), "code"), "not_found");
+
+  // Frank writes; Erin answers before she "sees" it; her chat then shows
+  // both and marks Frank's message read although her reply is newer.
+  auto one = frank->SendText(Conv::User(erin), "one").get();
+  ASSERT_TRUE(one) << one.error().ToString();
+  auto reply = Parley({"--profile", "erin", "send", "--to", pf, "a reply"});
+  ASSERT_EQ(reply.exit_code, 0) << reply.out << reply.err;
+  auto chat = Parley({"--profile", "erin", "chat", "--to", pf});
+  ASSERT_EQ(chat.exit_code, 0) << chat.out << chat.err;
+  EXPECT_TRUE(read_receipt(one->msg_id)) << "chat did not mark what it showed read";
+
+  // History names Frank by his number (he has no profile name), then by
+  // his name once he has one.
+  auto history = Parley({"--profile", "erin", "history", "--with", pf});
+  ASSERT_EQ(history.exit_code, 0) << history.out << history.err;
+  bool saw_frank = false;
+  for (const auto& line : history.Lines()) {
+    if (S(line, "text") != "one") continue;
+    saw_frank = true;
+    EXPECT_EQ(S(line, "from_name"), pf);
+  }
+  EXPECT_TRUE(saw_frank) << history.out;
+  ASSERT_TRUE(frank->SetProfile({.name = "Frank"}).get());
+  history = Parley({"--profile", "erin", "history", "--with", frank->account()->user_id});
+  ASSERT_EQ(history.exit_code, 0) << history.out << history.err;
+  for (const auto& line : history.Lines()) {
+    if (S(line, "text") == "one") {
+      EXPECT_EQ(S(line, "from_name"), "Frank");
+    }
+    if (S(line, "text") == "a reply") {
+      EXPECT_FALSE(line.contains("from_name"));  // her own
+    }
+  }
+
+  // parley read: up to the newest message from someone else.
+  auto two = frank->SendText(Conv::User(erin), "two").get();
+  ASSERT_TRUE(two);
+  auto read = Parley({"--profile", "erin", "read", "--to", pf});
+  ASSERT_EQ(read.exit_code, 0) << read.out << read.err;
+  EXPECT_EQ(S(read.Last(), "up_to_msg_id"), two->msg_id);
+  EXPECT_TRUE(read_receipt(two->msg_id));
 }
 
 }  // namespace

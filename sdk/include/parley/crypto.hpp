@@ -146,6 +146,9 @@ class Crypto {
                                   std::string_view distribution) = 0;
   virtual Result<std::string> GroupEncrypt(const std::string& group_id,
                                            std::string_view plaintext) = 0;
+  // Fails with "no_sender_key" when no sender key of `sender` for the group
+  // (or not the one the message uses) was processed: the SDK keeps such a
+  // message and decrypts it once the distribution arrives.
   virtual Result<std::string> GroupDecrypt(const std::string& group_id, const DeviceAddress& sender,
                                            std::string_view ciphertext) = 0;
   // Forgets this device's sender key for the group (a member left or was

@@ -10,6 +10,7 @@
 #include <group_session_builder.h>
 #include <key_helper.h>
 #include <protocol.h>
+#include <sender_key_record.h>
 #include <session_builder.h>
 #include <session_cipher.h>
 #include <session_pre_key.h>
@@ -295,6 +296,27 @@ class SignalCrypto final : public Crypto {
       return std::unexpected(s.error());
     }
     SenderKeyName name(group_id, sender);
+    auto missing = [&] {
+      return Fail("no_sender_key", "no sender key of " + sender.user + "/" + sender.device +
+                                       " for group " + group_id + " (key id " +
+                                       std::to_string(sender_key_message_get_key_id(msg.get())) +
+                                       ")");
+    };
+    {
+      // A sender key from that device, and the one this message uses (a
+      // rotated key has a new id): else the SDK keeps the message until
+      // the distribution arrives.
+      sender_key_record* record = nullptr;
+      if (signal_protocol_sender_key_load_key(store_, &record, &name.raw) < 0) {
+        return Fail("crypto", "loading a sender key");
+      }
+      sender_key_state* state = nullptr;
+      const bool known = record != nullptr && !sender_key_record_is_empty(record) &&
+                         sender_key_record_get_sender_key_state_by_id(
+                             record, &state, sender_key_message_get_key_id(msg.get())) == 0;
+      SIGNAL_UNREF(record);
+      if (!known) return missing();
+    }
     group_cipher* cipher = nullptr;
     if (auto s = Check(group_cipher_create(&cipher, store_, &name.raw, ctx_), "group cipher"); !s) {
       return std::unexpected(s.error());
@@ -302,6 +324,7 @@ class SignalCrypto final : public Crypto {
     Buffer plain;
     const int rc = group_cipher_decrypt(cipher, msg.get(), nullptr, plain.out());
     group_cipher_free(cipher);
+    if (rc == SG_ERR_NO_SESSION || rc == SG_ERR_INVALID_KEY_ID) return missing();
     if (auto s = Check(rc, "group decrypting"); !s) return std::unexpected(s.error());
     return plain.str();
   }
