@@ -1,0 +1,161 @@
+// The web client in a real Chromium against a real parleyd and the real
+// `parley` CLI: sign-up uploads keys, 1:1 messages both ways with ticks up
+// to "read" on both sides, typing, equal safety numbers, and not one
+// WebSocket frame of the page carries a message's text.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { World, newPhone, waitFor } from './harness.mjs';
+
+const world = new World();
+const marker = (n) => `zebra${n}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const markers = [];
+let page;
+let web; // {user_id, device_id}
+let cli; // {user_id, ...}
+const webPhone = newPhone();
+const cliPhone = newPhone();
+
+before(async () => {
+  await world.startServer();
+});
+after(async () => {
+  await world.close();
+});
+
+test('the page is served with a strict CSP and hashed, immutable assets', async () => {
+  const r = await fetch(world.url + '/some/app/path');
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /text\/html/);
+  assert.equal(r.headers.get('cache-control'), 'no-cache');
+  const csp = r.headers.get('content-security-policy');
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  const html = await r.text();
+  const asset = /src="(\/assets\/main-[A-Z0-9]+\.js)"/.exec(html)[1];
+  const a = await fetch(world.url + asset);
+  assert.equal(a.status, 200);
+  assert.match(a.headers.get('cache-control'), /immutable/);
+  assert.match(a.headers.get('content-type'), /javascript/);
+});
+
+test('sign-up in the browser uploads keys (the CLI finds them)', async () => {
+  page = await world.page();
+  await page.getByRole('button', { name: 'Send code' }).waitFor();
+  if (process.env.PARLEY_WEB_SCREENSHOTS) {
+    await page.screenshot({ path: `${process.env.PARLEY_WEB_SCREENSHOTS}/sign-in.png` });
+  }
+  web = await world.browserSignIn(page, webPhone);
+  cli = await world.cliLogin('bob', cliPhone);
+  // keys.upload went out and was accepted (100 one-time prekeys on the server).
+  await waitFor('keys.upload', () => world.frames.some((f) => f.dir === 'sent' && f.payload.includes('"op":"keys.upload"')));
+  await waitFor('keys.upload accepted', () => world.frames.some((f) => f.dir === 'received' && f.payload.includes('"one_time_prekeys_left":100')));
+  const out = await world.cli(['--profile', 'bob', '--json', 'safety-number', web.user_id]);
+  assert.match(out, /\d{5}/, 'the CLI computes a safety number from the browser device keys');
+});
+
+let chat; // the CLI's `parley --json chat --to <browser user>`, for tests 3 and 4
+
+test('CLI -> browser: the message arrives decrypted, ticks reach read at the CLI', async () => {
+  const m = marker(1);
+  markers.push(m);
+  chat = world.cliStream(['--profile', 'bob', '--json', 'chat', '--to', web.user_id], { stdin: 'pipe' });
+  chat.proc.stdin.write(m + '\n');
+  const sent = await chat.until('the CLI sent it', (o) => o.event === 'status' && o.status === 'sent');
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem').first();
+  await conv.waitFor();
+  // Not yet opened: it counts as unread.
+  await conv.getByText('1 unread').or(conv.getByLabel('1 unread')).waitFor();
+  await conv.getByRole('button').click();
+  await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m }).waitFor();
+  // The chat is open in the browser: it is read, and the CLI is told.
+  await chat.until('read at the CLI', (o) => o.event === 'status' && o.status === 'read' && o.msg_id === sent.msg_id);
+});
+
+test('browser -> CLI: sent, delivered, read in the browser; typing reaches the CLI', async () => {
+  const m = marker(2);
+  markers.push(m);
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.pressSequentially('abc');
+  await chat.until('typing at the CLI', (o) => o.event === 'typing');
+  await box.fill(m);
+  await page.getByRole('button', { name: 'Send' }).click();
+  const mine = page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m });
+  await mine.waitFor();
+  const got = await chat.until('the message at the CLI', (o) => o.event === undefined && o.text === m || o.event === 'message' && o.text === m);
+  assert.equal(got.encrypted, true);
+  // The CLI's chat shows it, so it is read.
+  await mine.filter({ hasText: 'read' }).waitFor();
+  chat.proc.stdin.end();
+  chat.stop();
+});
+
+test('new chat by phone number finds the same conversation', async () => {
+  await page.getByRole('button', { name: 'New chat' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New chat' });
+  await dialog.getByRole('textbox', { name: 'Phone number' }).fill(cliPhone);
+  await dialog.getByRole('button', { name: 'Start chat' }).click();
+  const list = page.getByRole('list', { name: 'Conversations' });
+  await list.getByRole('listitem', { name: cliPhone }).waitFor();
+  assert.equal(await list.getByRole('listitem').count(), 1);
+  for (const m of markers) await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m }).waitFor();
+});
+
+test('safety numbers are equal in the browser and the CLI', async () => {
+  await page.getByRole('button', { name: 'Safety number' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Safety number' });
+  const digits = await waitFor('digits', async () => {
+    const t = await dialog.locator('.digits').textContent().catch(() => null);
+    return t && /^(\d{5} ){11}\d{5}$/.test(t.trim()) ? t.trim() : null;
+  });
+  const out = JSON.parse(await world.cli(['--profile', 'bob', '--json', 'safety-number', web.user_id]));
+  assert.equal(out.safety_number, digits.replace(/ /g, ''));
+  await dialog.getByRole('button', { name: 'Close' }).click();
+});
+
+test('a reload keeps the conversation and its keys; a second tab is refused', async () => {
+  await page.reload();
+  await page.getByText(webPhone, { exact: true }).waitFor();
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  for (const m of markers) await messages.getByRole('listitem').filter({ hasText: m }).waitFor();
+  const m = marker(3);
+  markers.push(m);
+  const before = world.frames.length;
+  await world.cli(['--profile', 'bob', 'send', '--to', web.user_id, m]);
+  await messages.getByRole('listitem').filter({ hasText: m }).waitFor();
+  // The existing session carried it: a "message", not a new "prekey" one.
+  const event = world.frames.slice(before).map((f) => JSON.parse(f.payload))
+    .find((o) => o.op === 'event' && o.event?.type === 'message');
+  const mine = event.event.body.ciphertexts.find((c) => c.device === web.device_id);
+  assert.equal(mine.type, 'message');
+  const second = await page.context().newPage();
+  await second.goto(world.url + '/');
+  await second.getByRole('alert').filter({ hasText: 'open in another tab' }).waitFor();
+  await second.close();
+});
+
+test('phone-sized screens show the chat or the list, with a way back', async () => {
+  const shots = process.env.PARLEY_WEB_SCREENSHOTS;
+  if (shots) await page.screenshot({ path: `${shots}/chat-desktop.png` });
+  await page.setViewportSize({ width: 390, height: 760 });
+  await page.getByRole('textbox', { name: 'Message' }).waitFor();
+  assert.equal(await page.getByRole('list', { name: 'Conversations' }).isVisible(), false);
+  if (shots) await page.screenshot({ path: `${shots}/chat-phone.png` });
+  await page.getByRole('button', { name: 'Back to chats' }).click();
+  await page.getByRole('list', { name: 'Conversations' }).waitFor();
+  assert.equal(await page.getByRole('textbox', { name: 'Message' }).isVisible(), false);
+  if (shots) await page.screenshot({ path: `${shots}/list-phone.png` });
+  await page.setViewportSize({ width: 1200, height: 800 });
+});
+
+test('no WebSocket frame of the page carries a message text', () => {
+  assert.ok(markers.length >= 2);
+  assert.ok(world.frames.length > 10, 'frames were captured');
+  for (const f of world.frames) {
+    for (const m of markers) assert.ok(!f.payload.includes(m), `plaintext in a ${f.dir} frame: ${f.payload.slice(0, 200)}`);
+  }
+  const sends = world.frames.filter((f) => f.dir === 'sent' && f.payload.includes('"op":"send"'));
+  assert.ok(sends.length >= 1);
+  for (const s of sends) assert.equal(JSON.parse(s.payload).kind, 'e2ee');
+});
