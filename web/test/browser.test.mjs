@@ -149,6 +149,27 @@ test('phone-sized screens show the chat or the list, with a way back', async () 
   await page.setViewportSize({ width: 1200, height: 800 });
 });
 
+test('a message written while the server is down goes out on reconnect', async () => {
+  const m = marker(4);
+  markers.push(m);
+  await world.stopServer();
+  await page.getByRole('status').filter({ hasText: 'Offline' }).waitFor();
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  await page.getByRole('textbox', { name: 'Message' }).fill(m);
+  await page.getByRole('button', { name: 'Send' }).click();
+  const mine = page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m });
+  await mine.filter({ hasText: 'sending' }).waitFor();
+  await world.startServer();
+  await page.getByRole('status').filter({ hasText: 'Online' }).waitFor({ timeout: 60_000 });
+  await mine.filter({ hasText: /sent|delivered|read/ }).waitFor();
+  const listen = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const got = await listen.until('the offline message at the CLI', (o) => o.event === 'message' && o.text === m);
+  assert.equal(got.encrypted, true);
+  await mine.filter({ hasText: /delivered|read/ }).waitFor();
+  listen.stop();
+});
+
 test('no WebSocket frame of the page carries a message text', () => {
   assert.ok(markers.length >= 2);
   assert.ok(world.frames.length > 10, 'frames were captured');

@@ -41,15 +41,18 @@ export class World {
     this.frames = []; // every WebSocket frame of every page: {dir, payload}
   }
 
+  // Starts parleyd (again on the same port and data when it ran before).
   async startServer() {
     const sms = path.join(this.dir, 'otp.jsonl');
     this.sms = sms;
+    const listen = this.url ? this.url.replace('http://', '') : '127.0.0.1:0';
     const p = spawn(need('PARLEYD'), [
-      '--listen', '127.0.0.1:0', '--data-dir', path.join(this.dir, 'server'),
+      '--listen', listen, '--data-dir', path.join(this.dir, 'server'),
       '--sms-provider', 'file:' + sms, '--otp-per-phone', '0', '--otp-per-address-per-hour', '0',
       '--device-send-rate', '0', '--web-dir', need('PARLEY_WEB_DIR'),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.push(p);
+    this.server = p;
     this.serverLog = '';
     p.stderr.on('data', (d) => (this.serverLog += d));
     const lines = createInterface({ input: p.stdout });
@@ -62,6 +65,15 @@ export class World {
       p.on('exit', (c) => reject(new Error(`parleyd exited ${c}: ${this.serverLog}`)));
     });
     return this.url;
+  }
+
+  async stopServer() {
+    const p = this.server;
+    if (p.exitCode !== null) return;
+    await new Promise((r) => {
+      p.on('exit', r);
+      p.kill('SIGTERM');
+    });
   }
 
   async code(phone) {
