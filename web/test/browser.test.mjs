@@ -85,8 +85,12 @@ test('browser -> CLI: sent, delivered, read in the browser; typing reaches the C
   assert.equal(got.encrypted, true);
   // The CLI's chat shows it, so it is read.
   await mine.filter({ hasText: 'read' }).waitFor();
+  // Presence: the CLI is connected, then gone with a last-seen time.
+  const header = page.getByRole('region', { name: /^Chat with / });
+  await header.getByText('online', { exact: true }).waitFor();
   chat.proc.stdin.end();
   chat.stop();
+  await header.getByText(/^last seen /).waitFor();
 });
 
 test('new chat by phone number finds the same conversation', async () => {

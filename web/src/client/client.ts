@@ -69,6 +69,7 @@ export class Client extends EventTarget {
   convs = new Map<string, Conversation>();
   messages = new Map<string, Message[]>(); // by conv, oldest first
   typing = new Map<string, number>(); // conv -> shown until (ms)
+  presence = new Map<string, { online: boolean; last_seen_ms?: number }>(); // by user
   openConv?: string;
 
   private db!: LocalDb;
@@ -177,12 +178,29 @@ export class Client extends EventTarget {
       await s.markUploaded();
     }
     void this.retryUnsent();
+    void this.subscribePresence([...this.convs.values()].flatMap((c) => (c.peer ? [c.peer] : [])));
+  }
+
+  private async subscribePresence(users: string[]) {
+    if (users.length === 0) return;
+    try {
+      const r = await this.request({ op: 'presence.subscribe', users: users.slice(0, 500) });
+      for (const st of r.statuses ?? []) {
+        this.presence.set(String(st.user), { online: !!st.online, last_seen_ms: st.last_seen_ms ?? undefined });
+      }
+      this.changed();
+    } catch {
+      /* shown without presence */
+    }
   }
 
   // ---- Receiving ----
   private onPush(f: Frame) {
     if (f.op === 'event') {
       this.queue = this.queue.then(() => this.onEvent(f)).catch((e) => console.error('event', e));
+    } else if (f.op === 'presence') {
+      this.presence.set(String(f.user), { online: !!f.online, last_seen_ms: f.last_seen_ms ?? undefined });
+      this.changed();
     } else if (f.op === 'typing') {
       const conv = f.conv?.group ? 'g:' + f.conv.group : 'u:' + f.from?.user;
       if (f.state === 'composing') this.typing.set(conv, Date.now() + kTypingShowMs);
@@ -331,6 +349,7 @@ export class Client extends EventTarget {
       c = { id, peer, title: title ?? '', last_text: '', last_ts_ms: 0, unread: 0 };
       this.convs.set(id, c);
       if (!title) await this.nameConv(c);
+      if (peer) void this.subscribePresence([peer]);
     }
     return c;
   }

@@ -36,6 +36,14 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
     return () => document.removeEventListener('visibilitychange', on);
   }, [conv.id]);
   const typing = (client.typing.get(conv.id) ?? 0) > Date.now();
+  const seen = conv.peer ? client.presence.get(conv.peer) : undefined;
+  const status = typing
+    ? 'typing'
+    : seen?.online
+      ? 'online'
+      : seen?.last_seen_ms
+        ? 'last seen ' + new Date(seen.last_seen_ms).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })
+        : '';
   const send = () => {
     const text = draft.trim();
     if (!text) return;
@@ -46,8 +54,10 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
     <section class="chat" aria-label={`Chat with ${conv.title}`}>
       <header>
         <button type="button" class="back" onClick={onBack} aria-label="Back to chats">←</button>
-        <h2>{conv.title}</h2>
-        <span class="typing" aria-live="polite">{typing ? 'typing' : ''}</span>
+        <div class="who">
+          <h2>{conv.title}</h2>
+          <span class={typing ? 'typing' : 'presence'} aria-live="polite">{status}</span>
+        </div>
         <button type="button" onClick={() => setSafety(true)}>Safety number</button>
       </header>
       <ul class="messages" aria-label="Messages">
