@@ -174,6 +174,44 @@ test('a message written while the server is down goes out on reconnect', async (
   listen.stop();
 });
 
+test('a group with two CLI users: Sender Keys both ways', async () => {
+  const carolPhone = newPhone();
+  await world.cliLogin('carol', carolPhone);
+  const name = `Trip ${process.pid}`;
+  await page.getByRole('button', { name: 'New group' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New group' });
+  await dialog.getByRole('textbox', { name: 'Group name' }).fill(name);
+  await dialog.getByRole('textbox', { name: 'Members' }).fill(`${cliPhone}, ${carolPhone}`);
+  await dialog.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name }).waitFor();
+  const created = world.frames.map((f) => JSON.parse(f.payload)).find((o) => o.op === 'ok' && o.group_id);
+  const g1 = marker(5);
+  markers.push(g1);
+  await page.getByRole('textbox', { name: 'Message' }).fill(g1);
+  await page.getByRole('button', { name: 'Send' }).click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await messages.getByRole('listitem').filter({ hasText: g1 }).filter({ hasText: /sent|delivered|read/ }).waitFor();
+  const bob = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const carol = world.cliStream(['--profile', 'carol', '--json', 'listen']);
+  for (const who of [bob, carol]) {
+    const got = await who.until('the group message at a CLI', (o) => o.event === 'message' && o.text === g1);
+    assert.equal(got.conv.group, created.group_id);
+    assert.equal(got.encrypted, true);
+  }
+  bob.stop();
+  carol.stop();
+  // The group message went out as one Sender Keys ciphertext, after a sender_key distribution.
+  const sent = world.frames.filter((f) => f.dir === 'sent').map((f) => JSON.parse(f.payload)).filter((o) => o.op === 'send' && o.to?.group);
+  assert.ok(sent.some((o) => o.kind === 'sender_key' && o.body.ciphertexts.length >= 2));
+  assert.ok(sent.some((o) => o.kind === 'e2ee' && o.body.group?.data));
+  const g2 = marker(6);
+  markers.push(g2);
+  await world.cli(['--profile', 'bob', 'send', '--group', created.group_id, g2]);
+  const theirs = messages.getByRole('listitem').filter({ hasText: g2 });
+  await theirs.waitFor();
+  await theirs.filter({ hasText: cliPhone }).waitFor(); // the sender, by phone number
+});
+
 test('no WebSocket frame of the page carries a message text', () => {
   assert.ok(markers.length >= 2);
   assert.ok(world.frames.length > 10, 'frames were captured');
@@ -182,5 +220,5 @@ test('no WebSocket frame of the page carries a message text', () => {
   }
   const sends = world.frames.filter((f) => f.dir === 'sent' && f.payload.includes('"op":"send"'));
   assert.ok(sends.length >= 1);
-  for (const s of sends) assert.equal(JSON.parse(s.payload).kind, 'e2ee');
+  for (const s of sends) assert.ok(['e2ee', 'sender_key'].includes(JSON.parse(s.payload).kind), s.payload.slice(0, 200));
 });

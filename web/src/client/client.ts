@@ -18,6 +18,7 @@ export type Message = {
   client_msg_id: string;
   conv: string; // "u:<user>" (1:1) or "g:<group>"
   from: string; // user id
+  from_label?: string; // in groups: the sender's phone number or name
   outgoing: boolean;
   kind: string;
   text: string;
@@ -32,6 +33,8 @@ export type Conversation = {
   last_text: string;
   last_ts_ms: number;
   unread: number;
+  members?: string[]; // user ids of a group's members (this user included)
+  left?: boolean; // this user is no longer a member of the group
 };
 export type Account = {
   user_id: string;
@@ -217,6 +220,7 @@ export class Client extends EventTarget {
       else if (e.type === 'receipt') await this.onReceipt(e);
       else if (e.type === 'keys_changed') await this.onKeysChanged(e);
       else if (e.type === 'read_sync') await this.onReadSync(e);
+      else if (e.type === 'group') await this.onGroup(e);
     } catch (err) {
       console.error('event', e.type, err);
     }
@@ -269,6 +273,7 @@ export class Client extends EventTarget {
     }
     const text = error ?? (kind === 'text' ? String(body?.text ?? '') : `[${kind}]`);
     const m: Message = {
+      from_label: conv.startsWith('g:') && !e.outgoing ? (this.names.get(from.user) ?? 'User ' + from.user) : undefined,
       msg_id: String(e.msg_id),
       client_msg_id: String(e.client_msg_id ?? ''),
       conv,
@@ -375,6 +380,7 @@ export class Client extends EventTarget {
     const id = 'u:' + match.user_id;
     const c = await this.ensureConv(id, String(match.user_id), phone);
     c.title = phone;
+    this.names.set(String(match.user_id), phone);
     await this.db.put('convs', id, c);
     this.changed();
     return id;
@@ -447,7 +453,8 @@ export class Client extends EventTarget {
       const inner = utf8.encode(JSON.stringify({ kind: m.kind, body: { text: m.text } }));
       const peer = m.conv.slice(2);
       let r: Frame | undefined;
-      for (let attempt = 0; ; attempt++) {
+      if (m.conv.startsWith('g:')) r = await this.sendGroup(peer, m.client_msg_id, inner);
+      for (let attempt = 0; !r; attempt++) {
         const devices = await this.recipients(peer);
         const cts = await this.signal!.encrypt(devices, inner);
         try {
@@ -542,6 +549,102 @@ export class Client extends EventTarget {
       missing.set(String(x.user), s);
     }
     for (const [u, s] of missing) await this.fetchBundles(u, s);
+  }
+
+  // ---- Groups (Sender Keys) ----
+  async createGroup(name: string, phones: string[]): Promise<string> {
+    const ids: string[] = [];
+    for (const phone of phones) {
+      const hash = await sha256Hex(phone);
+      const r = await this.request({ op: 'contacts.discover', hashes: [hash] });
+      const match = (r.matches ?? []).find((x: any) => x.hash === hash);
+      if (!match) throw new Error(`No Parley user has the phone number ${phone}.`);
+      ids.push(String(match.user_id));
+      this.names.set(String(match.user_id), phone);
+    }
+    const r = await this.request({ op: 'group.create', name, members: ids });
+    const id = 'g:' + r.group_id;
+    const c = await this.ensureConv(id, undefined, name);
+    c.members = [this.account!.user_id, ...ids];
+    await this.db.put('convs', id, c);
+    this.changed();
+    return id;
+  }
+
+  names = new Map<string, string>(); // user id -> phone, for people found by phone
+
+  private async refreshGroup(c: Conversation) {
+    try {
+      const info = await this.request({ op: 'group.info', group_id: c.id.slice(2) });
+      c.title = String(info.name ?? c.title);
+      c.members = (info.members ?? []).map((x: any) => String(x.user));
+      c.left = false;
+    } catch (err) {
+      if (err instanceof RequestError && (err.code === 'not_member' || err.code === 'not_found')) c.left = true;
+    }
+    await this.db.put('convs', c.id, c);
+  }
+
+  private async onGroup(e: Frame) {
+    const id = 'g:' + e.group_id;
+    const c = await this.ensureConv(id, undefined, e.name ? String(e.name) : undefined);
+    const me = this.account!.user_id;
+    const users: string[] = (e.users ?? []).map(String);
+    if ((e.change === 'removed' || e.change === 'left') && !users.includes(me)) {
+      // Someone left: a new sender key, so they cannot read what follows.
+      await this.signal!.rotateSenderKey(e.group_id);
+      await this.db.delete('meta', 'skdist:' + e.group_id);
+    }
+    if (!c.title) c.title = 'Group';
+    await this.refreshGroup(c);
+    this.changed();
+  }
+
+  // Sends this device's sender key to the member devices that lack it, then
+  // the message as one Sender Keys ciphertext.
+  private async sendGroup(group: string, clientMsgId: string, inner: Uint8Array): Promise<Frame> {
+    const c = this.convs.get('g:' + group)!;
+    if (!c.members) await this.refreshGroup(c);
+    if (c.left) throw new RequestError('not_member', 'You are no longer a member of this group.', {});
+    const me = this.account!;
+    const done = new Set((await this.db.get<string[]>('meta', 'skdist:' + group)) ?? []);
+    const dist = await this.signal!.ownSenderKey(group);
+    for (let attempt = 0; ; attempt++) {
+      const need: Device[] = [];
+      for (const u of c.members ?? []) {
+        if (!this.devices.has(u)) await this.fetchBundles(u);
+        for (const d of this.devices.get(u) ?? []) {
+          const key = `${d.user}.${d.device}`;
+          if (!(d.user === me.user_id && d.device === me.device_id) && !done.has(key)) need.push(d);
+        }
+      }
+      if (need.length === 0) break;
+      const payload = utf8.encode(JSON.stringify({ group, distribution: toBase64(dist) }));
+      const cts = await this.signal!.encrypt(need, payload);
+      try {
+        await this.request({
+          op: 'send',
+          to: { group },
+          client_msg_id: crypto.randomUUID(),
+          kind: 'sender_key',
+          body: { sender_device: me.device_id, ciphertexts: cts },
+        });
+        for (const d of need) done.add(`${d.user}.${d.device}`);
+        await this.db.put('meta', 'skdist:' + group, [...done]);
+        break;
+      } catch (err) {
+        if (!(err instanceof RequestError) || err.code !== 'stale_devices' || attempt >= kMaxStaleRetries) throw err;
+        await this.repairDevices(err.frame);
+      }
+    }
+    const data = await this.signal!.groupEncrypt(group, inner);
+    return this.request({
+      op: 'send',
+      to: { group },
+      client_msg_id: clientMsgId,
+      kind: 'e2ee',
+      body: { sender_device: me.device_id, group: { data: toBase64(data) } },
+    });
   }
 
   // ---- Safety number ----

@@ -4,7 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { Client } from '../client/client';
 import { Chat } from './Chat';
-import { NewChatDialog } from './Dialogs';
+import { NewChatDialog, NewGroupDialog } from './Dialogs';
 import { SignIn } from './SignIn';
 
 export function useClient(client: Client) {
@@ -36,6 +36,7 @@ const kConnText: Record<string, string> = {
 export function App({ client }: { client: Client }) {
   useClient(client);
   const [newChat, setNewChat] = useState(false);
+  const [newGroup, setNewGroup] = useState(false);
   if (!client.account) return <SignIn client={client} />;
   const convs = [...client.convs.values()].sort((a, b) => b.last_ts_ms - a.last_ts_ms);
   const open = client.openConv ? client.convs.get(client.openConv) : undefined;
@@ -51,6 +52,7 @@ export function App({ client }: { client: Client }) {
         </header>
         <div class="actions">
           <button type="button" onClick={() => setNewChat(true)}>New chat</button>
+          <button type="button" onClick={() => setNewGroup(true)}>New group</button>
           <button type="button" class="quiet" onClick={() => void client.signOut()}>Sign out</button>
         </div>
         <ul class="convs" aria-label="Conversations">
@@ -75,6 +77,16 @@ export function App({ client }: { client: Client }) {
           <p class="placeholder">Choose a chat, or start a new one. Messages are end-to-end encrypted.</p>
         )}
       </main>
+      {newGroup && (
+        <NewGroupDialog
+          onClose={() => setNewGroup(false)}
+          onCreate={async (name, phones) => {
+            const id = await client.createGroup(name, phones);
+            setNewGroup(false);
+            client.open(id);
+          }}
+        />
+      )}
       {newChat && (
         <NewChatDialog
           onClose={() => setNewChat(false)}

@@ -8,6 +8,7 @@ function Bubble({ m }: { m: Message }) {
   const t = new Date(m.ts_ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   return (
     <li class={(m.outgoing ? 'out' : 'in') + (m.error ? ' error' : '')}>
+      {m.from_label && <span class="from">{m.from_label}</span>}
       <span class="text">{m.text}</span>
       <span class="meta">
         <time>{t}</time>
@@ -37,7 +38,9 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
   }, [conv.id]);
   const typing = (client.typing.get(conv.id) ?? 0) > Date.now();
   const seen = conv.peer ? client.presence.get(conv.peer) : undefined;
-  const status = typing
+  const status = conv.left
+    ? 'you are no longer a member'
+    : typing
     ? 'typing'
     : seen?.online
       ? 'online'
@@ -58,7 +61,7 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
           <h2>{conv.title}</h2>
           <span class={typing ? 'typing' : 'presence'} aria-live="polite">{status}</span>
         </div>
-        <button type="button" onClick={() => setSafety(true)}>Safety number</button>
+        {conv.peer && <button type="button" onClick={() => setSafety(true)}>Safety number</button>}
       </header>
       <ul class="messages" aria-label="Messages">
         {list.map((m) => <Bubble key={m.client_msg_id || m.msg_id} m={m} />)}

@@ -75,3 +75,47 @@ export function SafetyDialog(props: { load: () => Promise<string>; title: string
     </Dialog>
   );
 }
+
+export function NewGroupDialog(props: {
+  onClose: () => void;
+  onCreate: (name: string, phones: string[]) => Promise<void>;
+}) {
+  const [name, setName] = useState('');
+  const [members, setMembers] = useState('');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  return (
+    <Dialog label="New group" onClose={props.onClose}>
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setBusy(true);
+          setError('');
+          try {
+            const phones = members.split(',').map((p) => p.trim()).filter(Boolean);
+            await props.onCreate(name.trim(), phones);
+          } catch (err) {
+            setError(err instanceof Error ? err.message : String(err));
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        <label>
+          Group name
+          <input value={name} autoFocus onInput={(e) => setName(e.currentTarget.value)} required />
+        </label>
+        <label>
+          Members
+          <input value={members} placeholder="+15551234567, +15557654321"
+            onInput={(e) => setMembers(e.currentTarget.value)} required />
+        </label>
+        <div class="row">
+          <button type="submit" disabled={busy}>Create</button>
+          <button type="button" class="quiet" onClick={props.onClose}>Cancel</button>
+        </div>
+        {error && <p class="error" role="alert">{error}</p>}
+      </form>
+    </Dialog>
+  );
+}
