@@ -212,6 +212,51 @@ test('a group with two CLI users: Sender Keys both ways', async () => {
   await theirs.filter({ hasText: cliPhone }).waitFor(); // the sender, by phone number
 });
 
+test('first contact after the CLI user ran out of one-time prekeys (preKeyId 0)', async () => {
+  // A throwaway client on the page's origin uses up bob's one-time prekeys.
+  const drainer = await (await world.browser()).newContext().then((c) => c.newPage());
+  await drainer.goto(world.url + '/nothing-here');
+  const phone = newPhone();
+  await drainer.evaluate((p) => fetch('/v1/auth/otp', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ phone: p }) }), phone);
+  const code = await world.code(phone);
+  const left = await drainer.evaluate(async ({ p, c, user }) => {
+    const t = await (await fetch('/v1/auth/verify', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ phone: p, code: c, device: { name: 'drain', platform: 'web' } }) })).json();
+    const ws = new WebSocket(`ws://${location.host}/v1/ws`);
+    const answers = new Map();
+    ws.onmessage = (m) => { const f = JSON.parse(m.data); if (f.rid) answers.get(f.rid)?.(f); };
+    await new Promise((r) => (ws.onopen = r));
+    let rid = 0;
+    const call = (f) => new Promise((r) => { const id = String(++rid); answers.set(id, r); ws.send(JSON.stringify({ ...f, rid: id })); });
+    await call({ op: 'hello', token: t.access_token });
+    for (let i = 0; i < 400; i++) {
+      const b = await call({ op: 'keys.bundle', user });
+      if (!b.devices.some((d) => d.one_time_prekey)) { ws.close(); return i; }
+    }
+    ws.close();
+    return -1;
+  }, { p: phone, c: code, user: cli.user_id });
+  assert.ok(left > 0, 'bob had one-time prekeys, and they ran out');
+  await drainer.close();
+  // A new browser user writes to bob first: X3DH without a one-time prekey.
+  const fresh = await world.page();
+  const freshPhone = newPhone();
+  await world.browserSignIn(fresh, freshPhone);
+  await fresh.getByRole('button', { name: 'New chat' }).click();
+  const dialog = fresh.getByRole('dialog', { name: 'New chat' });
+  await dialog.getByRole('textbox', { name: 'Phone number' }).fill(cliPhone);
+  await dialog.getByRole('button', { name: 'Start chat' }).click();
+  const m = marker(7);
+  markers.push(m);
+  await fresh.getByRole('textbox', { name: 'Message' }).fill(m);
+  await fresh.getByRole('button', { name: 'Send' }).click();
+  const listen = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const got = await listen.until('the first-contact message at the CLI', (o) => o.event === 'message' && o.text === m);
+  assert.equal(got.encrypted, true);
+  assert.equal(got.decrypt_error, undefined);
+  listen.stop();
+  await fresh.context().close();
+});
+
 test('no WebSocket frame of the page carries a message text', () => {
   assert.ok(markers.length >= 2);
   assert.ok(world.frames.length > 10, 'frames were captured');
