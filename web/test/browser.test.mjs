@@ -257,6 +257,27 @@ test('first contact after the CLI user ran out of one-time prekeys (preKeyId 0)'
   await fresh.context().close();
 });
 
+test('every control has an accessible name; Tab reaches the main ones', async () => {
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll('button, input, textarea, select, a[href]')]
+      .filter((e) => e.offsetParent !== null)
+      .filter((e) => !(e.getAttribute('aria-label')?.trim() || e.labels?.length || (e.tagName !== 'INPUT' && e.tagName !== 'TEXTAREA' && e.textContent.trim())))
+      .map((e) => e.outerHTML.slice(0, 100)));
+  assert.deepEqual(unnamed, []);
+  const reached = new Set();
+  for (let i = 0; i < 30; i++) {
+    await page.keyboard.press('Tab');
+    reached.add(await page.evaluate(() => {
+      const e = document.activeElement;
+      return e?.getAttribute('aria-label') || (e?.tagName === 'BUTTON' ? e.textContent.trim() : e?.tagName);
+    }));
+  }
+  for (const name of ['New chat', 'New group', 'Safety number', 'Message', 'Send']) {
+    assert.ok(reached.has(name), `Tab reaches ${name} (reached: ${[...reached].join(', ')})`);
+  }
+});
+
 test('no WebSocket frame of the page carries a message text', () => {
   assert.ok(markers.length >= 2);
   assert.ok(world.frames.length > 10, 'frames were captured');
