@@ -1,0 +1,665 @@
+// The Parley client in the browser: account and tokens, the WebSocket,
+// end-to-end encryption (crypto/signal.ts) with the SDK's envelopes, the
+// conversation list and messages kept in the sealed IndexedDB (db.ts),
+// receipts, typing. The UI reads `state` and listens for "change".
+//
+// Receiving: events are handled one at a time in seq order; a message is
+// decrypted, written to IndexedDB, and only then acknowledged, so a reload
+// loses nothing (a redelivered event is dropped by msg_id).
+import { fromBase64, fromUtf8, toBase64, toHex, utf8 } from '../crypto/bytes';
+import { groupDigits } from '../crypto/fingerprint';
+import { SignalDevice, type Bundle, type Device } from '../crypto/signal';
+import { LocalDb } from './db';
+import { RequestError, Socket, type Frame } from './socket';
+
+export type Status = 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
+export type Message = {
+  msg_id?: string;
+  client_msg_id: string;
+  conv: string; // "u:<user>" (1:1) or "g:<group>"
+  from: string; // user id
+  from_label?: string; // in groups: the sender's phone number or name
+  outgoing: boolean;
+  kind: string;
+  text: string;
+  ts_ms: number;
+  status?: Status;
+  error?: string;
+};
+export type Conversation = {
+  id: string;
+  peer?: string; // user id of a 1:1 chat
+  title: string;
+  last_text: string;
+  last_ts_ms: number;
+  unread: number;
+  members?: string[]; // user ids of a group's members (this user included)
+  left?: boolean; // this user is no longer a member of the group
+};
+export type Account = {
+  user_id: string;
+  device_id: string;
+  phone: string;
+  refresh_token: string;
+};
+type Tokens = Account & { access_token: string; access_expires_in_s: number };
+type ConnState = 'connecting' | 'online' | 'offline' | 'replaced' | 'signed_out';
+
+const kStatusRank: Record<Status, number> = { failed: 0, sending: 1, sent: 2, delivered: 3, read: 4 };
+const kTypingShowMs = 6000;
+const kTypingRepeatMs = 3000;
+const kMaxStaleRetries = 3;
+
+async function postJson(path: string, body: unknown): Promise<any> {
+  const r = await fetch(path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new RequestError(data?.error?.code ?? 'http_' + r.status, data?.error?.message ?? '', data);
+  return data;
+}
+
+export async function sha256Hex(s: string) {
+  return toHex(await crypto.subtle.digest('SHA-256', utf8.encode(s)));
+}
+
+export class Client extends EventTarget {
+  account?: Account;
+  conn: ConnState = 'offline';
+  connDetail = '';
+  convs = new Map<string, Conversation>();
+  messages = new Map<string, Message[]>(); // by conv, oldest first
+  typing = new Map<string, number>(); // conv -> shown until (ms)
+  presence = new Map<string, { online: boolean; last_seen_ms?: number }>(); // by user
+  openConv?: string;
+
+  private db!: LocalDb;
+  private signal?: SignalDevice;
+  private socket?: Socket;
+  private access?: { token: string; until: number };
+  private cursor?: string;
+  private queue: Promise<void> = Promise.resolve();
+  private devices = new Map<string, Device[]>(); // user -> devices with keys
+  private identities = new Map<string, Uint8Array>(); // "<user>.<device>" -> identity key
+  private typingSent = new Map<string, number>();
+
+  private changed() {
+    this.dispatchEvent(new Event('change'));
+  }
+
+  async init() {
+    this.db = await LocalDb.open();
+    this.account = await this.db.get<Account>('meta', 'account');
+    if (!this.account) return this.changed();
+    this.cursor = await this.db.get<string>('meta', 'cursor');
+    for (const [, c] of await this.db.all<Conversation>('convs')) this.convs.set(c.id, c);
+    for (const [, m] of await this.db.all<Message>('messages')) {
+      const list = this.messages.get(m.conv) ?? [];
+      list.push(m);
+      this.messages.set(m.conv, list);
+    }
+    for (const list of this.messages.values()) list.sort((a, b) => a.ts_ms - b.ts_ms);
+    await this.startDevice();
+  }
+
+  // ---- Sign-in ----
+  async requestCode(phone: string) {
+    await postJson('/v1/auth/otp', { phone });
+  }
+
+  async signIn(phone: string, code: string) {
+    const t = (await postJson('/v1/auth/verify', {
+      phone,
+      code,
+      device: { name: 'Web browser', platform: 'web' },
+    })) as Tokens;
+    this.account = { user_id: t.user_id, device_id: t.device_id, phone, refresh_token: t.refresh_token };
+    this.access = { token: t.access_token, until: Date.now() + (t.access_expires_in_s - 30) * 1000 };
+    await this.db.put('meta', 'account', this.account);
+    await this.startDevice();
+  }
+
+  async signOut() {
+    this.socket?.stop();
+    await this.db.wipe();
+    location.assign('/');
+  }
+
+  private async startDevice() {
+    const a = this.account!;
+    this.signal = await SignalDevice.open(this.db.signalKv(), { user: a.user_id, device: a.device_id });
+    this.socket = new Socket({
+      token: () => this.accessToken(),
+      resumeAfter: () => this.cursor,
+      onReady: () => this.onReady(),
+      onPush: (f) => this.onPush(f),
+      onState: (s, d) => {
+        this.conn = s;
+        this.connDetail = d ?? '';
+        this.changed();
+      },
+      onAuthFailed: async (code) => {
+        this.access = undefined;
+        if (code === 'device_revoked') return false;
+        try {
+          await this.accessToken();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    });
+    window.addEventListener('online', () => this.socket?.kick());
+    this.socket.start();
+    this.changed();
+  }
+
+  private async accessToken(): Promise<string> {
+    if (this.access && Date.now() < this.access.until) return this.access.token;
+    const a = this.account!;
+    const t = (await postJson('/v1/auth/refresh', { refresh_token: a.refresh_token })) as Tokens;
+    a.refresh_token = t.refresh_token;
+    await this.db.put('meta', 'account', a);
+    this.access = { token: t.access_token, until: Date.now() + (t.access_expires_in_s - 30) * 1000 };
+    return t.access_token;
+  }
+
+  private request(frame: Frame) {
+    if (!this.socket) return Promise.reject(new RequestError('disconnected', 'offline', {}));
+    return this.socket.request(frame);
+  }
+
+  // After every hello: publish keys when the server needs them.
+  private async onReady() {
+    const s = this.signal!;
+    const count = await this.request({ op: 'keys.count' });
+    const up = await s.keysToUpload(Number(count.one_time_prekeys_left));
+    if (up) {
+      await this.request({ op: 'keys.upload', ...up });
+      await s.markUploaded();
+    }
+    void this.retryUnsent();
+    void this.subscribePresence([...this.convs.values()].flatMap((c) => (c.peer ? [c.peer] : [])));
+  }
+
+  private async subscribePresence(users: string[]) {
+    if (users.length === 0) return;
+    try {
+      const r = await this.request({ op: 'presence.subscribe', users: users.slice(0, 500) });
+      for (const st of r.statuses ?? []) {
+        this.presence.set(String(st.user), { online: !!st.online, last_seen_ms: st.last_seen_ms ?? undefined });
+      }
+      this.changed();
+    } catch {
+      /* shown without presence */
+    }
+  }
+
+  // ---- Receiving ----
+  private onPush(f: Frame) {
+    if (f.op === 'event') {
+      this.queue = this.queue.then(() => this.onEvent(f)).catch((e) => console.error('event', e));
+    } else if (f.op === 'presence') {
+      this.presence.set(String(f.user), { online: !!f.online, last_seen_ms: f.last_seen_ms ?? undefined });
+      this.changed();
+    } else if (f.op === 'typing') {
+      const conv = f.conv?.group ? 'g:' + f.conv.group : 'u:' + f.from?.user;
+      if (f.state === 'composing') this.typing.set(conv, Date.now() + kTypingShowMs);
+      else this.typing.delete(conv);
+      this.changed();
+      setTimeout(() => this.changed(), kTypingShowMs + 50);
+    }
+  }
+
+  private async onEvent(f: Frame) {
+    const e = f.event ?? {};
+    try {
+      if (e.type === 'message') await this.onMessage(e);
+      else if (e.type === 'receipt') await this.onReceipt(e);
+      else if (e.type === 'keys_changed') await this.onKeysChanged(e);
+      else if (e.type === 'read_sync') await this.onReadSync(e);
+      else if (e.type === 'group') await this.onGroup(e);
+    } catch (err) {
+      console.error('event', e.type, err);
+    }
+    this.cursor = String(f.seq);
+    await this.db.put('meta', 'cursor', this.cursor);
+    this.socket?.send({ op: 'ack', seq: String(f.seq) });
+  }
+
+  private convKey(c: { user?: string; group?: string }) {
+    return c.group ? 'g:' + c.group : 'u:' + c.user;
+  }
+
+  private async onMessage(e: Frame) {
+    const conv = this.convKey(e.conv ?? {});
+    const list = this.messages.get(conv) ?? [];
+    if (list.some((m) => m.msg_id === e.msg_id)) return;
+    const from: Device = { user: String(e.from?.user), device: String(e.from?.device) };
+    const me = this.account!;
+    let kind = e.kind;
+    let body: any = e.body;
+    let error: string | undefined;
+    if (kind === 'e2ee' || kind === 'sender_key') {
+      if (from.user === me.user_id && from.device === me.device_id) return; // our own copy
+      const ct = (body?.ciphertexts ?? []).find(
+        (c: any) => String(c.user) === me.user_id && String(c.device) === me.device_id,
+      );
+      try {
+        if (kind === 'sender_key') {
+          if (!ct) return;
+          const inner = JSON.parse(fromUtf8.decode(await this.signal!.decrypt(from, ct)));
+          await this.signal!.processSenderKey(String(inner.group), from, fromBase64(inner.distribution));
+          return;
+        }
+        let plain: Uint8Array;
+        if (body?.group?.data && e.conv?.group) {
+          plain = await this.signal!.groupDecrypt(String(e.conv.group), from, fromBase64(body.group.data));
+        } else if (ct) {
+          plain = await this.signal!.decrypt(from, ct);
+          await this.afterPrekeyMessage(ct.type);
+        } else {
+          throw new Error('no ciphertext for this device');
+        }
+        const inner = JSON.parse(fromUtf8.decode(plain));
+        kind = inner.kind;
+        body = inner.body;
+      } catch (err) {
+        error = 'could not decrypt';
+        console.warn('decrypt', err);
+      }
+    }
+    const text = error ?? (kind === 'text' ? String(body?.text ?? '') : `[${kind}]`);
+    const m: Message = {
+      from_label: conv.startsWith('g:') && !e.outgoing ? (this.names.get(from.user) ?? 'User ' + from.user) : undefined,
+      msg_id: String(e.msg_id),
+      client_msg_id: String(e.client_msg_id ?? ''),
+      conv,
+      from: from.user,
+      outgoing: !!e.outgoing,
+      kind,
+      text,
+      ts_ms: Number(e.ts_ms),
+      status: e.outgoing ? 'sent' : undefined,
+      error,
+    };
+    await this.store(m);
+    const c = await this.ensureConv(conv, e.conv?.user ? String(e.conv.user) : undefined);
+    c.last_text = text;
+    c.last_ts_ms = m.ts_ms;
+    if (!m.outgoing) {
+      if (this.openConv === conv && document.visibilityState === 'visible') void this.markRead(conv);
+      else c.unread += 1;
+    }
+    this.typing.delete(conv);
+    await this.db.put('convs', conv, c);
+    this.changed();
+  }
+
+  private prekeyMessages = 0;
+  // Every few sessions others start with us, top the server's prekeys up.
+  private async afterPrekeyMessage(type: string) {
+    if (type !== 'prekey' || ++this.prekeyMessages % 5 !== 0) return;
+    void this.onReady().catch(() => {});
+  }
+
+  private async onReceipt(e: Frame) {
+    const conv = this.convKey(e.conv ?? {});
+    const status = e.status as Status;
+    const ids = new Set<string>((e.msg_ids ?? []).map(String));
+    for (const m of this.messages.get(conv) ?? []) {
+      if (m.outgoing && m.msg_id && ids.has(m.msg_id) && kStatusRank[status] > kStatusRank[m.status ?? 'sent']) {
+        m.status = status;
+        await this.db.put('messages', this.msgKey(m), m);
+      }
+    }
+    this.changed();
+  }
+
+  private async onReadSync(e: Frame) {
+    const c = this.convs.get(this.convKey(e.conv ?? {}));
+    if (c) {
+      c.unread = 0;
+      await this.db.put('convs', c.id, c);
+      this.changed();
+    }
+  }
+
+  private async onKeysChanged(e: Frame) {
+    const d = { user: String(e.user), device: String(e.device) };
+    await this.signal!.forgetDevice(d);
+    this.devices.delete(d.user);
+    this.identities.delete(`${d.user}.${d.device}`);
+  }
+
+  private msgKey(m: Message) {
+    return `${m.conv}|${m.client_msg_id || m.msg_id}`;
+  }
+
+  private async store(m: Message) {
+    const list = this.messages.get(m.conv) ?? [];
+    const at = list.findIndex((x) => x.client_msg_id && x.client_msg_id === m.client_msg_id);
+    if (at >= 0) list[at] = m;
+    else list.push(m);
+    list.sort((a, b) => a.ts_ms - b.ts_ms);
+    this.messages.set(m.conv, list);
+    await this.db.put('messages', this.msgKey(m), m);
+  }
+
+  private async ensureConv(id: string, peer?: string, title?: string): Promise<Conversation> {
+    let c = this.convs.get(id);
+    if (!c) {
+      c = { id, peer, title: title ?? '', last_text: '', last_ts_ms: 0, unread: 0 };
+      this.convs.set(id, c);
+      if (!title) await this.nameConv(c);
+      if (peer) void this.subscribePresence([peer]);
+    }
+    return c;
+  }
+
+  private async nameConv(c: Conversation) {
+    c.title = c.peer ? 'User ' + c.peer : 'Group ' + c.id.slice(2);
+    if (!c.peer) return;
+    try {
+      const r = await this.request({ op: 'profile.get', users: [c.peer] });
+      const name = r.profiles?.[0]?.name;
+      if (name) c.title = name;
+    } catch {
+      /* keep the id */
+    }
+  }
+
+  // ---- Conversations ----
+  async startChat(phone: string): Promise<string> {
+    const hash = await sha256Hex(phone);
+    const r = await this.request({ op: 'contacts.discover', hashes: [hash] });
+    const match = (r.matches ?? []).find((m: any) => m.hash === hash);
+    if (!match) throw new Error('No Parley user has this phone number.');
+    const id = 'u:' + match.user_id;
+    const c = await this.ensureConv(id, String(match.user_id), phone);
+    c.title = phone;
+    this.names.set(String(match.user_id), phone);
+    await this.db.put('convs', id, c);
+    this.changed();
+    return id;
+  }
+
+  open(conv?: string) {
+    this.openConv = conv;
+    if (conv) void this.markRead(conv);
+    this.changed();
+  }
+
+  async markRead(conv: string) {
+    const c = this.convs.get(conv);
+    const last = [...(this.messages.get(conv) ?? [])].reverse().find((m) => !m.outgoing && m.msg_id);
+    if (c && c.unread) {
+      c.unread = 0;
+      await this.db.put('convs', conv, c);
+      this.changed();
+    }
+    if (!last || !this.socket?.ready) return;
+    const readKey = 'read:' + conv;
+    if ((await this.db.get<string>('meta', readKey)) === last.msg_id) return;
+    try {
+      await this.request({ op: 'read', conv: this.wireConv(conv), up_to_msg_id: last.msg_id });
+      await this.db.put('meta', readKey, last.msg_id);
+    } catch {
+      /* sent again when the chat is next shown */
+    }
+  }
+
+  private wireConv(conv: string) {
+    return conv.startsWith('g:') ? { group: conv.slice(2) } : { user: conv.slice(2) };
+  }
+
+  typingNow(conv: string, composing: boolean) {
+    const last = this.typingSent.get(conv) ?? 0;
+    if (composing && Date.now() - last < kTypingRepeatMs) return;
+    this.typingSent.set(conv, composing ? Date.now() : 0);
+    this.socket?.send({ op: 'typing', to: this.wireConv(conv), state: composing ? 'composing' : 'paused' });
+  }
+
+  // ---- Sending (1:1, end-to-end encrypted) ----
+  async sendText(conv: string, text: string) {
+    const me = this.account!;
+    const m: Message = {
+      client_msg_id: crypto.randomUUID(),
+      conv,
+      from: me.user_id,
+      outgoing: true,
+      kind: 'text',
+      text,
+      ts_ms: Date.now(),
+      status: 'sending',
+    };
+    await this.store(m);
+    const c = await this.ensureConv(conv, conv.startsWith('u:') ? conv.slice(2) : undefined);
+    c.last_text = text;
+    c.last_ts_ms = m.ts_ms;
+    await this.db.put('convs', conv, c);
+    this.typingSent.set(conv, 0);
+    this.changed();
+    await this.trySend(m);
+  }
+
+  private sending = new Set<string>();
+  private async trySend(m: Message) {
+    if (this.sending.has(m.client_msg_id) || !this.socket?.ready) return;
+    this.sending.add(m.client_msg_id);
+    try {
+      const inner = utf8.encode(JSON.stringify({ kind: m.kind, body: { text: m.text } }));
+      const peer = m.conv.slice(2);
+      let r: Frame | undefined;
+      if (m.conv.startsWith('g:')) r = await this.sendGroup(peer, m.client_msg_id, inner);
+      for (let attempt = 0; !r; attempt++) {
+        const devices = await this.recipients(peer);
+        const cts = await this.signal!.encrypt(devices, inner);
+        try {
+          r = await this.request({
+            op: 'send',
+            to: { user: peer },
+            client_msg_id: m.client_msg_id,
+            kind: 'e2ee',
+            body: { sender_device: this.account!.device_id, ciphertexts: cts },
+          });
+          break;
+        } catch (err) {
+          if (!(err instanceof RequestError) || err.code !== 'stale_devices' || attempt >= kMaxStaleRetries) throw err;
+          await this.repairDevices(err.frame);
+        }
+      }
+      m.msg_id = String(r.msg_id);
+      m.ts_ms = Number(r.ts_ms) || m.ts_ms;
+      if (kStatusRank[m.status ?? 'sending'] < kStatusRank.sent) m.status = 'sent';
+      m.error = undefined;
+    } catch (err) {
+      const code = err instanceof RequestError ? err.code : 'crypto';
+      if (code === 'disconnected' || code === 'timeout') {
+        m.status = 'sending'; // retried on reconnect
+      } else {
+        m.status = 'failed';
+        m.error = err instanceof Error ? err.message : String(err);
+      }
+    } finally {
+      this.sending.delete(m.client_msg_id);
+    }
+    await this.store(m);
+    this.changed();
+  }
+
+  // Messages typed while offline (or cut off) go out after the next hello.
+  private async retryUnsent() {
+    for (const list of this.messages.values()) {
+      for (const m of list) if (m.outgoing && m.status === 'sending') await this.trySend(m);
+    }
+  }
+
+  // Every device of `peer` and this user's other devices, each with a session.
+  private async recipients(peer: string): Promise<Device[]> {
+    const me = this.account!;
+    const users = peer === me.user_id ? [peer] : [peer, me.user_id];
+    const out: Device[] = [];
+    for (const u of users) {
+      if (!this.devices.has(u)) await this.fetchBundles(u);
+      for (const d of this.devices.get(u) ?? []) {
+        if (d.user === me.user_id && d.device === me.device_id) continue;
+        out.push(d);
+      }
+    }
+    return out;
+  }
+
+  private async fetchBundles(user: string, only?: Set<string>) {
+    let r: Frame;
+    try {
+      r = await this.request({ op: 'keys.bundle', user });
+    } catch (err) {
+      // No device with keys (for this user's own account: none but this one).
+      if (!(err instanceof RequestError) || err.code !== 'not_found') throw err;
+      r = { devices: [] };
+    }
+    const list: Device[] = [];
+    const me = this.account!;
+    for (const b of (r.devices ?? []) as Bundle[]) {
+      const d = { user, device: String(b.device_id) };
+      list.push(d);
+      this.identities.set(`${user}.${d.device}`, fromBase64(b.identity_key));
+      if (user === me.user_id && d.device === me.device_id) continue;
+      if (only && !only.has(d.device)) continue;
+      const known = await this.signal!.knownIdentity(d);
+      if (known && toBase64(known) !== b.identity_key) await this.signal!.forgetDevice(d);
+      if (!(await this.signal!.hasSession(d))) await this.signal!.startSession(user, b);
+    }
+    this.devices.set(user, list);
+  }
+
+  private async repairDevices(f: Frame) {
+    for (const x of f.extra ?? []) {
+      const d = { user: String(x.user), device: String(x.device) };
+      await this.signal!.forgetDevice(d);
+      this.devices.set(d.user, (this.devices.get(d.user) ?? []).filter((y) => y.device !== d.device));
+    }
+    const missing = new Map<string, Set<string>>();
+    for (const x of f.missing ?? []) {
+      const s = missing.get(String(x.user)) ?? new Set<string>();
+      s.add(String(x.device));
+      missing.set(String(x.user), s);
+    }
+    for (const [u, s] of missing) await this.fetchBundles(u, s);
+  }
+
+  // ---- Groups (Sender Keys) ----
+  async createGroup(name: string, phones: string[]): Promise<string> {
+    const ids: string[] = [];
+    for (const phone of phones) {
+      const hash = await sha256Hex(phone);
+      const r = await this.request({ op: 'contacts.discover', hashes: [hash] });
+      const match = (r.matches ?? []).find((x: any) => x.hash === hash);
+      if (!match) throw new Error(`No Parley user has the phone number ${phone}.`);
+      ids.push(String(match.user_id));
+      this.names.set(String(match.user_id), phone);
+    }
+    const r = await this.request({ op: 'group.create', name, members: ids });
+    const id = 'g:' + r.group_id;
+    const c = await this.ensureConv(id, undefined, name);
+    c.members = [this.account!.user_id, ...ids];
+    await this.db.put('convs', id, c);
+    this.changed();
+    return id;
+  }
+
+  names = new Map<string, string>(); // user id -> phone, for people found by phone
+
+  private async refreshGroup(c: Conversation) {
+    try {
+      const info = await this.request({ op: 'group.info', group_id: c.id.slice(2) });
+      c.title = String(info.name ?? c.title);
+      c.members = (info.members ?? []).map((x: any) => String(x.user));
+      c.left = false;
+    } catch (err) {
+      if (err instanceof RequestError && (err.code === 'not_member' || err.code === 'not_found')) c.left = true;
+    }
+    await this.db.put('convs', c.id, c);
+  }
+
+  private async onGroup(e: Frame) {
+    const id = 'g:' + e.group_id;
+    const c = await this.ensureConv(id, undefined, e.name ? String(e.name) : undefined);
+    const me = this.account!.user_id;
+    const users: string[] = (e.users ?? []).map(String);
+    if ((e.change === 'removed' || e.change === 'left') && !users.includes(me)) {
+      // Someone left: a new sender key, so they cannot read what follows.
+      await this.signal!.rotateSenderKey(e.group_id);
+      await this.db.delete('meta', 'skdist:' + e.group_id);
+    }
+    if (!c.title) c.title = 'Group';
+    await this.refreshGroup(c);
+    this.changed();
+  }
+
+  // Sends this device's sender key to the member devices that lack it, then
+  // the message as one Sender Keys ciphertext.
+  private async sendGroup(group: string, clientMsgId: string, inner: Uint8Array): Promise<Frame> {
+    const c = this.convs.get('g:' + group)!;
+    if (!c.members) await this.refreshGroup(c);
+    if (c.left) throw new RequestError('not_member', 'You are no longer a member of this group.', {});
+    const me = this.account!;
+    const done = new Set((await this.db.get<string[]>('meta', 'skdist:' + group)) ?? []);
+    const dist = await this.signal!.ownSenderKey(group);
+    for (let attempt = 0; ; attempt++) {
+      const need: Device[] = [];
+      for (const u of c.members ?? []) {
+        if (!this.devices.has(u)) await this.fetchBundles(u);
+        for (const d of this.devices.get(u) ?? []) {
+          const key = `${d.user}.${d.device}`;
+          if (!(d.user === me.user_id && d.device === me.device_id) && !done.has(key)) need.push(d);
+        }
+      }
+      if (need.length === 0) break;
+      const payload = utf8.encode(JSON.stringify({ group, distribution: toBase64(dist) }));
+      const cts = await this.signal!.encrypt(need, payload);
+      try {
+        await this.request({
+          op: 'send',
+          to: { group },
+          client_msg_id: crypto.randomUUID(),
+          kind: 'sender_key',
+          body: { sender_device: me.device_id, ciphertexts: cts },
+        });
+        for (const d of need) done.add(`${d.user}.${d.device}`);
+        await this.db.put('meta', 'skdist:' + group, [...done]);
+        break;
+      } catch (err) {
+        if (!(err instanceof RequestError) || err.code !== 'stale_devices' || attempt >= kMaxStaleRetries) throw err;
+        await this.repairDevices(err.frame);
+      }
+    }
+    const data = await this.signal!.groupEncrypt(group, inner);
+    return this.request({
+      op: 'send',
+      to: { group },
+      client_msg_id: clientMsgId,
+      kind: 'e2ee',
+      body: { sender_device: me.device_id, group: { data: toBase64(data) } },
+    });
+  }
+
+  // ---- Safety number ----
+  async safetyNumber(conv: string): Promise<string> {
+    const peer = conv.slice(2);
+    const me = this.account!;
+    const keysOf = async (u: string) => {
+      if (!this.devices.has(u) || (this.devices.get(u) ?? []).some((d) => !this.identities.has(`${u}.${d.device}`))) {
+        await this.fetchBundles(u);
+      }
+      return (this.devices.get(u) ?? []).map((d) => this.identities.get(`${u}.${d.device}`)!);
+    };
+    const local = await keysOf(me.user_id);
+    const remote = await keysOf(peer);
+    if (remote.length === 0) throw new Error('This person has no device with encryption keys yet.');
+    return groupDigits(await this.signal!.safetyNumber(local, peer, remote));
+  }
+}

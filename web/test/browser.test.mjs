@@ -1,0 +1,290 @@
+// The web client in a real Chromium against a real parleyd and the real
+// `parley` CLI: sign-up uploads keys, 1:1 messages both ways with ticks up
+// to "read" on both sides, typing, equal safety numbers, and not one
+// WebSocket frame of the page carries a message's text.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { World, newPhone, waitFor } from './harness.mjs';
+
+const world = new World();
+const marker = (n) => `zebra${n}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const markers = [];
+let page;
+let web; // {user_id, device_id}
+let cli; // {user_id, ...}
+const webPhone = newPhone();
+const cliPhone = newPhone();
+
+before(async () => {
+  await world.startServer();
+});
+after(async () => {
+  await world.close();
+});
+
+test('the page is served with a strict CSP and hashed, immutable assets', async () => {
+  const r = await fetch(world.url + '/some/app/path');
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /text\/html/);
+  assert.equal(r.headers.get('cache-control'), 'no-cache');
+  const csp = r.headers.get('content-security-policy');
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  const html = await r.text();
+  const asset = /src="(\/assets\/main-[A-Z0-9]+\.js)"/.exec(html)[1];
+  const a = await fetch(world.url + asset);
+  assert.equal(a.status, 200);
+  assert.match(a.headers.get('cache-control'), /immutable/);
+  assert.match(a.headers.get('content-type'), /javascript/);
+});
+
+test('sign-up in the browser uploads keys (the CLI finds them)', async () => {
+  page = await world.page();
+  await page.getByRole('button', { name: 'Send code' }).waitFor();
+  if (process.env.PARLEY_WEB_SCREENSHOTS) {
+    await page.screenshot({ path: `${process.env.PARLEY_WEB_SCREENSHOTS}/sign-in.png` });
+  }
+  web = await world.browserSignIn(page, webPhone);
+  cli = await world.cliLogin('bob', cliPhone);
+  // keys.upload went out and was accepted (100 one-time prekeys on the server).
+  await waitFor('keys.upload', () => world.frames.some((f) => f.dir === 'sent' && f.payload.includes('"op":"keys.upload"')));
+  await waitFor('keys.upload accepted', () => world.frames.some((f) => f.dir === 'received' && f.payload.includes('"one_time_prekeys_left":100')));
+  const out = await world.cli(['--profile', 'bob', '--json', 'safety-number', web.user_id]);
+  assert.match(out, /\d{5}/, 'the CLI computes a safety number from the browser device keys');
+});
+
+let chat; // the CLI's `parley --json chat --to <browser user>`, for tests 3 and 4
+
+test('CLI -> browser: the message arrives decrypted, ticks reach read at the CLI', async () => {
+  const m = marker(1);
+  markers.push(m);
+  chat = world.cliStream(['--profile', 'bob', '--json', 'chat', '--to', web.user_id], { stdin: 'pipe' });
+  chat.proc.stdin.write(m + '\n');
+  const sent = await chat.until('the CLI sent it', (o) => o.event === 'status' && o.status === 'sent');
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem').first();
+  await conv.waitFor();
+  // Not yet opened: it counts as unread.
+  await conv.getByText('1 unread').or(conv.getByLabel('1 unread')).waitFor();
+  await conv.getByRole('button').click();
+  await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m }).waitFor();
+  // The chat is open in the browser: it is read, and the CLI is told.
+  await chat.until('read at the CLI', (o) => o.event === 'status' && o.status === 'read' && o.msg_id === sent.msg_id);
+});
+
+test('browser -> CLI: sent, delivered, read in the browser; typing reaches the CLI', async () => {
+  const m = marker(2);
+  markers.push(m);
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.pressSequentially('abc');
+  await chat.until('typing at the CLI', (o) => o.event === 'typing');
+  await box.fill(m);
+  await page.getByRole('button', { name: 'Send' }).click();
+  const mine = page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m });
+  await mine.waitFor();
+  const got = await chat.until('the message at the CLI', (o) => o.event === undefined && o.text === m || o.event === 'message' && o.text === m);
+  assert.equal(got.encrypted, true);
+  // The CLI's chat shows it, so it is read.
+  await mine.filter({ hasText: 'read' }).waitFor();
+  // Presence: the CLI is connected, then gone with a last-seen time.
+  const header = page.getByRole('region', { name: /^Chat with / });
+  await header.getByText('online', { exact: true }).waitFor();
+  chat.proc.stdin.end();
+  chat.stop();
+  await header.getByText(/^last seen /).waitFor();
+});
+
+test('new chat by phone number finds the same conversation', async () => {
+  await page.getByRole('button', { name: 'New chat' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New chat' });
+  await dialog.getByRole('textbox', { name: 'Phone number' }).fill(cliPhone);
+  await dialog.getByRole('button', { name: 'Start chat' }).click();
+  const list = page.getByRole('list', { name: 'Conversations' });
+  await list.getByRole('listitem', { name: cliPhone }).waitFor();
+  assert.equal(await list.getByRole('listitem').count(), 1);
+  for (const m of markers) await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m }).waitFor();
+});
+
+test('safety numbers are equal in the browser and the CLI', async () => {
+  await page.getByRole('button', { name: 'Safety number' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Safety number' });
+  const digits = await waitFor('digits', async () => {
+    const t = await dialog.locator('.digits').textContent().catch(() => null);
+    return t && /^(\d{5} ){11}\d{5}$/.test(t.trim()) ? t.trim() : null;
+  });
+  const out = JSON.parse(await world.cli(['--profile', 'bob', '--json', 'safety-number', web.user_id]));
+  assert.equal(out.safety_number, digits.replace(/ /g, ''));
+  await dialog.getByRole('button', { name: 'Close' }).click();
+});
+
+test('a reload keeps the conversation and its keys; a second tab is refused', async () => {
+  await page.reload();
+  await page.getByText(webPhone, { exact: true }).waitFor();
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  for (const m of markers) await messages.getByRole('listitem').filter({ hasText: m }).waitFor();
+  const m = marker(3);
+  markers.push(m);
+  const before = world.frames.length;
+  await world.cli(['--profile', 'bob', 'send', '--to', web.user_id, m]);
+  await messages.getByRole('listitem').filter({ hasText: m }).waitFor();
+  // The existing session carried it: a "message", not a new "prekey" one.
+  const event = world.frames.slice(before).map((f) => JSON.parse(f.payload))
+    .find((o) => o.op === 'event' && o.event?.type === 'message');
+  const mine = event.event.body.ciphertexts.find((c) => c.device === web.device_id);
+  assert.equal(mine.type, 'message');
+  const second = await page.context().newPage();
+  await second.goto(world.url + '/');
+  await second.getByRole('alert').filter({ hasText: 'open in another tab' }).waitFor();
+  await second.close();
+});
+
+test('phone-sized screens show the chat or the list, with a way back', async () => {
+  const shots = process.env.PARLEY_WEB_SCREENSHOTS;
+  if (shots) await page.screenshot({ path: `${shots}/chat-desktop.png` });
+  await page.setViewportSize({ width: 390, height: 760 });
+  await page.getByRole('textbox', { name: 'Message' }).waitFor();
+  assert.equal(await page.getByRole('list', { name: 'Conversations' }).isVisible(), false);
+  if (shots) await page.screenshot({ path: `${shots}/chat-phone.png` });
+  await page.getByRole('button', { name: 'Back to chats' }).click();
+  await page.getByRole('list', { name: 'Conversations' }).waitFor();
+  assert.equal(await page.getByRole('textbox', { name: 'Message' }).isVisible(), false);
+  if (shots) await page.screenshot({ path: `${shots}/list-phone.png` });
+  await page.setViewportSize({ width: 1200, height: 800 });
+});
+
+test('a message written while the server is down goes out on reconnect', async () => {
+  const m = marker(4);
+  markers.push(m);
+  await world.stopServer();
+  await page.getByRole('status').filter({ hasText: 'Offline' }).waitFor();
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  await page.getByRole('textbox', { name: 'Message' }).fill(m);
+  await page.getByRole('button', { name: 'Send' }).click();
+  const mine = page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m });
+  await mine.filter({ hasText: 'sending' }).waitFor();
+  await world.startServer();
+  await page.getByRole('status').filter({ hasText: 'Online' }).waitFor({ timeout: 60_000 });
+  await mine.filter({ hasText: /sent|delivered|read/ }).waitFor();
+  const listen = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const got = await listen.until('the offline message at the CLI', (o) => o.event === 'message' && o.text === m);
+  assert.equal(got.encrypted, true);
+  await mine.filter({ hasText: /delivered|read/ }).waitFor();
+  listen.stop();
+});
+
+test('a group with two CLI users: Sender Keys both ways', async () => {
+  const carolPhone = newPhone();
+  await world.cliLogin('carol', carolPhone);
+  const name = `Trip ${process.pid}`;
+  await page.getByRole('button', { name: 'New group' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New group' });
+  await dialog.getByRole('textbox', { name: 'Group name' }).fill(name);
+  await dialog.getByRole('textbox', { name: 'Members' }).fill(`${cliPhone}, ${carolPhone}`);
+  await dialog.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name }).waitFor();
+  const created = world.frames.map((f) => JSON.parse(f.payload)).find((o) => o.op === 'ok' && o.group_id);
+  const g1 = marker(5);
+  markers.push(g1);
+  await page.getByRole('textbox', { name: 'Message' }).fill(g1);
+  await page.getByRole('button', { name: 'Send' }).click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await messages.getByRole('listitem').filter({ hasText: g1 }).filter({ hasText: /sent|delivered|read/ }).waitFor();
+  const bob = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const carol = world.cliStream(['--profile', 'carol', '--json', 'listen']);
+  for (const who of [bob, carol]) {
+    const got = await who.until('the group message at a CLI', (o) => o.event === 'message' && o.text === g1);
+    assert.equal(got.conv.group, created.group_id);
+    assert.equal(got.encrypted, true);
+  }
+  bob.stop();
+  carol.stop();
+  // The group message went out as one Sender Keys ciphertext, after a sender_key distribution.
+  const sent = world.frames.filter((f) => f.dir === 'sent').map((f) => JSON.parse(f.payload)).filter((o) => o.op === 'send' && o.to?.group);
+  assert.ok(sent.some((o) => o.kind === 'sender_key' && o.body.ciphertexts.length >= 2));
+  assert.ok(sent.some((o) => o.kind === 'e2ee' && o.body.group?.data));
+  const g2 = marker(6);
+  markers.push(g2);
+  await world.cli(['--profile', 'bob', 'send', '--group', created.group_id, g2]);
+  const theirs = messages.getByRole('listitem').filter({ hasText: g2 });
+  await theirs.waitFor();
+  await theirs.filter({ hasText: cliPhone }).waitFor(); // the sender, by phone number
+});
+
+test('first contact after the CLI user ran out of one-time prekeys (preKeyId 0)', async () => {
+  // A throwaway client on the page's origin uses up bob's one-time prekeys.
+  const drainer = await (await world.browser()).newContext().then((c) => c.newPage());
+  await drainer.goto(world.url + '/nothing-here');
+  const phone = newPhone();
+  await drainer.evaluate((p) => fetch('/v1/auth/otp', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ phone: p }) }), phone);
+  const code = await world.code(phone);
+  const left = await drainer.evaluate(async ({ p, c, user }) => {
+    const t = await (await fetch('/v1/auth/verify', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ phone: p, code: c, device: { name: 'drain', platform: 'web' } }) })).json();
+    const ws = new WebSocket(`ws://${location.host}/v1/ws`);
+    const answers = new Map();
+    ws.onmessage = (m) => { const f = JSON.parse(m.data); if (f.rid) answers.get(f.rid)?.(f); };
+    await new Promise((r) => (ws.onopen = r));
+    let rid = 0;
+    const call = (f) => new Promise((r) => { const id = String(++rid); answers.set(id, r); ws.send(JSON.stringify({ ...f, rid: id })); });
+    await call({ op: 'hello', token: t.access_token });
+    for (let i = 0; i < 400; i++) {
+      const b = await call({ op: 'keys.bundle', user });
+      if (!b.devices.some((d) => d.one_time_prekey)) { ws.close(); return i; }
+    }
+    ws.close();
+    return -1;
+  }, { p: phone, c: code, user: cli.user_id });
+  assert.ok(left > 0, 'bob had one-time prekeys, and they ran out');
+  await drainer.close();
+  // A new browser user writes to bob first: X3DH without a one-time prekey.
+  const fresh = await world.page();
+  const freshPhone = newPhone();
+  await world.browserSignIn(fresh, freshPhone);
+  await fresh.getByRole('button', { name: 'New chat' }).click();
+  const dialog = fresh.getByRole('dialog', { name: 'New chat' });
+  await dialog.getByRole('textbox', { name: 'Phone number' }).fill(cliPhone);
+  await dialog.getByRole('button', { name: 'Start chat' }).click();
+  const m = marker(7);
+  markers.push(m);
+  await fresh.getByRole('textbox', { name: 'Message' }).fill(m);
+  await fresh.getByRole('button', { name: 'Send' }).click();
+  const listen = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const got = await listen.until('the first-contact message at the CLI', (o) => o.event === 'message' && o.text === m);
+  assert.equal(got.encrypted, true);
+  assert.equal(got.decrypt_error, undefined);
+  listen.stop();
+  await fresh.context().close();
+});
+
+test('every control has an accessible name; Tab reaches the main ones', async () => {
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll('button, input, textarea, select, a[href]')]
+      .filter((e) => e.offsetParent !== null)
+      .filter((e) => !(e.getAttribute('aria-label')?.trim() || e.labels?.length || (e.tagName !== 'INPUT' && e.tagName !== 'TEXTAREA' && e.textContent.trim())))
+      .map((e) => e.outerHTML.slice(0, 100)));
+  assert.deepEqual(unnamed, []);
+  const reached = new Set();
+  for (let i = 0; i < 30; i++) {
+    await page.keyboard.press('Tab');
+    reached.add(await page.evaluate(() => {
+      const e = document.activeElement;
+      return e?.getAttribute('aria-label') || (e?.tagName === 'BUTTON' ? e.textContent.trim() : e?.tagName);
+    }));
+  }
+  for (const name of ['New chat', 'New group', 'Safety number', 'Message', 'Send']) {
+    assert.ok(reached.has(name), `Tab reaches ${name} (reached: ${[...reached].join(', ')})`);
+  }
+});
+
+test('no WebSocket frame of the page carries a message text', () => {
+  assert.ok(markers.length >= 2);
+  assert.ok(world.frames.length > 10, 'frames were captured');
+  for (const f of world.frames) {
+    for (const m of markers) assert.ok(!f.payload.includes(m), `plaintext in a ${f.dir} frame: ${f.payload.slice(0, 200)}`);
+  }
+  const sends = world.frames.filter((f) => f.dir === 'sent' && f.payload.includes('"op":"send"'));
+  assert.ok(sends.length >= 1);
+  for (const s of sends) assert.ok(['e2ee', 'sender_key'].includes(JSON.parse(s.payload).kind), s.payload.slice(0, 200));
+});
