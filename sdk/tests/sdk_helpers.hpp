@@ -135,9 +135,10 @@ inline bool StartSynced(Client& client, std::chrono::milliseconds timeout = 10s)
 class ServerSuite : public ::testing::Test {
  protected:
   static void StartServer(std::vector<std::string> extra = {}, bool tls = false) {
-    std::vector<std::string> args = {"--otp-per-address-per-hour", "0", "--otp-per-phone",     "0",
-                                     "--device-send-rate",         "0", "--device-write-rate", "0",
-                                     "--device-fanout-rate",       "0"};
+    std::vector<std::string> args = {
+        "--otp-per-address-per-hour", "0", "--otp-per-phone",         "0",
+        "--device-send-rate",         "0", "--device-write-rate",     "0",
+        "--device-fanout-rate",       "0", "--user-writes-in-flight", "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     server_ = new Parleyd(Parleyd::Options{.args = args, .tls = tls});
     ASSERT_TRUE(server_->Start()) << server_->Log();

@@ -64,7 +64,7 @@ struct Config {
   // Fairness (docs/operations.md, "Limits"): 0 means no limit.
   std::uint32_t device_write_rate = 20;       // writing ops/s per device (group.*, read), bursts 4x
   std::uint32_t device_fanout_rate = 2000;    // recipients/s per device of group sends and changes
-  std::uint32_t max_requests_in_flight = 32;  // per connection; beyond it the socket is not read
+  std::uint32_t max_requests_in_flight = 0;   // per connection; beyond it the socket is not read
   std::uint32_t user_writes_in_flight = 128;  // store writes in flight per user (rate_limited past)
 
   // Hardening: connections, lookups, prekeys, sign-in (issue 14; 0: no limit).

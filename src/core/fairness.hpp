@@ -7,8 +7,9 @@
 //     whose cost is the number of recipients a write reaches (a group change
 //     costs its members, a group message its members' devices), so a big
 //     group is no multiplier (Core::write_limiter, Core::fanout_limiter);
-//   * a cap on a connection's requests in flight: past it, net stops
-//     reading that socket until an answer goes out (Session::BeginWrite and
+//   * optionally (max_requests_in_flight, off by default), a cap on a
+//     connection's requests in flight: past it, net stops reading that
+//     socket until an answer goes out (Session::BeginWrite and
 //     net::WsHandler::ReadyForMore), so pipelining gains nothing;
 //   * a share per user of the writes in flight (WriteShare, below): past it
 //     that user's next write is answered `rate_limited` at once and never

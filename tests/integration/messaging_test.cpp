@@ -12,9 +12,10 @@ namespace {
 class MessagingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{
-        .args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0", "--device-send-rate",
-                 "0", "--device-write-rate", "0", "--device-fanout-rate", "0"}});
+    server_ = new Parleyd(
+        Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
+                                  "--device-send-rate", "0", "--device-write-rate", "0",
+                                  "--device-fanout-rate", "0", "--user-writes-in-flight", "0"}});
     ASSERT_TRUE(server_->Start());
   }
   static void TearDownTestSuite() {
