@@ -79,6 +79,9 @@ const std::array kKeys = {
            &Config::media_upload_ttl_s},
     KeyDef{"media_max_pixels", "largest image or video frame (width x height) that is decoded",
            &Config::media_max_pixels},
+    KeyDef{"web_dir",
+           "the web client's folder (empty: the bundle make builds, beside parleyd; off: none)",
+           &Config::web_dir},
 };
 
 [[noreturn]] void Fail(std::string_view key, std::string_view what) {

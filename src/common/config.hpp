@@ -54,6 +54,10 @@ struct Config {
   std::uint32_t media_workers = 2;             // threads decoding images, video and audio
   std::uint32_t media_upload_ttl_s = 86400;    // unfinished resumable uploads live this long
   std::uint32_t media_max_pixels = 100000000;  // larger images and video frames are refused
+
+  // The web client (docs/web.md): "off", a folder with index.html and
+  // assets/, or empty for the bundle `make` builds (build/web/dist).
+  std::string web_dir;
 };
 
 struct ConfigKey {
