@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -115,7 +116,14 @@ int Serve(const Config& cfg) {
   auto blobs = media::OpenLocalBlobStore(media_dir);
   if (!blobs) throw std::runtime_error("media: " + blobs.error().message);
   core::MediaApi media_api(core, **blobs);
-  core::App app(core, &media_api);
+  std::optional<core::WebStatic> web;
+  if (auto web_dir = core::WebStatic::Resolve(cfg.web_dir)) {
+    web.emplace(*web_dir, !cfg.tls_cert.empty() && !cfg.tls_key.empty());
+    PLOG_INFO("web client", "dir={}", LogQuote(*web_dir));
+  } else if (cfg.web_dir != "off") {
+    PLOG_WARN("web client not served: no index.html", "web_dir={}", LogQuote(cfg.web_dir));
+  }
+  core::App app(core, &media_api, web ? &*web : nullptr);
 
   const HostPort hp = SplitListen(cfg.listen);
   net::ServerOptions options;

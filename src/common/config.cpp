@@ -150,6 +150,9 @@ const std::array kKeys = {
            &Config::sms_read_timeout_ms},
     KeyDef{"sms_queue_max", "codes waiting for the webhook; past it a code is dropped",
            &Config::sms_queue_max},
+    KeyDef{"web_dir",
+           "the web client's folder (empty: the bundle make builds, beside parleyd; off: none)",
+           &Config::web_dir},
 };
 
 [[noreturn]] void Fail(std::string_view key, std::string_view what) {

@@ -83,6 +83,10 @@ struct Config {
   std::uint32_t sms_connect_timeout_ms = 5000;
   std::uint32_t sms_read_timeout_ms = 10000;
   std::uint32_t sms_queue_max = 1000;  // codes waiting for the webhook; more are dropped
+
+  // The web client (docs/web.md): "off", a folder with index.html and
+  // assets/, or empty for the bundle `make` builds (build/web/dist).
+  std::string web_dir;
 };
 
 struct ConfigKey {

@@ -21,6 +21,7 @@ void App::HandleHttp(net::HttpRequest request, net::HttpRespond respond) {
   if (media_ != nullptr && MediaApi::Owns(request.path)) {
     return media_->Handle(std::move(request), std::move(respond));
   }
+  if (web_ != nullptr && WebStatic::Owns(request)) return respond(web_->Serve(request));
   http_.Handle(std::move(request), std::move(respond));
 }
 

@@ -5,14 +5,17 @@
 #include "core/core.hpp"
 #include "core/http_api.hpp"
 #include "core/media_api.hpp"
+#include "core/web_static.hpp"
 #include "net/service.hpp"
 
 namespace parley::core {
 
 class App final : public net::Service {
  public:
-  // `media` (may be null: no media endpoints) serves /v1/media and /v1/uploads.
-  explicit App(Core& core, MediaApi* media = nullptr) : core_(core), http_(core), media_(media) {}
+  // `media` (may be null: no media endpoints) serves /v1/media and /v1/uploads;
+  // `web` (may be null: no web client) serves the web client's files.
+  explicit App(Core& core, MediaApi* media = nullptr, const WebStatic* web = nullptr)
+      : core_(core), http_(core), media_(media), web_(web) {}
 
   net::BodyMode BodyModeFor(const net::HttpRequest& head) override;
   std::shared_ptr<net::RequestBody> HandleHttpStream(net::HttpRequest head,
@@ -25,6 +28,7 @@ class App final : public net::Service {
   Core& core_;
   HttpApi http_;
   MediaApi* media_;
+  const WebStatic* web_;
 };
 
 }  // namespace parley::core
