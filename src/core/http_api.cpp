@@ -113,10 +113,15 @@ void HttpApi::Handle(net::HttpRequest request, net::HttpRespond respond) {
     if (!only("GET")) return;
     const bool readable = core_.store.GetUser(0).has_value();
     const auto writable = core_.store.Writable();
-    const bool ok = readable && writable.has_value();
+    const bool bus_up = core_.bus == nullptr || core_.bus->connected();
+    const bool ok = readable && writable.has_value() && bus_up;
     json::object o;
     o["status"] = ok ? "ready" : "unavailable";
-    if (!writable) o["reason"] = proto::ToWire(writable.error()).code;
+    if (!writable) {
+      o["reason"] = proto::ToWire(writable.error()).code;
+    } else if (!bus_up) {
+      o["reason"] = "bus_unavailable";
+    }
     return respond(JsonResponse(ok ? 200 : 503, o));
   }
   if (path == "/metrics") {
