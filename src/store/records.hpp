@@ -188,6 +188,7 @@ struct GroupChangeResult {
     kTooManyMembers,  // it would exceed max_members
   };
   Outcome outcome = Outcome::kOk;
+  bool changed = true;
   std::vector<Appended> appended;
   // Members made admin because the last admin left (or was demoted).
   std::vector<UserId> auto_promoted;
