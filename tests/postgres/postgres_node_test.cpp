@@ -1,0 +1,168 @@
+// parleyd on PostgreSQL: start-up failures, two nodes sharing one store, and
+// the database going away and coming back under a running node.
+#include <gtest/gtest.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "integration/helpers.hpp"
+#include "support/postgres.hpp"
+
+namespace parley::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::string FreshDb(const std::string& tag) {
+  static std::atomic<int> next{0};
+  return SharedPostgres().CreateDatabase("n" + std::to_string(getpid()) + "_" + tag +
+                                         std::to_string(next++));
+}
+
+// Runs parleyd with `store` until it exits; answers its exit status and output.
+int RunParleyd(const std::string& store, std::string* output) {
+  char dir[] = "/tmp/parley-pgnode-XXXXXX";
+  if (mkdtemp(dir) == nullptr) return -1;
+  const std::string command =
+      ParleydPath() + " --listen 127.0.0.1:0 --data-dir " + dir + " --store '" + store + "' 2>&1";
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  output->clear();
+  while (std::fgets(buf, sizeof buf, p) != nullptr) *output += buf;
+  const int status = pclose(p);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int ReadyStatus(const Parleyd& server) {
+  return Http(server.endpoint(), "GET", "/ready", "", {}, 2s).status;
+}
+
+// Polls /ready until it answers `status`; answers how long that took.
+std::optional<std::chrono::milliseconds> WaitReady(const Parleyd& server, int status,
+                                                   std::chrono::seconds limit) {
+  const auto start = Clock::now();
+  while (Clock::now() - start < limit) {
+    if (ReadyStatus(server) == status) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return std::nullopt;
+}
+
+TEST(PostgresNode, MissingDatabaseEndsStartWithOneLine) {
+  std::string out;
+  const int code = RunParleyd(SharedPostgres().Url("no_such_db"), &out);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("does not exist"), std::string::npos) << out;
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.find('\n'), out.size() - 1) << "more than one line: " << out;
+}
+
+TEST(PostgresNode, UnreachableServerEndsStartWithOneLine) {
+  std::string out;
+  const int code = RunParleyd("postgresql://postgres@/x?host=/nonexistent-dir&port=1", &out);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("postgresql"), std::string::npos) << out;
+  EXPECT_EQ(out.find('\n'), out.size() - 1) << "more than one line: " << out;
+}
+
+TEST(PostgresNode, TwoNodesShareAccountsTokensAndMailboxes) {
+  const std::string url = FreshDb("two");
+  Parleyd a({.args = {"--store", url}});
+  Parleyd b({.args = {"--store", url}});
+  ASSERT_TRUE(a.Start());
+  ASSERT_TRUE(b.Start());
+  // Signed in on a, used on b: one token key for both.
+  Account alice = SignIn(a, NextPhone());
+  Account bob = SignIn(a, NextPhone());
+  auto ws_alice = Connect(b, alice);
+  ASSERT_NE(ws_alice, nullptr);
+  auto sent = SendText(*ws_alice, bob.user_id, "hi across nodes");
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_EQ((*sent)["op"], "ok") << json::serialize(*sent);
+  // Bob on node a reads what was stored through node b.
+  auto ws_bob = Connect(a, bob);
+  ASSERT_NE(ws_bob, nullptr);
+  auto event = NextEventOfType(*ws_bob, "message");
+  ASSERT_TRUE(event.has_value());
+}
+
+TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {
+  const std::string url = FreshDb("ready");
+  Parleyd node({.args = {"--store", url}});
+  ASSERT_TRUE(node.Start());
+  EXPECT_EQ(ReadyStatus(node), 200);
+  Account alice = SignIn(node, NextPhone());
+  Account bob = SignIn(node, NextPhone());
+  auto ws = Connect(node, alice);
+  ASSERT_NE(ws, nullptr);
+  ASSERT_EQ((*SendText(*ws, bob.user_id, "before"))["op"], "ok");
+
+  // Sends keep going while the database stops: none may be answered ok once
+  // it is gone, and every answered ok must be stored.
+  std::atomic<bool> stop{false};
+  std::vector<std::string> acked;
+  std::thread load([&] {
+    auto ws2 = Connect(node, alice);
+    if (!ws2) return;
+    int i = 0;
+    while (!stop) {
+      const std::string text = "m" + std::to_string(i++);
+      auto r = SendText(*ws2, bob.user_id, text, "", 10s);
+      if (r && (*r)["op"] == "ok") acked.push_back(text);
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  SharedPostgres().Stop();
+  auto gone = WaitReady(node, 503, 20s);
+  EXPECT_TRUE(gone.has_value()) << "/ready never said 503";
+  auto failed = SendText(*ws, bob.user_id, "while down", "", 15s);
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ((*failed)["op"], "error") << json::serialize(*failed);
+  EXPECT_EQ(Str(*failed, "code"), "internal") << json::serialize(*failed);
+
+  SharedPostgres().Start();
+  auto back = WaitReady(node, 200, 30s);
+  ASSERT_TRUE(back.has_value()) << "/ready never came back";
+  EXPECT_LE(back->count(), 5000) << "ready again only after " << back->count() << " ms";
+  stop = true;
+  load.join();
+
+  auto after = SendText(*ws, bob.user_id, "after", "", 10s);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ((*after)["op"], "ok") << json::serialize(*after);
+
+  // Everything answered ok is in Bob's mailbox.
+  auto ws_bob = Connect(node, bob);
+  ASSERT_NE(ws_bob, nullptr);
+  std::set<std::string> seen;
+  for (;;) {
+    auto e = NextEventOfType(*ws_bob, "message", 3s);
+    if (!e) break;
+    const auto& ev = EventOf(*e);
+    if (auto it = ev.find("body"); it != ev.end() && it->value().is_object()) {
+      seen.insert(Str(it->value().as_object(), "text"));
+    }
+    Ack(*ws_bob, SeqOf(*e));
+  }
+  for (const auto& text : acked) EXPECT_TRUE(seen.contains(text)) << text << " was lost";
+  EXPECT_TRUE(seen.contains("before"));
+  EXPECT_TRUE(seen.contains("after"));
+}
+
+}  // namespace
+}  // namespace parley::test
