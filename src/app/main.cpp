@@ -162,6 +162,7 @@ int Serve(Config cfg) {
   options.max_connections = cfg.max_connections;
   options.fd_reserve = cfg.fd_reserve;
   options.trusted_proxies = cfg.trusted_proxies;
+  options.connection_caps_exempt = cfg.connection_caps_exempt;
   net::Server server(options, app, metrics);
 
   // The bus, and this node's id claimed on it before anything is served. An

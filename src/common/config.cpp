@@ -126,6 +126,9 @@ const std::array kKeys = {
            &Config::max_connections},
     KeyDef{"fd_reserve", "descriptors kept free of client sockets for the store, media and logs",
            &Config::fd_reserve},
+    KeyDef{"connection_caps_exempt",
+           "comma-separated IPs or CIDRs not capped per address (default: loopback)",
+           &Config::connection_caps_exempt},
     KeyDef{"trusted_proxies",
            "comma-separated IPs or CIDRs of proxies whose X-Forwarded-For is believed",
            &Config::trusted_proxies},
@@ -389,6 +392,11 @@ void Validate(const Config& cfg) {
     (void)AddressSet::Parse(cfg.trusted_proxies);
   } catch (const std::invalid_argument& e) {
     Fail("trusted_proxies", e.what());
+  }
+  try {
+    (void)AddressSet::Parse(cfg.connection_caps_exempt);
+  } catch (const std::invalid_argument& e) {
+    Fail("connection_caps_exempt", e.what());
   }
 }
 

@@ -66,20 +66,23 @@ struct Config {
   std::uint32_t media_job_timeout_s = 60;  // a decoder running longer is killed
 
   // Fairness (docs/operations.md, "Limits"): 0 means no limit.
-  std::uint32_t device_write_rate = 20;       // writing ops/s per device (group.*, read), bursts 4x
-  std::uint32_t device_fanout_rate = 2000;    // recipients/s per device of group sends and changes
-  std::uint32_t max_requests_in_flight = 0;   // per connection; beyond it the socket is not read
-  std::uint32_t user_writes_in_flight = 128;  // store writes in flight per user (rate_limited past)
+  std::uint32_t device_write_rate = 20;      // writing ops/s per device (group.*, read), bursts 4x
+  std::uint32_t device_fanout_rate = 2000;   // recipients/s per device of group sends and changes
+  std::uint32_t max_requests_in_flight = 0;  // per connection; beyond it the socket is not read
+  std::uint32_t user_writes_in_flight =
+      1024;  // store writes in flight per user (rate_limited past)
 
   // Hardening: connections, lookups, prekeys, sign-in (issue 14; 0: no limit).
   std::uint32_t max_connections_per_address = 4096;     // open sockets per address (IPv6: per /64)
   std::uint32_t max_unauthenticated_per_address = 128;  // sockets not (yet) signed-in WebSockets
   std::uint32_t max_connections = 0;                    // 0: the open-files limit minus fd_reserve
   std::uint32_t fd_reserve = 1024;  // descriptors kept for the store, media and logs
-  std::string trusted_proxies;     // comma-separated IPs or CIDRs whose X-Forwarded-For is believed
-  std::uint32_t lookup_rate = 20;  // users/hashes per second a device may look up
-  std::uint32_t lookup_burst = 5000;                   // ... in a burst
-  std::uint32_t keys_bundle_per_minute = 300;          // keys.bundle calls per device
+  std::string trusted_proxies;  // comma-separated IPs or CIDRs whose X-Forwarded-For is believed
+  // IPs or CIDRs never capped per address (a local proxy, tests, benchmarks).
+  std::string connection_caps_exempt = "127.0.0.0/8,::1";
+  std::uint32_t lookup_rate = 20;              // users/hashes per second a device may look up
+  std::uint32_t lookup_burst = 5000;           // ... in a burst
+  std::uint32_t keys_bundle_per_minute = 300;  // keys.bundle calls per device
   std::uint32_t prekey_claims_per_pair_per_hour = 10;  // one-time prekeys one user gets of another
   std::uint32_t prekey_claims_per_target_per_hour = 100;  // one-time prekeys handed out per user
   std::uint32_t otp_global_per_minute = 0;                // codes sent per minute by the whole node

@@ -41,7 +41,7 @@ ServerState::ServerState(ServerOptions opts, Service& svc, Registry& metrics)
                                  {{"kind", "http"}})),
       ws_open(
           metrics.GetGauge("parley_connections_open", "Open client connections", {{"kind", "ws"}})),
-      exempt_(AddressSet::Parse(options.trusted_proxies)),
+      exempt_(AddressSet::Parse(options.trusted_proxies + "," + options.connection_caps_exempt)),
       refused_address_(metrics.GetCounter("parley_connections_refused_total",
                                           "Sockets closed at accept by a connection cap",
                                           {{"reason", "address"}})),

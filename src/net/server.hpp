@@ -40,6 +40,7 @@ struct ServerOptions {
   std::size_t max_connections = 0;
   std::size_t fd_reserve = 0;
   std::string trusted_proxies;
+  std::string connection_caps_exempt;  // also exempt from the per-address caps
 };
 
 class Server {

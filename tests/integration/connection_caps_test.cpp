@@ -40,8 +40,9 @@ void WaitHttpSettled(const Parleyd& server, int open) {
 }
 
 TEST(ConnectionCapsTest, PerAddressCapsRefuseOneAddressOnly) {
-  Parleyd server(Parleyd::Options{.args = DefaultArgs({"--max-connections-per-address", "8",
-                                                       "--max-unauthenticated-per-address", "5"})});
+  Parleyd server(Parleyd::Options{
+      .args = DefaultArgs({"--connection-caps-exempt", "", "--max-connections-per-address", "8",
+                           "--max-unauthenticated-per-address", "5"})});
   ASSERT_TRUE(server.Start());
 
   // Unauthenticated sockets from 127.0.0.2: five are served, the sixth is

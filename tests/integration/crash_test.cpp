@@ -14,9 +14,10 @@ constexpr int kInFlight = 32;
 constexpr int kRuns = 10;
 
 void OneRun(std::mt19937& rng) {
-  Parleyd server(Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone",
-                                           "0", "--device-send-rate", "0", "--device-write-rate",
-                                           "0", "--device-fanout-rate", "0"}});
+  Parleyd server(
+      Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
+                                "--device-send-rate", "0", "--device-write-rate", "0",
+                                "--device-fanout-rate", "0", "--user-writes-in-flight", "0"}});
   ASSERT_TRUE(server.Start());
   Account a = SignIn(server, NextPhone()), b = SignIn(server, NextPhone());
   auto wa = Connect(server, a);
