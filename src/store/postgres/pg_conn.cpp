@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 namespace parley::store::pg {
@@ -141,7 +142,9 @@ Error Conn::ErrorOf(PGresult* r, std::string_view what) const {
   if (state != nullptr) message += std::string("[") + state + "] ";
   message += OneLine(r != nullptr && *PQresultErrorMessage(r) != '\0' ? PQresultErrorMessage(r)
                                                                       : PQerrorMessage(conn_));
-  return Error{Errc::kInternal, std::move(message)};
+  // 53100 disk_full (and 53xxx insufficient resources): the volume is full.
+  const bool full = state != nullptr && std::string_view(state) == "53100";
+  return Error{full ? Errc::kNoSpace : Errc::kInternal, std::move(message)};
 }
 
 Status Conn::Prepare(const char* sql, const Params& params, std::string& name) {

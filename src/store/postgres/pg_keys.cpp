@@ -264,4 +264,12 @@ Result<std::vector<PrekeyBundle>> PgStore::ApplyClaimPrekeys(Tx& tx, UserId user
   return out;
 }
 
+Result<bool> PgStore::HasWrittenTo(UserId from, UserId to) {
+  ReadTimer timer(observer_, "has_written_to");
+  auto r = reads_->Exec("SELECT 1 FROM peers WHERE user_id = $1 AND peer_id = $2 AND wrote",
+                        Params().U64(from).U64(to));
+  if (!r) return Failed(r);
+  return !r->empty();
+}
+
 }  // namespace parley::store::pg

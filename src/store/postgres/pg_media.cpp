@@ -63,8 +63,72 @@ Result<std::vector<Media>> PgStore::StaleUploads(std::int64_t cutoff_ms, std::si
   return out;
 }
 
+namespace {
+
+constexpr std::int64_t kDayMs = 86400000;
+
+std::int64_t DayOf(std::int64_t ms) { return ms >= 0 ? ms / kDayMs : (ms - kDayMs + 1) / kDayMs; }
+
+// The parts of a stored record that its owner's MediaUsage counts.
+struct Counted {
+  UserId owner = 0;
+  std::int64_t size = 0;
+  bool uploading = false;
+};
+
+Result<std::optional<Counted>> TxnCounted(Tx& tx, MediaId id) {
+  auto r = tx.Read("SELECT owner, size, status FROM media WHERE media_id = $1 FOR UPDATE",
+                   Params().U64(id));
+  if (!r) return Failed(r);
+  if (r->empty()) return std::optional<Counted>();
+  return std::optional<Counted>(
+      Counted{.owner = r->U64(0, 0),
+              .size = r->I64(0, 1),
+              .uploading = static_cast<MediaStatus>(r->I16(0, 2)) == MediaStatus::kUploading});
+}
+
+// Adds deltas to the owner's usage in one upsert (relative, so that two
+// nodes adjusting one owner at once both count). `new_day`: a new record
+// created on that UTC day adds `day_add` to day_bytes (a new day starts at 0).
+void AdjustUsage(Tx& tx, UserId owner, std::int64_t d_stored, std::int64_t d_uploading,
+                 std::optional<std::int64_t> new_day, std::int64_t day_add) {
+  tx.Write(
+      "INSERT INTO media_usage (owner, stored_bytes, uploading, day, day_bytes) VALUES ($1, "
+      "GREATEST($2::int8, 0), GREATEST($3::int8, 0), CASE WHEN $6 THEN $4::int8 ELSE 0 END, "
+      "CASE WHEN $6 THEN $5::int8 ELSE 0 END) ON CONFLICT (owner) DO UPDATE SET stored_bytes = "
+      "GREATEST(media_usage.stored_bytes + $2::int8, 0), uploading = "
+      "GREATEST(media_usage.uploading + $3::int8, 0), day = CASE WHEN $6 THEN $4::int8 ELSE "
+      "media_usage.day END, day_bytes = CASE WHEN NOT $6 THEN media_usage.day_bytes WHEN "
+      "media_usage.day = $4::int8 THEN media_usage.day_bytes + $5::int8 ELSE $5::int8 END",
+      Params()
+          .U64(owner)
+          .I64(d_stored)
+          .I64(d_uploading)
+          .I64(new_day.value_or(0))
+          .I64(day_add)
+          .Bool(new_day.has_value()));
+}
+
+}  // namespace
+
 void PgStore::PutMedia(Media media, Callback<void> done) {
   Submit<void>("put_media", {}, std::move(done), [media = std::move(media)](Tx& tx) -> Status {
+    auto before = TxnCounted(tx, media.id);
+    if (!before) return std::unexpected(before.error());
+    const auto size = static_cast<std::int64_t>(media.size);
+    const std::int64_t uploading = media.status == MediaStatus::kUploading ? 1 : 0;
+    const std::optional<std::int64_t> day =
+        *before ? std::nullopt : std::optional<std::int64_t>(DayOf(media.created_ms));
+    if (*before && (*before)->owner == media.owner) {
+      AdjustUsage(tx, media.owner, size - (*before)->size,
+                  uploading - ((*before)->uploading ? 1 : 0), day, size);
+    } else {
+      if (*before) {
+        AdjustUsage(tx, (*before)->owner, -(*before)->size, (*before)->uploading ? -1 : 0,
+                    std::nullopt, 0);
+      }
+      AdjustUsage(tx, media.owner, size, uploading, day, size);
+    }
     tx.Write(
         "INSERT INTO media (media_id, owner, content_type, filename, size, sha256, status, "
         "reason, width, height, duration_ms, thumbnail, created_ms) VALUES ($1, $2, $3, $4, $5, "
@@ -93,10 +157,49 @@ void PgStore::PutMedia(Media media, Callback<void> done) {
 
 void PgStore::DeleteMedia(MediaId id, Callback<void> done) {
   Submit<void>("delete_media", {}, std::move(done), [id](Tx& tx) -> Status {
+    auto before = TxnCounted(tx, id);
+    if (!before) return std::unexpected(before.error());
+    if (*before) {
+      AdjustUsage(tx, (*before)->owner, -(*before)->size, (*before)->uploading ? -1 : 0,
+                  std::nullopt, 0);
+    }
     tx.Write("DELETE FROM media_access WHERE media_id = $1", Params().U64(id));
     tx.Write("DELETE FROM media WHERE media_id = $1", Params().U64(id));
     return Ok();
   });
+}
+
+Result<MediaUsage> PgStore::GetMediaUsage(UserId owner) {
+  ReadTimer timer(observer_, "get_media_usage");
+  auto r = reads_->Exec(
+      "SELECT stored_bytes, uploading, day, day_bytes FROM media_usage WHERE owner = $1",
+      Params().U64(owner));
+  if (!r) return Failed(r);
+  if (r->empty()) return MediaUsage{};
+  return MediaUsage{.stored_bytes = r->U64(0, 0),
+                    .uploading = static_cast<std::uint32_t>(r->I64(0, 1)),
+                    .day = r->I64(0, 2),
+                    .day_bytes = r->U64(0, 3)};
+}
+
+Result<std::vector<Media>> PgStore::ExpiredMedia(std::int64_t cutoff_ms, MediaId after,
+                                                 std::size_t max) {
+  ReadTimer timer(observer_, "expired_media");
+  // Ids are time-ordered: what was created before the cutoff is below this id.
+  auto r = reads_->Exec(
+      PG_MEDIA_SELECT("m WHERE media_id > $1 AND media_id < $2 AND status <> 1 AND created_ms < "
+                      "$3 AND (ref_ms IS NULL OR ref_ms < $3) AND NOT EXISTS (SELECT 1 FROM "
+                      "media_access a WHERE a.media_id = m.media_id AND a.user_id = 0) ORDER BY "
+                      "media_id LIMIT $4"),
+      Params()
+          .U64(after)
+          .U64(IdFloorForTime(cutoff_ms))
+          .I64(cutoff_ms)
+          .I64(static_cast<std::int64_t>(std::min<std::size_t>(max, 1 << 30))));
+  if (!r) return Failed(r);
+  std::vector<Media> out;
+  for (int i = 0; i < r->size(); ++i) out.push_back(MediaAt(*r, i));
+  return out;
 }
 
 }  // namespace parley::store::pg

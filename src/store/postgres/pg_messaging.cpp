@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/ids.hpp"
 #include "store/postgres/pg_store_impl.hpp"
 
 namespace parley::store::pg {
@@ -354,15 +355,28 @@ Result<SendResult> PgStore::ApplyAppendMessage(Tx& tx, Message& m,
     return Ok();
   };
   const Conversation incoming = group ? m.to : Conversation{Conversation::Kind::kUser, m.sender};
+  bool granted = false;
   for (UserId r : recipients) {
     if (r == m.sender) continue;
     if (auto s = add(r, false, incoming); !s) return Failed(s);
-    if (!m.media_id.empty()) GrantMedia(tx, m.media_id, r);
+    if (!m.media_id.empty()) {
+      GrantMedia(tx, m.media_id, r);
+      granted = true;
+    }
+  }
+  if (granted) {
+    // The newest message that carried the media keeps it past retention (ExpiredMedia).
+    if (auto id = ParseId(m.media_id)) {
+      tx.Write("UPDATE media SET ref_ms = GREATEST(COALESCE(ref_ms, $2), $2) WHERE media_id = $1",
+               Params().U64(*id).I64(m.ts_ms));
+    }
   }
   if (!group && m.sender != m.to.id) {
-    // The peers index: who shares a 1:1 conversation, for keys_changed.
+    // The peers index: who shares a 1:1 conversation, for keys_changed; the
+    // sender's row also records that it chose to write (HasWrittenTo).
     tx.Write(
-        "INSERT INTO peers (user_id, peer_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING",
+        "INSERT INTO peers (user_id, peer_id, wrote) VALUES ($1, $2, true), ($2, $1, false) "
+        "ON CONFLICT (user_id, peer_id) DO UPDATE SET wrote = peers.wrote OR excluded.wrote",
         Params().U64(m.sender).U64(m.to.id));
   }
   if (auto s = add(m.sender, true, m.to); !s) return Failed(s);

@@ -66,7 +66,9 @@ CREATE TABLE read_marks (
 CREATE TABLE receipts (
   msg_id int8 NOT NULL, user_id int8 NOT NULL, delivered_ts int8 NOT NULL, read_ts int8 NOT NULL,
   PRIMARY KEY (msg_id, user_id));
-CREATE TABLE peers (user_id int8 NOT NULL, peer_id int8 NOT NULL, PRIMARY KEY (user_id, peer_id));
+CREATE TABLE peers (
+  user_id int8 NOT NULL, peer_id int8 NOT NULL, wrote bool NOT NULL DEFAULT false,
+  PRIMARY KEY (user_id, peer_id));
 CREATE TABLE groups (
   group_id int8 PRIMARY KEY, name bytea NOT NULL, avatar_media_id bytea NOT NULL,
   created_by int8 NOT NULL, created_ms int8 NOT NULL, next_join_order int8 NOT NULL);
@@ -88,9 +90,12 @@ CREATE TABLE media (
   media_id int8 PRIMARY KEY, owner int8 NOT NULL, content_type bytea NOT NULL,
   filename bytea NOT NULL, size int8 NOT NULL, sha256 bytea NOT NULL, status int2 NOT NULL,
   reason bytea NOT NULL, width int8 NOT NULL, height int8 NOT NULL, duration_ms int8 NOT NULL,
-  thumbnail bool NOT NULL, created_ms int8 NOT NULL);
+  thumbnail bool NOT NULL, created_ms int8 NOT NULL, ref_ms int8);
 CREATE TABLE media_access (
   media_id int8 NOT NULL, user_id int8 NOT NULL, PRIMARY KEY (media_id, user_id));
+CREATE TABLE media_usage (
+  owner int8 PRIMARY KEY, stored_bytes int8 NOT NULL, uploading int8 NOT NULL, day int8 NOT NULL,
+  day_bytes int8 NOT NULL);
 )sql";
   for (int i = 0; i < kMailboxPartitions; ++i) {
     ddl += "CREATE TABLE mailbox_" + std::to_string(i) +

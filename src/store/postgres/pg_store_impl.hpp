@@ -145,6 +145,7 @@ class PgStore final : public Store {
   Result<std::optional<DeviceKeys>> GetDeviceKeys(UserId user, DeviceId device) override;
   Result<std::vector<DeviceKeys>> ListDeviceKeys(UserId user) override;
   Result<std::vector<UserId>> ListContacts(UserId user) override;
+  Result<bool> HasWrittenTo(UserId from, UserId to) override;
   void UploadKeys(KeysUpload upload, Callback<KeysUploadResult> done) override;
   void ClaimPrekeys(UserId user, DeviceId except,
                     Callback<std::vector<PrekeyBundle>> done) override;
@@ -155,6 +156,9 @@ class PgStore final : public Store {
   Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) override;
   void PutMedia(Media media, Callback<void> done) override;
   void DeleteMedia(MediaId id, Callback<void> done) override;
+  Result<MediaUsage> GetMediaUsage(UserId owner) override;
+  Result<std::vector<Media>> ExpiredMedia(std::int64_t cutoff_ms, MediaId after,
+                                          std::size_t max) override;
 
   void Close() override;
 
