@@ -2,8 +2,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <mutex>
 #include <stdexcept>
@@ -11,6 +13,9 @@
 #include <unordered_map>
 
 #include "app/admin.hpp"
+#include "bus/callback_thread.hpp"
+#include "bus/local/local_bus.hpp"
+#include "bus/redis/redis_bus.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -81,8 +86,22 @@ void RaiseFdLimit() {
   }
 }
 
-int Serve(const Config& cfg) {
+// The bus named by `bus` (none: the in-process one, which reaches no other
+// node and costs nothing).
+std::unique_ptr<bus::Bus> MakeBus(const Config& cfg, bus::Executor executor,
+                                  bus::BusMetrics& metrics) {
+  if (cfg.bus == "none") {
+    return bus::MakeLocalBus(bus::NewLocalHub(), cfg.node_id, std::move(executor), &metrics);
+  }
+  auto options = bus::ParseRedisUrl(cfg.bus);
+  if (!options) throw std::runtime_error("config: bus: " + options.error().message);
+  options->node_id = cfg.node_id;
+  return bus::MakeRedisBus(std::move(*options), std::move(executor), &metrics);
+}
+
+int Serve(Config cfg) {
   InitLogging(cfg.log_level);
+  if (cfg.node_id.empty()) cfg.node_id = bus::GenerateNodeId();
   RaiseFdLimit();
   std::filesystem::create_directories(cfg.data_dir);
   const std::string secret = core::LoadOrCreateSecret(cfg.jwt_secret, cfg.data_dir);
@@ -99,7 +118,7 @@ int Serve(const Config& cfg) {
 
   core::TokenService tokens(secret, cfg.access_token_ttl_s);
   auto sms = core::MakeSmsSender(cfg.sms_provider);
-  core::Core core(cfg, *store, metrics, tokens, *sms, std::to_string(cfg.node_id));
+  core::Core core(cfg, *store, metrics, tokens, *sms, cfg.node_id);
   if (std::string where; !media::CodecsPresent(&where)) {
     PLOG_WARN("media codecs module missing: uploads are stored without thumbnails or checks",
               "path={}", where);
@@ -126,9 +145,45 @@ int Serve(const Config& cfg) {
   options.max_frame_bytes = cfg.max_frame_bytes;
   options.shutdown_timeout = std::chrono::seconds(cfg.shutdown_timeout_s);
   net::Server server(options, app, metrics);
+
+  // The bus, and this node's id claimed on it before anything is served. An
+  // unreachable bus does not stop the start: /ready answers 503 until it is
+  // there, and the claim is made then.
+  bus::BusMetrics bus_metrics(metrics);
+  bus::CallbackThread bus_callbacks;
+  auto the_bus = MakeBus(cfg, bus_callbacks.executor(), bus_metrics);
+  std::atomic<bool> claim_lost{false};
+  bus::Handlers handlers;
+  handlers.on_state = [&cfg](bool up) {
+    if (up) {
+      PLOG_INFO("bus connected", "bus={}", LogQuote(cfg.bus));
+    } else {
+      PLOG_WARN("bus disconnected; /ready answers 503 until it is back", "bus={}",
+                LogQuote(cfg.bus));
+    }
+  };
+  handlers.on_claim_lost = [&server, &claim_lost, &cfg](const std::string& holder) {
+    PLOG_ERROR("node id in use by another live node; stopping", "node={} holder={}", cfg.node_id,
+               LogQuote(holder));
+    claim_lost = true;
+    server.Shutdown();
+  };
+  the_bus->Start(std::move(handlers));
+  std::promise<Status> claimed;
+  the_bus->ClaimNode(3000, [&claimed](Status s) { claimed.set_value(std::move(s)); });
+  if (Status s = claimed.get_future().get(); !s) {
+    if (s.error().code != Errc::kUnavailable) {
+      the_bus->Stop();
+      throw std::runtime_error("bus: " + s.error().message);
+    }
+    PLOG_WARN("bus not reachable at start; serving, /ready answers 503 until it is", "bus={}",
+              LogQuote(cfg.bus));
+  }
+  core.bus = the_bus.get();
+
   const std::string address = server.Listen();
-  PLOG_INFO("parleyd started", "listen={} data_dir={} threads={} node={}", address,
-            LogQuote(cfg.data_dir), options.threads, cfg.node_id);
+  PLOG_INFO("parleyd started", "listen={} data_dir={} threads={} node={} bus={}", address,
+            LogQuote(cfg.data_dir), options.threads, cfg.node_id, LogQuote(cfg.bus));
   std::printf("parleyd listening on %s://%s\n", server.tls() ? "https" : "http", address.c_str());
   std::fflush(stdout);
 
@@ -140,10 +195,13 @@ int Serve(const Config& cfg) {
   server.Every(std::chrono::seconds(sweep_s), [&media_api] { media_api.SweepStaleUploads(); });
   server.Run();
   media_api.Stop();  // answers still owed go out before the store closes
+  the_bus->Stop();   // withdraws this node's claim and registrations
+  core.bus = nullptr;
+  bus_callbacks.Stop();
   PLOG_INFO("parleyd draining", "{}", "");
   store->Close();
   PLOG_INFO("parleyd stopped", "{}", "");
-  return 0;
+  return claim_lost ? 1 : 0;
 }
 
 }  // namespace

@@ -46,7 +46,11 @@ const std::array kKeys = {
            &Config::device_send_rate},
     KeyDef{"config", "TOML file with any of these keys", &Config::config},
     KeyDef{"threads", "I/O threads (0: one per core)", &Config::threads},
-    KeyDef{"node_id", "this node's number, 0-1023, part of every id it makes", &Config::node_id},
+    KeyDef{"bus", "none, or redis://HOST:PORT: registry and delivery across nodes", &Config::bus},
+    KeyDef{"node_id",
+           "this node's name, unique among live nodes: 1-64 of A-Z a-z 0-9 . _ - "
+           "(a number below 1024 is also its id bits; empty: generated at start)",
+           &Config::node_id},
     KeyDef{"log_level", "trace, debug, info, warn or error", &Config::log_level},
     KeyDef{"tls_cert", "PEM certificate chain; with tls_key, serve TLS", &Config::tls_cert},
     KeyDef{"tls_key", "PEM private key; with tls_cert, serve TLS", &Config::tls_key},
@@ -263,11 +267,28 @@ void ValidateSmsProvider(const std::string& spec) {
   Fail("sms_provider", fmt::format("\"{}\" is not log, file:<path> or webhook:<url>", spec));
 }
 
+void ValidateNodeId(const std::string& id) {
+  if (id.empty()) return;  // generated at start
+  if (id.size() > 64) Fail("node_id", "longer than 64 characters");
+  bool digits = true;
+  for (char c : id) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    if (!ok) Fail("node_id", fmt::format("\"{}\": only A-Z a-z 0-9 . _ - are allowed", id));
+    digits = digits && std::isdigit(static_cast<unsigned char>(c));
+  }
+  if (digits && (id.size() > 4 || std::stoul(id) >= 1024)) {
+    Fail("node_id", fmt::format("{} is not below 1024 (a number is also the id bits)", id));
+  }
+}
+
 void Validate(const Config& cfg) {
   ValidateListen(cfg.listen);
   if (cfg.data_dir.empty()) Fail("data_dir", "must not be empty");
   ValidateSmsProvider(cfg.sms_provider);
-  if (cfg.node_id >= 1024) Fail("node_id", fmt::format("{} is not below 1024", cfg.node_id));
+  ValidateNodeId(cfg.node_id);
+  if (cfg.bus != "none" && (!cfg.bus.starts_with("redis://") || cfg.bus.size() <= 8)) {
+    Fail("bus", fmt::format("\"{}\" is not none or redis://HOST:PORT", cfg.bus));
+  }
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
   if (!kLevels.contains(cfg.log_level)) {
     Fail("log_level",
@@ -288,6 +309,17 @@ void Validate(const Config& cfg) {
 }
 
 }  // namespace
+
+std::uint32_t NodeNumber(std::string_view node_id) {
+  std::uint32_t n = 0;
+  const auto [end, ec] = std::from_chars(node_id.data(), node_id.data() + node_id.size(), n);
+  if (!node_id.empty() && ec == std::errc() && end == node_id.data() + node_id.size() && n < 1024) {
+    return n;
+  }
+  std::uint32_t h = 2166136261u;  // FNV-1a
+  for (char c : node_id) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+  return h % 1024;
+}
 
 const std::vector<ConfigKey>& ConfigKeys() {
   static const std::vector<ConfigKey> keys = [] {

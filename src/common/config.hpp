@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace parley {
@@ -23,9 +24,12 @@ struct Config {
   std::uint32_t device_send_rate = 50;          // sends/s per device, bursts 4x; 0: no limit
   std::string config;                           // the TOML file, if any
 
+  // PROTOCOL.md section 8 (cluster).
+  std::string bus = "none";  // none | redis://HOST:PORT
+  std::string node_id;       // this node's name, unique among live nodes; empty: generated
+
   // Runtime.
   std::uint32_t threads = 0;       // I/O threads; 0: one per core
-  std::uint32_t node_id = 0;       // 0..1023, part of every id this node makes
   std::string log_level = "info";  // trace | debug | info | warn | error
   std::string tls_cert;            // PEM certificate chain; with tls_key, serve TLS
   std::string tls_key;             // PEM private key
@@ -70,6 +74,11 @@ const std::vector<ConfigKey>& ConfigKeys();
 // a message that names the offending key on any bad value, unknown flag or
 // unreadable file. Prints help and exits 0 on --help.
 Config LoadConfig(int argc, const char* const* argv, const std::map<std::string, std::string>& env);
+
+// The 10-bit node number that goes into every id this node makes: the
+// node id itself when it is a number below 1024, else a hash of it (a
+// cluster's node ids are claimed on the bus, see src/bus/bus.hpp).
+std::uint32_t NodeNumber(std::string_view node_id);
 
 // The process environment as a map (PARLEY_* entries only).
 std::map<std::string, std::string> ParleyEnvironment();

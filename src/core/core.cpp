@@ -80,7 +80,7 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       tokens(tok),
       sms(sms_sender),
       metrics(registry),
-      ids(cfg.node_id),
+      ids(NodeNumber(cfg.node_id)),
       node_name(std::move(node)),
       presence(*this),
       groups(st),

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "bus/bus.hpp"
 #include "common/config.hpp"
 #include "common/ids.hpp"
 #include "common/metrics.hpp"
@@ -100,6 +101,9 @@ class Core {
   IdGenerator ids;
   SessionRegistry sessions;
   const std::string node_name;
+  // The bus to the other nodes (set by main before serving; null in tests
+  // that run without one). /ready answers 503 while it is disconnected.
+  parley::bus::Bus* bus = nullptr;
 
   PresenceHub presence;
   GroupCache groups;

@@ -93,7 +93,8 @@ void HttpApi::Handle(net::HttpRequest request, net::HttpRespond respond) {
   }
   if (path == "/ready") {
     if (!only("GET")) return;
-    const bool ok = core_.store.GetUser(0).has_value();
+    const bool ok =
+        core_.store.GetUser(0).has_value() && (core_.bus == nullptr || core_.bus->connected());
     json::object o;
     o["status"] = ok ? "ready" : "unavailable";
     return respond(JsonResponse(ok ? 200 : 503, o));

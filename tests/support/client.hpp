@@ -88,8 +88,12 @@ class WsClient {
   std::unique_ptr<Impl> impl_;
 };
 
+class RedisServer;
+
 // A parleyd child process on a free port with its own data directory and the
-// file SMS provider, so tests can read one-time codes.
+// file SMS provider, so tests can read one-time codes. With PARLEY_TEST_BUS=redis
+// in the environment (ctest's `bus` label) each one also gets a redis-server of
+// its own and runs with --bus redis://... (unless the test passes --bus).
 class Parleyd {
  public:
   struct Options {
@@ -136,6 +140,7 @@ class Parleyd {
   std::string log_file_;
   bool own_dir_ = false;
   pid_t pid_ = -1;
+  std::unique_ptr<RedisServer> redis_;  // PARLEY_TEST_BUS=redis only
 };
 
 // The path of the parleyd binary under test (PARLEYD_PATH, or $PARLEYD).

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "support/client.hpp"
+#include "support/redis_server.hpp"
 
 extern char** environ;
 
@@ -302,6 +304,19 @@ bool Parleyd::Start() {
     args.insert(args.end(), {"--tls-cert", cert, "--tls-key", key});
   }
   args.insert(args.end(), options_.args.begin(), options_.args.end());
+  if (const char* bus = std::getenv("PARLEY_TEST_BUS");
+      bus != nullptr && std::string_view(bus) == "redis" &&
+      std::find(options_.args.begin(), options_.args.end(), "--bus") == options_.args.end()) {
+    if (!redis_) {
+      redis_ = std::make_unique<RedisServer>();
+      if (!redis_->Start()) {
+        std::cerr << "parley-test: PARLEY_TEST_BUS=redis but redis-server did not start\n";
+        redis_.reset();
+        return false;
+      }
+    }
+    args.insert(args.end(), {"--bus", redis_->url()});
+  }
 
   const std::string out_file = data_dir_ + "/stdout.log";
   const int out_fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -96,7 +96,8 @@ TEST(ConfigTest, FlagsUseDashesAndBothValueForms) {
   EXPECT_EQ(c.data_dir, "/tmp/x");
   EXPECT_EQ(c.otp_per_phone, 0u);
   EXPECT_EQ(c.device_send_rate, 7u);
-  EXPECT_EQ(c.node_id, 1023u);
+  EXPECT_EQ(c.node_id, "1023");
+  EXPECT_EQ(NodeNumber(c.node_id), 1023u);
 }
 
 TEST(ConfigTest, TheLastOfARepeatedFlagWins) {
@@ -170,6 +171,16 @@ TEST(ConfigTest, ValidatesSmsProvider) {
 
 TEST(ConfigTest, ValidatesTheOtherKeys) {
   EXPECT_EQ(ErrorOf({"--node-id", "1024"}).rfind("config: node_id: ", 0), 0u);
+  EXPECT_EQ(ErrorOf({"--node-id", "a/b"}).rfind("config: node_id: ", 0), 0u);
+  EXPECT_EQ(ErrorOf({"--node-id", std::string(65, 'n').c_str()}).rfind("config: node_id: ", 0), 0u);
+  EXPECT_EQ(Load({"--node-id", "eu-1.parley"}).node_id, "eu-1.parley");
+  EXPECT_LT(NodeNumber("eu-1.parley"), 1024u);
+  EXPECT_EQ(NodeNumber("7"), 7u);
+  EXPECT_EQ(Load({}).bus, "none");
+  EXPECT_EQ(Load({"--bus", "redis://127.0.0.1:6379"}).bus, "redis://127.0.0.1:6379");
+  for (const char* bad : {"", "redis", "redis://", "nats://x:1", "local"}) {
+    EXPECT_EQ(ErrorOf({"--bus", bad}).rfind("config: bus: ", 0), 0u) << bad;
+  }
   EXPECT_EQ(ErrorOf({"--log-level", "verbose"}).rfind("config: log_level: ", 0), 0u);
   for (const char* level : {"trace", "debug", "info", "warn", "error"}) {
     EXPECT_EQ(Load({"--log-level", level}).log_level, level);
