@@ -68,6 +68,9 @@ const std::array kKeys = {
            &Config::max_frame_bytes},
     KeyDef{"retention_days", "days mailbox events and messages are kept (also after delivery)",
            &Config::retention_days},
+    KeyDef{"store",
+           "rocksdb (embedded, under data_dir) or a PostgreSQL URI postgresql://USER@HOST:PORT/DB",
+           &Config::store},
     KeyDef{"store_sync", "fsync every commit (false may lose the last writes on power loss)",
            &Config::store_sync},
     KeyDef{"media_dir", "directory for media blobs (empty: <data_dir>/media)", &Config::media_dir},
@@ -267,6 +270,10 @@ void Validate(const Config& cfg) {
   ValidateListen(cfg.listen);
   if (cfg.data_dir.empty()) Fail("data_dir", "must not be empty");
   ValidateSmsProvider(cfg.sms_provider);
+  if (cfg.store != "rocksdb" && !cfg.store.starts_with("postgresql://") &&
+      !cfg.store.starts_with("postgres://")) {
+    Fail("store", "neither rocksdb nor a postgresql:// URI");
+  }
   if (cfg.node_id >= 1024) Fail("node_id", fmt::format("{} is not below 1024", cfg.node_id));
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
   if (!kLevels.contains(cfg.log_level)) {

@@ -45,6 +45,7 @@ struct Config {
   std::uint32_t max_frame_bytes = 262144;
 
   // Storage.
+  std::string store = "rocksdb";  // rocksdb (under data_dir) | postgresql://USER@HOST:PORT/DB
   std::uint32_t retention_days = 365;
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss
 
