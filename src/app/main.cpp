@@ -26,6 +26,7 @@
 #include "media/blob_store.hpp"
 #include "media/processor.hpp"
 #include "net/server.hpp"
+#include "store/postgres/postgres_store.hpp"
 #include "store/rocksdb/rocksdb_store.hpp"
 
 namespace {
@@ -105,18 +106,36 @@ int Serve(Config cfg) {
   if (cfg.node_id.empty()) cfg.node_id = bus::GenerateNodeId();
   RaiseFdLimit();
   std::filesystem::create_directories(cfg.data_dir);
-  const std::string secret = core::LoadOrCreateSecret(cfg.jwt_secret, cfg.data_dir);
-
   Registry metrics;
   StoreLatency latency(metrics);
-  store::RocksOptions store_options;
-  store_options.path = (std::filesystem::path(cfg.data_dir) / "db").string();
-  store_options.sync = cfg.store_sync;
-  store_options.min_free_bytes = static_cast<std::uint64_t>(cfg.store_min_free_mib) << 20;
-  store_options.observer = [&latency](std::string_view op, double s) { latency.Observe(op, s); };
-  auto opened = store::OpenRocksStore(store_options);
-  if (!opened) throw std::runtime_error("store: " + opened.error().message);
-  std::unique_ptr<store::Store> store = std::move(*opened);
+  auto observer = [&latency](std::string_view op, double s) { latency.Observe(op, s); };
+  std::unique_ptr<store::Store> store;
+  std::string secret;
+  if (store::IsPostgresUrl(cfg.store)) {
+    // Shared by every node: schema and secrets live in the database.
+    auto opened = store::OpenPostgresStore({.url = cfg.store, .observer = observer});
+    if (!opened) throw std::runtime_error("store: " + opened.error().message);
+    store = std::move(*opened);
+    if (!cfg.jwt_secret.empty()) {
+      secret = core::LoadOrCreateSecret(cfg.jwt_secret, cfg.data_dir);
+    } else {
+      // The code-hashing key is derived from this one (TokenService).
+      auto shared =
+          store::PostgresSharedSecret(cfg.store, "jwt", core::TokenService::NewRefreshToken());
+      if (!shared) throw std::runtime_error("store: " + shared.error().message);
+      secret = std::move(*shared);
+    }
+  } else {
+    secret = core::LoadOrCreateSecret(cfg.jwt_secret, cfg.data_dir);
+    store::RocksOptions store_options;
+    store_options.path = (std::filesystem::path(cfg.data_dir) / "db").string();
+    store_options.sync = cfg.store_sync;
+    store_options.min_free_bytes = static_cast<std::uint64_t>(cfg.store_min_free_mib) << 20;
+    store_options.observer = observer;
+    auto opened = store::OpenRocksStore(store_options);
+    if (!opened) throw std::runtime_error("store: " + opened.error().message);
+    store = std::move(*opened);
+  }
 
   core::TokenService tokens(secret, cfg.access_token_ttl_s);
   core::SmsOptions sms_options;

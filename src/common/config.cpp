@@ -77,6 +77,9 @@ const std::array kKeys = {
     KeyDef{"store_min_free_mib",
            "MiB kept free on the database's volume: below it writes answer storage_full",
            &Config::store_min_free_mib},
+    KeyDef{"store",
+           "rocksdb (embedded, under data_dir) or a PostgreSQL URI postgresql://USER@HOST:PORT/DB",
+           &Config::store},
     KeyDef{"store_sync", "fsync every commit (false may lose the last writes on power loss)",
            &Config::store_sync},
     KeyDef{"media_dir", "directory for media blobs (empty: <data_dir>/media)", &Config::media_dir},
@@ -365,6 +368,10 @@ void Validate(const Config& cfg) {
   ValidateNodeId(cfg.node_id);
   if (cfg.bus != "none" && (!cfg.bus.starts_with("redis://") || cfg.bus.size() <= 8)) {
     Fail("bus", fmt::format("\"{}\" is not none or redis://HOST:PORT", cfg.bus));
+  }
+  if (cfg.store != "rocksdb" && !cfg.store.starts_with("postgresql://") &&
+      !cfg.store.starts_with("postgres://")) {
+    Fail("store", "neither rocksdb nor a postgresql:// URI");
   }
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
   if (!kLevels.contains(cfg.log_level)) {

@@ -49,6 +49,7 @@ struct Config {
   std::uint32_t max_frame_bytes = 262144;
 
   // Storage.
+  std::string store = "rocksdb";  // rocksdb (under data_dir) | postgresql://USER@HOST:PORT/DB
   std::uint32_t retention_days = 365;
   std::uint32_t store_min_free_mib = 64;  // writes refused (storage_full) below this free space
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss

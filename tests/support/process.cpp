@@ -16,11 +16,15 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "support/client.hpp"
 #include "support/redis_server.hpp"
+#include "support/postgres.hpp"
 
 extern char** environ;
 
@@ -234,6 +238,21 @@ std::string Tail(const std::string& text, std::size_t max = 8192) {
   return text.size() <= max ? text : "...\n" + text.substr(text.size() - max);
 }
 
+// With PARLEY_TEST_STORE=postgresql every parleyd started here runs on a
+// database of the process's throwaway PostgreSQL (support/postgres.hpp), one
+// database per data directory, so that a restart finds its data again.
+std::optional<std::string> TestStoreUrl(const std::string& data_dir) {
+  const char* which = std::getenv("PARLEY_TEST_STORE");
+  if (which == nullptr || std::string_view(which) != "postgresql") return std::nullopt;
+  static std::mutex mu;
+  static std::map<std::string, std::string> urls;
+  std::lock_guard lock(mu);
+  auto it = urls.find(data_dir);
+  if (it != urls.end()) return it->second;
+  const std::string name = "it_" + std::to_string(getpid()) + "_" + std::to_string(urls.size());
+  return urls[data_dir] = SharedPostgres().CreateDatabase(name);
+}
+
 }  // namespace
 
 std::string ParleydPath() {
@@ -321,6 +340,9 @@ bool Parleyd::Start() {
       }
     }
     args.insert(args.end(), {"--bus", redis_->url()});
+  }
+  if (std::find(args.begin(), args.end(), "--store") == args.end()) {
+    if (auto url = TestStoreUrl(data_dir_)) args.insert(args.end(), {"--store", *url});
   }
 
   const std::string out_file = data_dir_ + "/stdout.log";
