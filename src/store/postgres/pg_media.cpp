@@ -90,8 +90,8 @@ Result<std::optional<Counted>> TxnCounted(Tx& tx, MediaId id) {
 // Adds deltas to the owner's usage in one upsert (relative, so that two
 // nodes adjusting one owner at once both count). `new_day`: a new record
 // created on that UTC day adds `day_add` to day_bytes (a new day starts at 0).
-void AdjustUsage(Tx& tx, UserId owner, std::int64_t d_stored, std::int64_t d_uploading,
-                 std::optional<std::int64_t> new_day, std::int64_t day_add) {
+void AdjustUsage(Tx& tx, UserId owner, std::int64_t d_stored, std::int64_t d_uploading, bool is_new,
+                 std::int64_t new_day, std::int64_t day_add) {
   tx.Write(
       "INSERT INTO media_usage (owner, stored_bytes, uploading, day, day_bytes) VALUES ($1, "
       "GREATEST($2::int8, 0), GREATEST($3::int8, 0), CASE WHEN $6 THEN $4::int8 ELSE 0 END, "
@@ -104,9 +104,9 @@ void AdjustUsage(Tx& tx, UserId owner, std::int64_t d_stored, std::int64_t d_upl
           .U64(owner)
           .I64(d_stored)
           .I64(d_uploading)
-          .I64(new_day.value_or(0))
+          .I64(is_new ? new_day : 0)
           .I64(day_add)
-          .Bool(new_day.has_value()));
+          .Bool(is_new));
 }
 
 }  // namespace
@@ -117,17 +117,17 @@ void PgStore::PutMedia(Media media, Callback<void> done) {
     if (!before) return std::unexpected(before.error());
     const auto size = static_cast<std::int64_t>(media.size);
     const std::int64_t uploading = media.status == MediaStatus::kUploading ? 1 : 0;
-    const std::optional<std::int64_t> day =
-        *before ? std::nullopt : std::optional<std::int64_t>(DayOf(media.created_ms));
+    const bool is_new = !before->has_value();
+    const std::int64_t day = DayOf(media.created_ms);
     if (*before && (*before)->owner == media.owner) {
       AdjustUsage(tx, media.owner, size - (*before)->size,
-                  uploading - ((*before)->uploading ? 1 : 0), day, size);
+                  uploading - ((*before)->uploading ? 1 : 0), is_new, day, size);
     } else {
       if (*before) {
-        AdjustUsage(tx, (*before)->owner, -(*before)->size, (*before)->uploading ? -1 : 0,
-                    std::nullopt, 0);
+        AdjustUsage(tx, (*before)->owner, -(*before)->size, (*before)->uploading ? -1 : 0, false, 0,
+                    0);
       }
-      AdjustUsage(tx, media.owner, size, uploading, day, size);
+      AdjustUsage(tx, media.owner, size, uploading, is_new, day, size);
     }
     tx.Write(
         "INSERT INTO media (media_id, owner, content_type, filename, size, sha256, status, "
@@ -160,8 +160,8 @@ void PgStore::DeleteMedia(MediaId id, Callback<void> done) {
     auto before = TxnCounted(tx, id);
     if (!before) return std::unexpected(before.error());
     if (*before) {
-      AdjustUsage(tx, (*before)->owner, -(*before)->size, (*before)->uploading ? -1 : 0,
-                  std::nullopt, 0);
+      AdjustUsage(tx, (*before)->owner, -(*before)->size, (*before)->uploading ? -1 : 0, false, 0,
+                  0);
     }
     tx.Write("DELETE FROM media_access WHERE media_id = $1", Params().U64(id));
     tx.Write("DELETE FROM media WHERE media_id = $1", Params().U64(id));
