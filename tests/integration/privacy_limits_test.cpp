@@ -312,8 +312,8 @@ TEST(LastSeenTest, ContactsMeansSomeoneTheUserWroteTo) {
   // Carol was subscribed too, and gets no presence push (the server pushes
   // to every subscriber at once: Bob's arrived, so Carol's would have been
   // queued before her next answer).
-  auto pong = wc->Request({{"op", "ping"}});
-  ASSERT_TRUE(pong.has_value());
+  ASSERT_TRUE(wc->SendJson({{"op", "ping"}}));
+  ASSERT_TRUE(wc->ReceiveOp("pong", 10s).has_value());
   EXPECT_FALSE(wc->ReceiveOp("presence", 300ms).has_value());
 
   // Once Alice writes to Carol, Carol is a contact she chose.
