@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "common/ids.hpp"
+#include "store/postgres/postgres_store.hpp"
 #include "store/rocksdb/rocksdb_store.hpp"
 
 namespace parley::app {
@@ -98,10 +99,20 @@ Result<json::array> EventsJson(store::Store& st, store::UserId user) {
   return out;
 }
 
-int DumpUser(const std::string& data_dir, const std::string& phone, const std::string& user_id,
-             bool events) {
-  auto opened = store::OpenRocksStore(
+// The store parleyd runs on: the data directory's RocksDB, or the
+// PostgreSQL database `store` names (the same value as parleyd's --store).
+Result<std::unique_ptr<store::Store>> OpenStore(const std::string& data_dir,
+                                                const std::string& store_url) {
+  if (store::IsPostgresUrl(store_url)) {
+    return store::OpenPostgresStore({.url = store_url, .readers = 1});
+  }
+  return store::OpenRocksStore(
       {.path = (std::filesystem::path(data_dir) / "db").string(), .read_only = true});
+}
+
+int DumpUser(const std::string& data_dir, const std::string& store_url, const std::string& phone,
+             const std::string& user_id, bool events) {
+  auto opened = OpenStore(data_dir, store_url);
   if (!opened) {
     std::cerr << "parleyd admin: cannot open the store: " << opened.error().message << "\n";
     return 1;
@@ -170,6 +181,10 @@ int RunAdmin(int argc, const char* const* argv) {
   std::string data_dir = "./data";
   if (const char* env = std::getenv("PARLEY_DATA_DIR")) data_dir = env;
   cli.add_option("--data-dir", data_dir, "the data directory")->capture_default_str();
+  std::string store_url = "rocksdb";
+  if (const char* env = std::getenv("PARLEY_STORE")) store_url = env;
+  cli.add_option("--store", store_url, "rocksdb (in the data directory) or postgresql://...")
+      ->capture_default_str();
 
   std::string phone;
   std::string user;
@@ -178,6 +193,7 @@ int RunAdmin(int argc, const char* const* argv) {
   auto* by_id = dump->add_option("--user", user, "the user id");
   by_phone->excludes(by_id);
   dump->add_option("--data-dir", data_dir, "the data directory");
+  dump->add_option("--store", store_url, "rocksdb (in the data directory) or postgresql://...");
   bool events = false;
   dump->add_flag("--events", events, "also every event of the user's mailbox");
 
@@ -191,7 +207,7 @@ int RunAdmin(int argc, const char* const* argv) {
       std::cerr << "parleyd admin dump-user: give --phone or --user\n";
       return 2;
     }
-    return DumpUser(data_dir, phone, user, events);
+    return DumpUser(data_dir, store_url, phone, user, events);
   }
   return 2;
 }

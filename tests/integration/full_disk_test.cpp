@@ -6,7 +6,9 @@
 
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <string_view>
 #include <thread>
 
 #include "integration/helpers.hpp"
@@ -49,6 +51,14 @@ bool WaitReady(Parleyd& server, int want, std::chrono::seconds limit) {
 }
 
 TEST(FullDisk, SendsFailClearlyNothingIsLostAndTheStoreRecovers) {
+  // The tmpfs is the data directory's RocksDB; on PostgreSQL the store is in
+  // the server's own data directory, which this test does not fill (a full
+  // PostgreSQL volume, 53100 disk_full, is mapped to storage_full by the
+  // store but has no test against a real full volume yet).
+  if (const char* s = std::getenv("PARLEY_TEST_STORE");
+      s != nullptr && std::string_view(s) == "postgresql") {
+    GTEST_SKIP() << "full-disk test covers the RocksDB store only";
+  }
   TempDir data;
   ASSERT_FALSE(data.path().empty());
   {

@@ -106,7 +106,11 @@ TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {
   Parleyd node({.args = {"--store", url}});
   ASSERT_TRUE(node.Start());
   EXPECT_EQ(ReadyStatus(node), 200);
-  Account alice = SignIn(node, NextPhone());
+  const std::string alice_phone = NextPhone();
+  Account alice = SignIn(node, alice_phone);
+  // The load runs on a second device: a second connection of the same
+  // device would replace (close) the first.
+  Account alice2 = SignIn(node, alice_phone, "load");
   Account bob = SignIn(node, NextPhone());
   auto ws = Connect(node, alice);
   ASSERT_NE(ws, nullptr);
@@ -117,7 +121,7 @@ TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {
   std::atomic<bool> stop{false};
   std::vector<std::string> acked;
   std::thread load([&] {
-    auto ws2 = Connect(node, alice);
+    auto ws2 = Connect(node, alice2);
     if (!ws2) return;
     int i = 0;
     while (!stop) {
@@ -126,12 +130,23 @@ TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {
       if (r && (*r)["op"] == "ok") acked.push_back(text);
     }
   });
+  // A failed assertion returns early: the load thread is joined and the
+  // shared server started again (the other tests of the process use it).
+  struct Cleanup {
+    std::atomic<bool>& stop;
+    std::thread& load;
+    ~Cleanup() {
+      stop = true;
+      if (load.joinable()) load.join();
+      if (!SharedPostgres().running()) SharedPostgres().Start();
+    }
+  } cleanup{stop, load};
   std::this_thread::sleep_for(300ms);
   SharedPostgres().Stop();
   auto gone = WaitReady(node, 503, 20s);
   EXPECT_TRUE(gone.has_value()) << "/ready never said 503";
   auto failed = SendText(*ws, bob.user_id, "while down", "", 15s);
-  ASSERT_TRUE(failed.has_value());
+  ASSERT_TRUE(failed.has_value()) << "no answer while the database is down; log:\n" << node.Log();
   EXPECT_EQ((*failed)["op"], "error") << json::serialize(*failed);
   EXPECT_EQ(Str(*failed, "code"), "internal") << json::serialize(*failed);
 
@@ -140,7 +155,7 @@ TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {
   ASSERT_TRUE(back.has_value()) << "/ready never came back";
   EXPECT_LE(back->count(), 5000) << "ready again only after " << back->count() << " ms";
   stop = true;
-  load.join();
+  load.join();  // before reading `acked`
 
   auto after = SendText(*ws, bob.user_id, "after", "", 10s);
   ASSERT_TRUE(after.has_value());

@@ -25,6 +25,7 @@ class TempPostgres {
   // Stops the server (fast shutdown: connections are cut) and starts it again.
   void Stop();
   void Start();
+  bool running() const { return running_; }
 
  private:
   void Run(const std::string& command) const;

@@ -23,8 +23,8 @@
 #include <thread>
 
 #include "support/client.hpp"
-#include "support/redis_server.hpp"
 #include "support/postgres.hpp"
+#include "support/redis_server.hpp"
 
 extern char** environ;
 
@@ -426,6 +426,13 @@ std::string Parleyd::Log() const { return ReadFile(log_file_); }
 std::string RunAdmin(const std::vector<std::string>& args, int* exit_code) {
   if (exit_code != nullptr) *exit_code = -1;
   std::vector<std::string> argv = {ParleydPath(), "admin"};
+  // On PostgreSQL the data directory's parleyd keeps its records in its
+  // database: the admin command reads them there.
+  for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] != "--data-dir") continue;
+    if (auto url = TestStoreUrl(args[i + 1])) argv.insert(argv.end(), {"--store", *url});
+    break;
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return "";

@@ -95,8 +95,16 @@ std::uint64_t Rows::affected() const {
 }
 
 Result<std::unique_ptr<Conn>> Conn::Open(const std::string& url, std::string settings) {
-  const char* keys[] = {"dbname", "connect_timeout", nullptr};
-  const char* values[] = {url.c_str(), "5", nullptr};
+  // Bounded waits on every (re)connection: a connect gives up after 5 s, and
+  // over TCP a server that vanished without closing the socket (a power
+  // cut, a partition) is noticed within ~20 s by keepalives and the
+  // user timeout, instead of a call blocking until the kernel gives up.
+  // (These apply to TCP only; a unix socket fails at once.) Settings the
+  // URI names itself win over these defaults.
+  const char* keys[] = {
+      "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
+      "keepalives_count", "tcp_user_timeout", "dbname",          nullptr};
+  const char* values[] = {"5", "1", "10", "3", "3", "20000", url.c_str(), nullptr};
   PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (c == nullptr) return Fail(Errc::kUnavailable, "postgresql: out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
@@ -124,9 +132,15 @@ bool Conn::in_transaction() const {
 
 bool Conn::EnsureConnected() {
   if (healthy()) return true;
+  // While the server is away, callers fail at once instead of each trying
+  // to connect (at most one attempt per kRetryInterval per connection).
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_attempt_) return false;
+  next_attempt_ = now + kRetryInterval;
   prepared_.clear();
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) return false;
+  next_attempt_ = {};
   if (!settings_.empty()) {
     PGresult* r = PQexec(conn_, settings_.c_str());
     const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;

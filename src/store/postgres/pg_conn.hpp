@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -85,6 +86,7 @@ class Conn {
   // Whether the connection is up (after a failure it may not be).
   bool healthy() const;
   // Reconnects if the connection is down; true when it is up afterwards.
+  // After a failed attempt the next one waits kRetryInterval (false meanwhile).
   bool EnsureConnected();
   // Whether a transaction is open (or failed) on the connection.
   bool in_transaction() const;
@@ -94,8 +96,11 @@ class Conn {
   Status Prepare(const char* sql, const Params& params, std::string& name);
   Error ErrorOf(PGresult* r, std::string_view what) const;
 
+  static constexpr std::chrono::milliseconds kRetryInterval{200};
+
   PGconn* conn_;
   std::string settings_;
+  std::chrono::steady_clock::time_point next_attempt_{};
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
 };
 

@@ -225,8 +225,10 @@ Result<GroupChangeResult> PgStore::ApplyChangeGroup(Tx& tx, const GroupChange& c
   PromoteIfNoAdmin(*after, demoted, result.auto_promoted);
 
   if (c.kind != Kind::kCreate && SameGroup(*before, *after)) {
-    // Nothing to change: nothing written, no event.
+    // Nothing to change: nothing written, no event (a sole admin stepping
+    // down is promoted straight back: also no change, and no promotion).
     result.changed = false;
+    result.auto_promoted.clear();
     result.group = before;
     return result;
   }
