@@ -43,6 +43,7 @@ void RespConnection::Connect(const std::string& host, const std::string& port,
                                      asio::ip::tcp::resolver::results_type results) mutable {
         if (ec || self->closed_) {
           self->watchdog_.cancel();
+          self->DropHandlers();
           return done(parley::Fail(Errc::kUnavailable, "resolve: " + ec.message()));
         }
         asio::async_connect(
@@ -50,6 +51,7 @@ void RespConnection::Connect(const std::string& host, const std::string& port,
             [self, done = std::move(done)](boost::system::error_code ec, const auto&) {
               self->watchdog_.cancel();
               if (ec || self->closed_) {
+                self->DropHandlers();
                 return done(
                     parley::Fail(Errc::kUnavailable, "connect: " + (ec ? ec.message() : "closed")));
               }
@@ -91,6 +93,11 @@ void RespConnection::Command(const std::vector<std::string>& args, ReplyHandler 
   if (open_) StartWrite();
 }
 
+void RespConnection::DropHandlers() {
+  on_close_ = nullptr;
+  push_ = nullptr;
+}
+
 void RespConnection::SetPushMode(std::function<void(ReplyPtr)> push) { push_ = std::move(push); }
 
 void RespConnection::SetCloseHandler(std::function<void(const Error&)> on_close) {
@@ -118,6 +125,10 @@ void RespConnection::Fail(std::string why) {
     if (p.handler) p.handler(std::unexpected(error));
   }
   if (auto on_close = std::move(on_close_)) on_close(error);
+  // The owner's handlers often hold this connection: drop them, or the
+  // connection and its buffers would keep each other alive forever.
+  on_close_ = nullptr;
+  push_ = nullptr;
 }
 
 void RespConnection::StartWrite() {

@@ -63,6 +63,9 @@ class RespConnection : public std::enable_shared_from_this<RespConnection> {
     std::chrono::steady_clock::time_point sent;
   };
   void Fail(std::string why);
+  // Forgets the owner's handlers (which may hold this connection) after a
+  // failed connect, so that nothing keeps the connection alive.
+  void DropHandlers();
   void StartRead();
   void StartWrite();
   void ArmWatchdog();
