@@ -10,7 +10,7 @@ ARGS ?=
 
 FORMAT_DIRS := $(wildcard src tests sdk cli bench)
 
-.PHONY: all build bootstrap run test asan bench bench-micro format clean
+.PHONY: all build bootstrap run test asan bench bench-micro format clean cluster
 
 all: build
 
@@ -29,6 +29,15 @@ run: build
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(CTEST_JOBS)
+
+# PostgreSQL, Redis, three parleyd nodes and HAProxy on loopback, in a
+# throwaway folder; prints the URL for clients; Ctrl-C stops it all
+# (scripts/cluster; docs/operations.md, "Running a cluster"). NODES=5 for more.
+cluster: bootstrap
+	@test -f $(BUILD_DIR)/build.ninja || \
+	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target parleyd parley
+	./scripts/cluster $(BUILD_DIR)
 
 # The sanitized suite leaves out the two reruns of the integration suite on
 # PostgreSQL and on a Redis bus (label rerun): the PostgreSQL store's own

@@ -40,6 +40,7 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   // False while the connection has max_requests_in_flight requests waiting
   // for the store (fairness.hpp).
   bool ReadyForMore() override;
+  bool Idle() override { return in_flight_.load() == 0; }
 
   // Thread-safe.
   void SendFrame(std::string_view op, json::object frame);

@@ -106,6 +106,11 @@ class WsHandler {
   // cap on a connection's requests in flight. A close still reads on, to
   // reach the peer's close frame.
   virtual bool ReadyForMore() { return true; }
+  // No request of this connection waits for the store. A shutdown (SIGTERM)
+  // hands no more frames to the handler, waits until this holds (checked
+  // every few ms, at most until the shutdown timeout), then closes with
+  // 1001, so the answers of writes already taken go out before the close.
+  virtual bool Idle() { return true; }
 };
 
 // How net delivers a request's body to core.

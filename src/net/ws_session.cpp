@@ -156,7 +156,8 @@ class WsSession final : public Connection,
         id_(g_next_ws_id.fetch_add(1)),
         auth_timer_(executor_),
         heartbeat_timer_(executor_),
-        close_timer_(executor_) {
+        close_timer_(executor_),
+        drain_timer_(executor_) {
     state_.ws_open.Add(1);
   }
 
@@ -189,7 +190,10 @@ class WsSession final : public Connection,
   }
 
   // Connection
-  void BeginShutdown() override { RequestClose(1001, "server shutting down", false); }
+  void BeginShutdown() override {
+    if (state_.destroying()) return;
+    asio::post(executor_, [self = this->shared_from_this()] { self->Drain(); });
+  }
   void ForceClose() override {
     if (state_.destroying()) return;
     asio::post(executor_, [self = this->shared_from_this()] {
@@ -306,7 +310,8 @@ class WsSession final : public Connection,
       return DoRead();
     }
     if (ws_.is_message_done()) {
-      if (handler_) {
+      // Draining: the client sends it again to another node.
+      if (handler_ && !draining_) {
         const std::string_view text(static_cast<const char*>(read_buf_.data().data()),
                                     read_buf_.size());
         try {
@@ -326,6 +331,25 @@ class WsSession final : public Connection,
     DoRead();
   }
 
+  // Shutdown: frames read from now on go unanswered (the client retries
+  // them elsewhere, the same client_msg_id answering duplicate), requests
+  // already taken are answered, then the close is 1001. Idle is to hold on
+  // two checks in a row: a store callback marks its write done just before
+  // it sends the answer. The server's shutdown timeout bounds the wait.
+  void Drain() {
+    if (finished_ || close_started_) return;
+    draining_ = true;
+    if (!accepted_) return;  // OnAccept sees the shutdown
+    const bool idle = !handler_ || handler_->Idle();
+    idle_checks_ = idle ? idle_checks_ + 1 : 0;
+    if (idle_checks_ >= 2) return DoClose(1001, "server shutting down", false);
+    drain_timer_.expires_after(std::chrono::milliseconds(idle ? 2 : 10));
+    drain_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+      if (ec) return;
+      if (auto s = weak.lock()) s->Drain();
+    });
+  }
+
   // Reads again after a pause, so that a close or a failure reaches Finish.
   void Unpause() {
     if (!paused_ || finished_) return;
@@ -341,6 +365,7 @@ class WsSession final : public Connection,
     auth_timer_.cancel();
     heartbeat_timer_.cancel();
     close_timer_.cancel();
+    drain_timer_.cancel();
     queue_.clear();
     queued_bytes_.store(0);
     if (ec != websocket::error::closed) {
@@ -513,6 +538,9 @@ class WsSession final : public Connection,
   asio::steady_timer auth_timer_;
   asio::steady_timer heartbeat_timer_;
   asio::steady_timer close_timer_;
+  asio::steady_timer drain_timer_;
+  int idle_checks_ = 0;
+  bool draining_ = false;  // shutdown: no more frames to the handler
   bool accepted_ = false;
   bool writing_ = false;
   bool ping_queued_ = false;

@@ -374,6 +374,29 @@ TEST(NetServerTest, ShutdownClosesWebSocketsWith1001AndRunReturns) {
   EXPECT_EQ(h.Gauge("http"), 0);
 }
 
+// Draining: a request the handler took before the shutdown is answered
+// before the close; a frame that arrives during the drain is not handed to
+// the handler (the client sends it again to another node).
+TEST(NetServerTest, ShutdownAnswersRequestsTakenThenCloses) {
+  Harness h;
+  WsClient<Plain> ws(h.port);
+  ASSERT_FALSE(ws.error);
+  ASSERT_TRUE(ws.Send("later"));
+  std::this_thread::sleep_for(100ms);
+  const auto start = Clock::now();
+  h.server->Shutdown();
+  std::this_thread::sleep_for(50ms);
+  ws.Send("during the drain");
+  error_code ec;
+  auto frames = ws.ReadUntilClosed(ec);
+  EXPECT_EQ(ec, websocket::error::closed) << ec.message();
+  EXPECT_EQ(frames, (std::vector<std::string>{"later", Bye(1001, "server shutting down")}));
+  EXPECT_EQ(ws.CloseCode(), 1001);
+  EXPECT_GE(Clock::now() - start, 150ms);  // it waited for the answer
+  EXPECT_TRUE(h.WaitRunReturned(3s));
+  EXPECT_EQ(h.service.closed, 1);
+}
+
 TEST(NetServerTest, ShutdownTimeoutDropsStragglers) {
   ServerOptions o;
   o.shutdown_timeout = 300ms;

@@ -55,11 +55,14 @@ class EchoHandler final : public WsHandler {
   EchoHandler(std::shared_ptr<WsConnection> c, TestService& s) : conn_(std::move(c)), service_(s) {}
   void OnFrame(std::string_view text) override;
   void OnClose() override;
+  bool Idle() override { return busy_->load() == 0; }
 
  private:
   std::shared_ptr<WsConnection> conn_;
   TestService& service_;
   bool closed_ = false;
+  // "later" frames still to be answered (from another thread).
+  std::shared_ptr<std::atomic<int>> busy_ = std::make_shared<std::atomic<int>>(0);
 };
 
 class TestService final : public Service {
@@ -167,6 +170,15 @@ class TestService final : public Service {
   std::string last_upgrade_path;
   std::shared_ptr<WsConnection> last_connection;
 
+  // Runs `fn` on a thread of its own after `delay` (joined at destruction).
+  void Later(std::chrono::milliseconds delay, std::function<void()> fn) {
+    std::lock_guard lock(mu_);
+    threads_.emplace_back([delay, fn = std::move(fn)] {
+      std::this_thread::sleep_for(delay);
+      fn();
+    });
+  }
+
  private:
   std::mutex mu_;
   std::vector<std::thread> threads_;
@@ -184,6 +196,13 @@ inline void EchoHandler::OnFrame(std::string_view text) {
   } else if (text == "post") {
     service_.last_connection = conn_;
     conn_->Post([c = conn_] { c->Send("posted"); });
+  } else if (text == "later") {
+    // A request waiting for something slow: answered 300 ms later.
+    busy_->fetch_add(1);
+    service_.Later(300ms, [c = conn_, busy = busy_] {
+      c->Send("later");
+      busy->fetch_sub(1);
+    });
   } else if (text == "flood") {
     for (int i = 0; i < 1000; ++i) {
       if (!conn_->Send(std::string(1024, 'f'))) {
