@@ -14,8 +14,6 @@ BusMetrics::BusMetrics(Registry& r)
                                 "Publications that never reached the bus (down or overloaded)")),
       reconnects(r.GetCounter("parley_bus_reconnects_total",
                               "Bus connections re-established after a loss")),
-      swept(r.GetCounter("parley_bus_swept_total",
-                         "Registrations of dead nodes this node removed from the registry")),
       connected(r.GetGauge("parley_bus_connected", "1 while the bus is reachable")) {}
 
 namespace {

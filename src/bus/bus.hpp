@@ -117,12 +117,6 @@ struct Handlers {
   // Another live node holds this node's id (seen after a reconnect): the
   // node must stop. `holder` names it.
   std::function<void(const std::string& holder)> on_claim_lost;
-  // Users who went offline everywhere because a dead node's registrations
-  // were swept (its heartbeat expired): the node publishes their presence
-  // (offline) as if their last device had left. Exactly one surviving node
-  // hears each user; the local bus never calls it (one process, no
-  // survivors). Several calls may follow one death (batches).
-  std::function<void(const std::vector<UserId>& users)> on_swept;
 };
 
 // Published inline up to this size; larger events travel as a bare seq.
@@ -136,7 +130,6 @@ struct BusMetrics {
   Counter& dropped;       // malformed or foreign messages, counted and dropped
   Counter& publish_lost;  // publications that never reached the bus (down, overflow)
   Counter& reconnects;    // successful reconnections after a loss
-  Counter& swept;         // registrations of dead nodes removed by this node
   Gauge& connected;       // 1 while connected
 };
 

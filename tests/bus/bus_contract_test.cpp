@@ -110,9 +110,6 @@ struct Node {
     h.on_resubscribed = [this] { inbox.Add("resubscribed"); };
     h.on_state = [this](bool up) { inbox.Add(up ? "state up" : "state down"); };
     h.on_claim_lost = [this](const std::string&) { inbox.Add("claim lost"); };
-    h.on_swept = [this](const std::vector<UserId>& users) {
-      for (UserId u : users) inbox.Add("swept " + std::to_string(u));
-    };
     bus->Start(std::move(h));
   }
 };
@@ -471,95 +468,6 @@ TEST_F(RedisBus, StartsWithoutRedisAndConnectsWhenItComes) {
     if (!claimed) std::this_thread::sleep_for(100ms);
   }
   EXPECT_TRUE(claimed);
-}
-
-// What a SIGKILLed node leaves in Redis: its heartbeat in `nodes`, long
-// past, its node key expired, its registrations in nd:{instance} and
-// pr:{user}. The survivors remove them and report each user who has no
-// device left anywhere exactly once, across all of them, within a few
-// heartbeats; registrations of live nodes stay.
-TEST_F(RedisBus, SurvivorsSweepADeadNodesRegistrationsOnce) {
-  auto a = Started("a");
-  auto b = Started("b");
-  Answer<Result<bool>> live1, live2;
-  b->bus->Register(101, 2, live1.Callback());  // 101 keeps a device on b
-  b->bus->Register(200, 1, live2.Callback());  // b's own, never swept
-  ASSERT_TRUE(live1.Get() && *live1.Get());
-  ASSERT_TRUE(live2.Get() && *live2.Get());
-
-  const std::string dead = "00000000000000aa";
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-  const std::string expiry = std::to_string(now + 30000);
-  std::vector<UserId> users = {100, 101};
-  for (UserId u = 1000; u < 3500; ++u) users.push_back(u);  // more than one sweep batch
-  std::vector<std::string> sadd = {"SADD", "nd:" + dead};
-  for (UserId u : users) {
-    const std::string member = "1/" + dead + "/nx";
-    sadd.push_back(std::to_string(u) + " " + member);
-    backend_.redis().Command({"ZADD", "pr:" + std::to_string(u), expiry, member});
-  }
-  backend_.redis().Command(sadd);
-  const auto swept_from = std::chrono::steady_clock::now();
-  backend_.redis().Command({"ZADD", "nodes", std::to_string(now - 10000), dead});
-
-  // Every user but 101 went offline, each reported by one survivor.
-  for (UserId u : users) {
-    if (u == 101) continue;
-    const std::string line = "swept " + std::to_string(u);
-    const auto deadline = std::chrono::steady_clock::now() + kWait;
-    std::size_t seen = 0;
-    while (seen == 0 && std::chrono::steady_clock::now() < deadline) {
-      seen = a->inbox.Count(line) + b->inbox.Count(line);
-      if (seen == 0) std::this_thread::sleep_for(20ms);
-    }
-    ASSERT_EQ(seen, 1u) << line;
-  }
-  const auto took = std::chrono::steady_clock::now() - swept_from;
-  EXPECT_LT(took, 3s) << "heartbeat 200 ms: the sweep takes a few heartbeats at most";
-  EXPECT_FALSE(a->inbox.Has("swept 101") || b->inbox.Has("swept 101"));
-  EXPECT_FALSE(a->inbox.Has("swept 200") || b->inbox.Has("swept 200"));
-  EXPECT_EQ(a->metrics.swept.Value() + b->metrics.swept.Value(), static_cast<double>(users.size()));
-
-  // The registry holds nothing of the dead instance; live ones are intact.
-  EXPECT_EQ(backend_.redis().Command({"EXISTS", "nd:" + dead}), ":0\r\n");
-  EXPECT_EQ(backend_.redis().Command({"ZSCORE", "nodes", dead}), "$-1\r\n");
-  EXPECT_EQ(backend_.redis().Command({"EXISTS", "pr:100"}), ":0\r\n");
-  Answer<Result<std::vector<DeviceLocation>>> where;
-  a->bus->Locate(101, where.Callback());
-  auto w = where.Get();
-  ASSERT_TRUE(w && *w);
-  ASSERT_EQ((*w)->size(), 1u);
-  EXPECT_EQ((*w)->front().node, "b");
-  Answer<Result<std::vector<DeviceLocation>>> own;
-  a->bus->Locate(200, own.Callback());
-  auto o = own.Get();
-  ASSERT_TRUE(o && *o);
-  EXPECT_EQ((*o)->size(), 1u);
-}
-
-// A node that hung past the node TTL was swept; when it runs again it
-// registers its devices again (its sockets may well be alive).
-TEST_F(RedisBus, ANodeTakenForDeadRegistersAgain) {
-  auto a = Started("a");
-  auto b = Started("b");
-  Answer<Result<bool>> reg;
-  b->bus->Register(300, 3, reg.Callback());
-  ASSERT_TRUE(reg.Get() && *reg.Get());
-  // What a sweep of b leaves (as if b had been SIGSTOPped past the TTL).
-  const std::string inst = b->bus->instance();
-  backend_.redis().Command({"DEL", "node:" + inst, "nd:" + inst, "pr:300"});
-  bool back = false;
-  for (int i = 0; i < 50 && !back; ++i) {
-    Answer<Result<std::vector<DeviceLocation>>> where;
-    a->bus->Locate(300, where.Callback());
-    auto w = where.Get();
-    back = w && *w && (*w)->size() == 1 && (*w)->front().node == "b" &&
-           backend_.redis().Command({"SCARD", "nd:" + inst}) == ":1\r\n";
-    if (!back) std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_TRUE(back);
 }
 
 TEST(RedisUrl, ParsesHostAndPort) {

@@ -85,54 +85,7 @@ redis.call('SREM', KEYS[2], ARGV[3])
 if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
 return 0)");
 
-// The sweeper. KEYS[1] nodes; ARGV now ms, node ttl ms, batch, own
-// instance. Takes up to `batch` registrations (SPOP) of instances whose
-// heartbeat is older than the node TTL and whose node key is gone (dead),
-// removes each from pr:{user}, and answers {removed, more, users...}: the
-// users whose last live registration that was (offline everywhere now).
-// Being one script, two survivors sweeping at once split the work: each
-// member is popped by one of them, and each user goes offline for one.
-// An instance is dropped from `nodes` once its set is empty.
-const Script kSweep(R"(local now = tonumber(ARGV[1])
-local budget = tonumber(ARGV[3])
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 32)
-local removed = 0
-local more = 0
-local out = {0, 0}
-for _, inst in ipairs(stale) do
-  if inst ~= ARGV[4] and redis.call('EXISTS', 'node:' .. inst) == 0 then
-    local nd = 'nd:' .. inst
-    local members = redis.call('SPOP', nd, budget)
-    for _, m in ipairs(members) do
-      local sp = string.find(m, ' ', 1, true)
-      if sp then
-        local user = string.sub(m, 1, sp - 1)
-        local key = 'pr:' .. user
-        local gone = redis.call('ZREM', key, string.sub(m, sp + 1))
-        redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-        removed = removed + gone
-        if gone == 1 and redis.call('ZCARD', key) == 0 then out[#out + 1] = user end
-      end
-    end
-    budget = budget - #members
-    if redis.call('SCARD', nd) == 0 then
-      redis.call('ZREM', KEYS[1], inst)
-    end
-    if budget <= 0 then
-      more = 1
-      break
-    end
-  end
-end
-out[1] = removed
-out[2] = more
-return out)");
-
-const Script* const kScripts[] = {&kClaim,    &kTakeOver,   &kRelease,
-                                  &kRegister, &kUnregister, &kSweep};
-
-// Registrations one sweep takes at most (a few ms of Redis time).
-constexpr int kSweepBatch = 2000;
+const Script* const kScripts[] = {&kClaim, &kTakeOver, &kRelease, &kRegister, &kUnregister};
 
 std::string Ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
 
@@ -436,15 +389,9 @@ class RedisBus final : public Bus {
     cmd_was_up_ = true;
     cmd_failures_ = 0;
     for (const Script* s : kScripts) cmd_->Command({"SCRIPT", "LOAD", s->text}, nullptr);
-    heartbeats_ = 0;
     Heartbeat();
     if (claim_wanted_ && !claimed_) TryClaim();
     // A restarted Redis has none of this node's registrations.
-    AssertRegistrations();
-    UpdateState();
-  }
-
-  void AssertRegistrations() {
     const auto now = NowMs();
     for (const auto& [user, device] : registrations_) {
       Eval(kRegister, {PresenceKey(user), NodeSetKey()},
@@ -452,6 +399,7 @@ class RedisBus final : public Bus {
             NodeSetMember(user, device), Ms(o_.registry_ttl)},
            nullptr);
     }
+    UpdateState();
   }
 
   void CommandsLost(const Error& e) {
@@ -478,23 +426,13 @@ class RedisBus final : public Bus {
     });
     if (!cmd_up_) return;
     const auto now = NowMs();
-    // Three new fields: the node key was gone though this connection had
-    // written it, so this process was taken for dead (hung longer than the
-    // node TTL) and swept: its registrations are asserted again.
     cmd_->Command({"HSET", NodeKey(), "node_id", o_.node_id, "started_ms",
                    std::to_string(started_ms_), "heartbeat_ms", std::to_string(now)},
-                  [this, first = heartbeats_++ == 0](Result<ReplyPtr> r) {
-                    if (first || !r || (*r)->type != REDIS_REPLY_INTEGER || (*r)->integer < 3)
-                      return;
-                    PLOG_WARN("this node was taken for dead and swept; registering again",
-                              "node={} registrations={}", o_.node_id, registrations_.size());
-                    AssertRegistrations();
-                  });
+                  nullptr);
     cmd_->Command({"PEXPIRE", NodeKey(), Ms(o_.node_ttl)}, nullptr);
     cmd_->Command({"ZADD", "nodes", std::to_string(now), instance_}, nullptr);
     cmd_->Command({"ZREMRANGEBYSCORE", "nodes", "-inf", std::to_string(now - 3600 * 1000)},
                   nullptr);
-    Sweep();
     if (!claimed_) return;
     Eval(kClaim, {ClaimKey()}, {instance_, Ms(o_.node_ttl)}, [this](Result<ReplyPtr> r) {
       if (!r || !claimed_ || (*r)->type != REDIS_REPLY_STRING) return;
@@ -508,41 +446,6 @@ class RedisBus final : public Bus {
         gate_.Post([h = handlers_.on_claim_lost, holder] { h(holder); });
       }
     });
-  }
-
-  // Removes the registrations of dead instances (PROTOCOL.md section 8: a
-  // dead node's users are offline within 10 s), a batch per script run, the
-  // next one at once while they come back full. Every node runs it with its
-  // heartbeat; the script splits the work among those that run at once.
-  void Sweep() {
-    if (!cmd_up_ || sweeping_) return;
-    sweeping_ = true;
-    Eval(kSweep, {"nodes"},
-         {std::to_string(NowMs()), Ms(o_.node_ttl), std::to_string(kSweepBatch), instance_},
-         [this](Result<ReplyPtr> r) {
-           sweeping_ = false;
-           if (!r || (*r)->type != REDIS_REPLY_ARRAY || (*r)->elements < 2 ||
-               (*r)->element[0]->type != REDIS_REPLY_INTEGER ||
-               (*r)->element[1]->type != REDIS_REPLY_INTEGER) {
-             if (r && metrics_ != nullptr) metrics_->dropped.Inc();
-             return;
-           }
-           const long long removed = (*r)->element[0]->integer;
-           const bool more = (*r)->element[1]->integer != 0;
-           std::vector<UserId> offline;
-           for (std::size_t i = 2; i < (*r)->elements; ++i) {
-             if (auto u = ParseId(ReplyText((*r)->element[i]))) offline.push_back(*u);
-           }
-           if (removed > 0) {
-             if (metrics_ != nullptr) metrics_->swept.Inc(static_cast<double>(removed));
-             PLOG_INFO("swept the registrations of a dead node", "removed={} offline={}", removed,
-                       offline.size());
-           }
-           if (!offline.empty() && handlers_.on_swept) {
-             gate_.Post([h = handlers_.on_swept, offline = std::move(offline)] { h(offline); });
-           }
-           if (more) Sweep();
-         });
   }
 
   void RefreshRegistrations() {
@@ -826,8 +729,6 @@ class RedisBus final : public Bus {
   const std::int64_t started_ms_;
   bool stopping_ = false;
   bool finished_ = false;
-  bool sweeping_ = false;
-  std::uint64_t heartbeats_ = 0;  // sent on this command connection
 
   std::shared_ptr<RespConnection> cmd_;
   bool cmd_up_ = false;
