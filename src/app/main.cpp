@@ -206,6 +206,9 @@ int Serve(Config cfg) {
     claim_lost = true;
     server.Shutdown();
   };
+  // Wakes, typing, control and presence from the other nodes (core.cpp).
+  core.SetBusHandlers(handlers);
+  core.bus = the_bus.get();
   the_bus->Start(std::move(handlers));
   std::promise<Status> claimed;
   the_bus->ClaimNode(3000, [&claimed](Status s) { claimed.set_value(std::move(s)); });
@@ -217,7 +220,6 @@ int Serve(Config cfg) {
     PLOG_WARN("bus not reachable at start; serving, /ready answers 503 until it is", "bus={}",
               LogQuote(cfg.bus));
   }
-  core.bus = the_bus.get();
 
   const std::string address = server.Listen();
   PLOG_INFO("parleyd started", "listen={} data_dir={} threads={} node={} bus={}", address,
@@ -231,6 +233,12 @@ int Serve(Config cfg) {
   const auto sweep_s = std::clamp<std::uint32_t>(cfg.media_upload_ttl_s / 4, 1, 600);
   media_api.SweepStaleUploads();
   server.Every(std::chrono::seconds(sweep_s), [&media_api] { media_api.SweepStaleUploads(); });
+  if (core.Clustered()) {
+    // A writer that died between its commit and its wake: every local user's
+    // mailbox head is read again every few seconds (in slices, so that one
+    // tick never holds an I/O thread long).
+    server.Every(std::chrono::seconds(3), [&core] { core.CheckHeads(4000); });
+  }
   server.Run();
   media_api.Stop();  // answers still owed go out before the store closes
   the_bus->Stop();   // withdraws this node's claim and registrations

@@ -2,6 +2,9 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+#include <chrono>
+
 namespace parley::bus {
 
 BusMetrics::BusMetrics(Registry& r)
@@ -14,7 +17,22 @@ BusMetrics::BusMetrics(Registry& r)
                                 "Publications that never reached the bus (down or overloaded)")),
       reconnects(r.GetCounter("parley_bus_reconnects_total",
                               "Bus connections re-established after a loss")),
-      connected(r.GetGauge("parley_bus_connected", "1 while the bus is reachable")) {}
+      connected(r.GetGauge("parley_bus_connected", "1 while the bus is reachable")),
+      wake_latency(r.GetHistogram("parley_bus_wake_latency_seconds",
+                                  "Cross-node delivery: wake published by one node -> received "
+                                  "by this one")) {}
+
+void BusMetrics::ObserveWake(const Wake& wake) {
+  if (wake.sent_us <= 0) return;
+  wake_latency.Observe(static_cast<double>(std::max<std::int64_t>(0, NowUs() - wake.sent_us)) /
+                       1e6);
+}
+
+std::int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 namespace {
 std::string RandomHex(std::size_t bytes) {

@@ -60,6 +60,10 @@ struct Wake {
   // it only for exactly the seq it names.
   std::string frame;
   std::string origin;  // the publishing instance (receivers skip their own echo)
+  // When it was published (microseconds since the epoch, set by the bus):
+  // the receiver observes publish -> received latency from it. 0 when the
+  // publisher did not say (an older node).
+  std::int64_t sent_us = 0;
 };
 
 // A user's first device connected anywhere / last device left everywhere.
@@ -106,6 +110,10 @@ struct DeviceLocation {
 // What a node hears from the others. Unset handlers drop their messages.
 struct Handlers {
   std::function<void(const Wake&)> on_wake;
+  // Also for the users a dead node's sweep left offline everywhere (see
+  // the connection registry below): those arrive with `origin` equal to
+  // this node's own instance, and this node then stands in for the dead one
+  // (it records last_seen and publishes the transition to the others).
   std::function<void(const PresenceChange&)> on_presence;
   std::function<void(const Typing&)> on_typing;
   std::function<void(const Control&)> on_control;
@@ -131,7 +139,14 @@ struct BusMetrics {
   Counter& publish_lost;  // publications that never reached the bus (down, overflow)
   Counter& reconnects;    // successful reconnections after a loss
   Gauge& connected;       // 1 while connected
+  // Wake publish -> handed to this node's on_wake, for wakes from other
+  // nodes that carry their publish time (Wake::sent_us).
+  Histogram& wake_latency;
+  void ObserveWake(const Wake& wake);
 };
+
+// Microseconds since the epoch (Wake::sent_us).
+std::int64_t NowUs();
 
 class Bus {
  public:
@@ -178,8 +193,10 @@ class Bus {
   // connected to this node and answers whether the user was offline on every
   // node before (a presence transition); Unregister answers whether that was
   // the user's last device anywhere. Entries expire unless this node's
-  // heartbeat refreshes them, so a dead node's entries vanish by themselves.
-  // Registrations are re-asserted after a reconnect. `done` may be null; it
+  // heartbeat refreshes them, so a dead node's entries vanish by themselves;
+  // sooner than that, a live node sweeps the entries of a node whose
+  // heartbeat stopped (node_ttl) and hands the users that left offline to
+  // its own on_presence. Registrations are re-asserted after a reconnect. `done` may be null; it
   // gets kUnavailable while the bus is down.
   virtual void Register(UserId user, DeviceId device, std::function<void(Result<bool>)> done) = 0;
   virtual void Unregister(UserId user, DeviceId device, std::function<void(Result<bool>)> done) = 0;

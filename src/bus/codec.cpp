@@ -79,6 +79,8 @@ std::string Encode(const Wake& m) {
   auto o = Head("w", m.origin);
   o["s"] = std::to_string(m.seq);
   if (!m.frame.empty() && m.frame.size() <= kMaxInlineBytes) o["f"] = m.frame;
+  // Optional within version 1: older receivers ignore it.
+  if (m.sent_us > 0) o["us"] = m.sent_us;
   return json::serialize(o);
 }
 
@@ -120,6 +122,10 @@ std::optional<UserMessage> DecodeUserMessage(UserId user, std::string_view paylo
       const auto* f = Str(o, "f", kMaxInlineBytes);
       if (f == nullptr) return std::nullopt;
       w.frame.assign(f->data(), f->size());
+    }
+    if (auto us = o.find("us"); us != o.end()) {
+      if (!us->value().is_int64() || us->value().get_int64() < 0) return std::nullopt;
+      w.sent_us = us->value().get_int64();
     }
     w.origin = std::move(origin);
     return w;

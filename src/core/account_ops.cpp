@@ -63,9 +63,8 @@ void Session::DevicesRemove(const json::object& req, const Rid& rid) {
                              if (!r->removed)
                                return self->Error(rid, code::kNotFound, "no such device");
                              self->core_.Wake(r->appended);
-                             if (auto s = self->core_.sessions.Find(user, target)) {
-                               s->Close(proto::close_code::kRevoked, "this device was removed");
-                             }
+                             // Here or on whichever node holds it (4403).
+                             self->core_.CloseDevice(user, target, bus::Control::Kind::kRemoved);
                              self->core_.AnnounceDevice(user, target, "removed", "",
                                                         [self, rid] { self->Ok(rid); });
                            });

@@ -92,11 +92,14 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       write_limiter(cfg.device_write_rate, 4.0 * cfg.device_write_rate),
       fanout_limiter(cfg.device_fanout_rate, 4.0 * cfg.device_fanout_rate),
       write_share(cfg.user_writes_in_flight),
-      abuse(cfg) {}
+      abuse(cfg),
+      clustered_(cfg.bus != "none") {}
 
 void Core::Wake(const std::vector<store::Appended>& appended) {
+  const bool clustered = Clustered();
   for (const auto& a : appended) {
     for (auto& s : sessions.ForUser(a.user)) s->Notify(a.seq, nullptr, nullptr);
+    if (clustered) PublishWake(a.user, a.seq, {});
   }
 }
 
@@ -109,9 +112,10 @@ void Core::Deliver(const std::shared_ptr<const store::Message>& message,
   // Every recipient sees the same event (but for its seq), and the sender's
   // own copy differs only in conv and outgoing: two renders per message.
   std::string bodies[2];  // [incoming, outgoing]
+  const bool clustered = Clustered();
   for (const auto& a : appended) {
     auto targets = sessions.ForUser(a.user);
-    if (targets.empty()) continue;
+    if (targets.empty() && !clustered) continue;
     auto event = std::make_shared<store::MailboxEvent>();
     event->seq = a.seq;
     event->type = store::EventType::kMessage;
@@ -125,6 +129,8 @@ void Core::Deliver(const std::shared_ptr<const store::Message>& message,
             WrapEvent(a.seq, encrypted.EventBodyFor(a.user, s->identity().device)));
         s->Notify(a.seq, event, std::move(frame));
       }
+      // Per-device frames travel as a bare seq: each node renders its own.
+      if (clustered) PublishWake(a.user, a.seq, {});
       continue;
     }
     std::shared_ptr<const std::string> frame;
@@ -134,7 +140,129 @@ void Core::Deliver(const std::shared_ptr<const store::Message>& message,
       frame = std::make_shared<const std::string>(WrapEvent(a.seq, body));
     }
     for (auto& s : targets) s->Notify(a.seq, event, frame);
+    if (clustered) {
+      PublishWake(a.user, a.seq,
+                  frame && frame->size() <= bus::kMaxInlineBytes ? *frame : std::string());
+    }
   }
+}
+
+// ---- Delivery across nodes -------------------------------------------------
+
+void Core::PublishWake(store::UserId user, store::Seq seq, std::string frame) {
+  bus->PublishWake({.user = user, .seq = seq, .frame = std::move(frame), .origin = {}});
+}
+
+void Core::SetBusHandlers(bus::Handlers& h) {
+  if (!clustered_) return;  // one node: nobody else publishes anything
+  h.on_wake = [this](const bus::Wake& w) { OnWake(w); };
+  h.on_typing = [this](const bus::Typing& t) {
+    for (auto& s : sessions.ForUser(t.to)) s->SendRaw("typing", t.frame);
+  };
+  h.on_control = [this](const bus::Control& c) { OnControl(c); };
+  h.on_presence = [this](const bus::PresenceChange& p) {
+    if (bus != nullptr && p.origin == bus->instance()) {
+      // The sweep of a dead node found the user offline everywhere: this
+      // node stands in for the dead one (last_seen, and the others hear it).
+      if (!sessions.IsOnline(p.user)) presence.WentOffline(p.user, p.last_seen_ms);
+      return;
+    }
+    presence.Remote(p.user, p.online, p.last_seen_ms);
+  };
+  // Whatever was published while the subscriber was away is lost: every
+  // local session reads its mailbox again.
+  h.on_resubscribed = [this] { PumpUsers(sessions.Users()); };
+}
+
+void Core::OnWake(const bus::Wake& w) {
+  auto targets = sessions.ForUser(w.user);
+  if (targets.empty()) return;
+  // The inline frame stands for exactly the seq it names; without one the
+  // sessions read the mailbox.
+  std::shared_ptr<store::MailboxEvent> event;
+  std::shared_ptr<const std::string> frame;
+  if (!w.frame.empty()) {
+    event = std::make_shared<store::MailboxEvent>();
+    event->seq = w.seq;
+    frame = std::make_shared<const std::string>(w.frame);
+  }
+  for (auto& s : targets) s->Notify(w.seq, event, frame);
+}
+
+void Core::OnControl(const bus::Control& c) {
+  auto s = sessions.Find(c.user, c.device);
+  if (!s) return;
+  switch (c.kind) {
+    case bus::Control::Kind::kRemoved:
+      return s->Close(proto::close_code::kRevoked, "this device was removed");
+    case bus::Control::Kind::kRevoked:
+      return s->Close(proto::close_code::kUnauthenticated, "tokens revoked");
+    case bus::Control::Kind::kReplaced:
+      // The newer connection is on the publishing node: the one here is older.
+      return s->Close(proto::close_code::kReplaced,
+                      "replaced by a newer connection of this device");
+  }
+}
+
+void Core::CloseDevice(store::UserId user, store::DeviceId device, bus::Control::Kind kind) {
+  if (auto s = sessions.Find(user, device)) {
+    if (kind == bus::Control::Kind::kRemoved) {
+      s->Close(proto::close_code::kRevoked, "this device was removed");
+    } else {
+      s->Close(proto::close_code::kUnauthenticated, "tokens revoked");
+    }
+  }
+  if (Clustered()) {
+    bus->PublishControl(
+        {.kind = kind, .user = user, .device = device, .connection = 0, .origin = {}});
+  }
+}
+
+void Core::SendTyping(store::UserId to, store::UserId from, const std::string& frame) {
+  for (auto& s : sessions.ForUser(to)) s->SendRaw("typing", frame);
+  if (Clustered()) bus->PublishTyping({.to = to, .from = from, .frame = frame, .origin = {}});
+}
+
+bool Core::OnlineAnywhere(store::UserId user) {
+  if (sessions.IsOnline(user)) return true;
+  if (!Clustered()) return false;
+  std::lock_guard lock(online_mu_);
+  return online_elsewhere_.contains(user);
+}
+
+void Core::MarkOnline(store::UserId user, bool online) {
+  std::lock_guard lock(online_mu_);
+  if (online) {
+    online_elsewhere_.insert(user);
+  } else {
+    online_elsewhere_.erase(user);
+  }
+}
+
+void Core::PumpUsers(const std::vector<store::UserId>& users) {
+  for (auto user : users) {
+    auto targets = sessions.ForUser(user);
+    if (targets.empty()) continue;
+    auto head = store.HeadSeq(user);
+    if (!head) {
+      PLOG_WARN("store read failed", "op=head_seq error={}", LogQuote(head.error().message));
+      return;  // the next check tries again
+    }
+    if (*head == 0) continue;
+    for (auto& s : targets) s->Notify(*head, nullptr, nullptr);
+  }
+}
+
+void Core::CheckHeads(std::size_t max_users) {
+  std::vector<store::UserId> batch;
+  {
+    std::lock_guard lock(head_check_mu_);
+    if (head_check_queue_.empty()) head_check_queue_ = sessions.Users();
+    const std::size_t n = std::min(max_users, head_check_queue_.size());
+    batch.assign(head_check_queue_.end() - static_cast<std::ptrdiff_t>(n), head_check_queue_.end());
+    head_check_queue_.resize(head_check_queue_.size() - n);
+  }
+  PumpUsers(batch);
 }
 
 void Core::PurgeExpired() {

@@ -9,9 +9,12 @@
 #include <expected>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "bus/bus.hpp"
 #include "common/config.hpp"
@@ -108,6 +111,32 @@ class Core {
   // that run without one). /ready answers 503 while it is disconnected.
   parley::bus::Bus* bus = nullptr;
 
+  // ---- Delivery across nodes (core.cpp; docs/architecture.md "Delivery
+  // across nodes"). Everything is stored first; the bus only tells the
+  // nodes holding a user's sockets to look sooner.
+
+  // True when this node shares its users with other nodes (--bus other than
+  // none, and a bus set): only then does core publish or wait for anything
+  // on the bus, so --bus none costs nothing over a node without one.
+  bool Clustered() const { return clustered_ && bus != nullptr; }
+  // Sets the handlers through which the other nodes reach this one
+  // (main, before the bus starts).
+  void SetBusHandlers(parley::bus::Handlers& handlers);
+  // The periodic head check: reads the mailbox head of up to `max_users`
+  // users with a device here (round robin over calls) and pumps their
+  // sessions, for a writer that died between its commit and its wake.
+  void CheckHeads(std::size_t max_users);
+  // Closes the device's socket here and on whichever node holds it
+  // (kRemoved: 4403, kRevoked: 4401).
+  void CloseDevice(store::UserId user, store::DeviceId device, parley::bus::Control::Kind kind);
+  // A rendered `typing` push to every device of `to`, on every node.
+  void SendTyping(store::UserId to, store::UserId from, const std::string& frame);
+  // Whether a device of `user` is connected here or, as far as the
+  // presence transitions heard tell, on another node.
+  bool OnlineAnywhere(store::UserId user);
+  // Presence transitions (the registry's answers and the other nodes').
+  void MarkOnline(store::UserId user, bool online);
+
   PresenceHub presence;
   GroupCache groups;
 
@@ -125,7 +154,18 @@ class Core {
 
  private:
   void PurgeBatch(std::int64_t cutoff_ms);
+  void PublishWake(store::UserId user, store::Seq seq, std::string frame);
+  void OnWake(const parley::bus::Wake& wake);
+  void OnControl(const parley::bus::Control& control);
+  // Pumps every local session from its mailbox head (after a resubscribe).
+  void PumpUsers(const std::vector<store::UserId>& users);
   std::atomic<bool> purging_{false};
+
+  const bool clustered_;
+  std::mutex online_mu_;
+  std::unordered_set<store::UserId> online_elsewhere_;  // online per the transitions heard
+  std::mutex head_check_mu_;
+  std::vector<store::UserId> head_check_queue_;  // users still to check this round
 };
 
 }  // namespace parley::core

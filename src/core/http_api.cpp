@@ -335,9 +335,7 @@ void HttpApi::Refresh(const net::HttpRequest& request, net::HttpRespond respond)
             PLOG_WARN("refresh token reused; device tokens revoked", "user={} device={}",
                       r->user_id, r->device_id);
             // Whoever holds the device's sockets may be the thief: they go too.
-            if (auto s = core.sessions.Find(r->user_id, r->device_id)) {
-              CloseSession(*s, proto::close_code::kUnauthenticated, "tokens revoked");
-            }
+            core.CloseDevice(r->user_id, r->device_id, bus::Control::Kind::kRevoked);
             return respond(ErrorResponse(401, code::kInvalidToken,
                                          "this refresh token was already used; every token of "
                                          "this device is revoked, sign in again"));

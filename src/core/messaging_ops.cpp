@@ -309,9 +309,7 @@ void Session::Typing(const json::object& req, const Rid& rid) {
   }
   frame["state"] = *state;
   const std::string text = json::serialize(frame);
-  for (auto user : targets) {
-    for (auto& s : core_.sessions.ForUser(user)) s->SendRaw("typing", text);
-  }
+  for (auto user : targets) core_.SendTyping(user, identity_.user, text);
 }
 
 void Session::History(const json::object& req, const Rid& rid) {

@@ -24,7 +24,7 @@ Result<json::array> PresenceHub::Subscribe(const std::shared_ptr<Session>& sessi
     const bool visible = core_.CanSeeLastSeen(u, viewer);
     json::object s;
     s["user"] = IdToString(u.id);
-    s["online"] = visible && core_.sessions.IsOnline(u.id);
+    s["online"] = visible && core_.OnlineAnywhere(u.id);
     const std::int64_t seen = visible ? LastSeen(u) : 0;
     s["last_seen_ms"] = seen > 0 ? json::value(seen) : json::value(nullptr);
     statuses.push_back(std::move(s));
@@ -44,6 +44,27 @@ Result<json::array> PresenceHub::Subscribe(const std::shared_ptr<Session>& sessi
     subscribers_[u.id][session.get()] = session;
     mine.push_back(u.id);
   }
+  if (core_.Clustered()) {
+    // This node hears transitions only from its start on: for a visible user
+    // it thinks offline, ask the registry, and tell the session if that
+    // user is connected somewhere after all.
+    for (std::size_t i = 0; i < found->size(); ++i) {
+      const auto& s = statuses[i].as_object();
+      const auto& u = (*found)[i];
+      if (s.at("online").as_bool() || !core_.CanSeeLastSeen(u, viewer)) continue;
+      std::weak_ptr<Session> weak = session;
+      core_.bus->Locate(u.id, [weak, user = u.id](Result<std::vector<bus::DeviceLocation>> r) {
+        auto s = weak.lock();
+        if (!s || !r || r->empty()) return;
+        json::object frame;
+        frame["op"] = "presence";
+        frame["user"] = IdToString(user);
+        frame["online"] = true;
+        frame["last_seen_ms"] = nullptr;
+        s->SendRaw("presence", json::serialize(frame));
+      });
+    }
+  }
   return statuses;
 }
 
@@ -60,7 +81,13 @@ void PresenceHub::Unsubscribe(const Session* session) {
   subscriptions_.erase(old);
 }
 
-void PresenceHub::CameOnline(store::UserId user) { Publish(user, true, 0); }
+void PresenceHub::CameOnline(store::UserId user) {
+  if (core_.Clustered()) {
+    core_.MarkOnline(user, true);
+    core_.bus->PublishPresence({.user = user, .online = true, .last_seen_ms = 0, .origin = {}});
+  }
+  Publish(user, true, 0);
+}
 
 void PresenceHub::WentOffline(store::UserId user, std::int64_t last_seen_ms) {
   {
@@ -68,7 +95,24 @@ void PresenceHub::WentOffline(store::UserId user, std::int64_t last_seen_ms) {
     last_seen_[user] = last_seen_ms;
   }
   core_.store.SetLastSeen(user, last_seen_ms, [](Status) {});
+  if (core_.Clustered()) {
+    core_.MarkOnline(user, false);
+    core_.bus->PublishPresence(
+        {.user = user, .online = false, .last_seen_ms = last_seen_ms, .origin = {}});
+  }
   Publish(user, false, last_seen_ms);
+}
+
+void PresenceHub::Remote(store::UserId user, bool online, std::int64_t last_seen_ms) {
+  // A device here says otherwise (a transition that raced this connection).
+  if (!online && core_.sessions.IsOnline(user)) return;
+  core_.MarkOnline(user, online);
+  if (!online) {
+    std::lock_guard lock(mu_);
+    auto& seen = last_seen_[user];
+    seen = std::max(seen, last_seen_ms);
+  }
+  Publish(user, online, last_seen_ms);
 }
 
 void PresenceHub::Publish(store::UserId user, bool online, std::int64_t last_seen_ms) {

@@ -30,9 +30,13 @@ class PresenceHub {
                                        const std::vector<store::UserId>& users);
   void Unsubscribe(const Session* session);
 
-  // The user's first device connected / last device left.
+  // The user's first device connected / last device left (on any node when
+  // clustered: the connection registry answers). Told to local subscribers
+  // and, when clustered, published to the other nodes.
   void CameOnline(store::UserId user);
   void WentOffline(store::UserId user, std::int64_t last_seen_ms);
+  // A transition another node published: told to local subscribers only.
+  void Remote(store::UserId user, bool online, std::int64_t last_seen_ms);
 
   // The user's last seen: the stored one, or a newer one from this process.
   std::int64_t LastSeen(const store::User& user);

@@ -115,9 +115,26 @@ void Session::OnClose() {
   closed_ = true;
   if (authenticated_) {
     bool went_offline = false;
-    core_.sessions.Detach(identity_.user, identity_.device, this, &went_offline);
+    const bool was_registered =
+        core_.sessions.Detach(identity_.user, identity_.device, this, &went_offline);
     core_.metrics.sessions_authenticated.Add(-1);
     core_.presence.Unsubscribe(this);
+    if (core_.Clustered()) {
+      const store::UserId user = identity_.user;
+      core_.bus->Unsubscribe(user);
+      // A session replaced by a newer one of the device here leaves the
+      // registration to that one.
+      if (!was_registered) return;
+      // Offline when that was the user's last device on every node; without
+      // the bus, as far as this node knows.
+      core_.bus->Unregister(user, identity_.device,
+                            [core = &core_, user, went_offline](Result<bool> last) {
+                              if (last ? *last : went_offline) {
+                                core->presence.WentOffline(user, NowMs());
+                              }
+                            });
+      return;
+    }
     if (went_offline) core_.presence.WentOffline(identity_.user, NowMs());
   }
 }
@@ -229,6 +246,34 @@ void Session::Hello(const json::object& req, const Rid& rid) {
     Error(rid, code::kDeviceRevoked, "this device was removed");
     return Close(proto::close_code::kRevoked, "this device was removed");
   }
+  if (core_.Clustered()) {
+    const store::UserId user = identity_.user;
+    // An older connection of this device on another node closes (4409).
+    core_.bus->PublishControl({.kind = bus::Control::Kind::kReplaced,
+                               .user = user,
+                               .device = identity_.device,
+                               .connection = conn_->Id(),
+                               .origin = {}});
+    // Online when this is the user's first device on every node; without
+    // the bus, as far as this node knows.
+    core_.bus->Register(user, identity_.device,
+                        [core = &core_, user, came_online](Result<bool> first) {
+                          if (first ? *first : came_online) core->presence.CameOnline(user);
+                        });
+    // Subscribe before read: the head is read once the subscription is in
+    // place (or the bus is down, and on_resubscribed pumps later).
+    auto self = shared_from_this();
+    core_.bus->Subscribe(user, [self, rid, resume_after](bool) {
+      self->conn_->Post([self, rid, resume_after] { self->FinishHello(rid, resume_after); });
+    });
+    return;
+  }
+  if (came_online) core_.presence.CameOnline(identity_.user);
+  FinishHello(rid, resume_after);
+}
+
+void Session::FinishHello(const Rid& rid, std::optional<store::Seq> resume_after) {
+  if (closed_) return;
   // Read after Attach: whatever is appended from now on is also announced to
   // this session, so nothing falls between the head read here and the stream.
   auto head = core_.store.HeadSeq(identity_.user);
@@ -239,7 +284,6 @@ void Session::Hello(const json::object& req, const Rid& rid) {
   }
   const std::int64_t now = NowMs();
   core_.store.TouchDevice(identity_.user, identity_.device, now, [](Status) {});
-  if (came_online) core_.presence.CameOnline(identity_.user);
 
   json::object result;
   result["user_id"] = IdToString(identity_.user);

@@ -68,6 +68,10 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
 
   // Ops (session.cpp).
   void Hello(const json::object& req, const Rid& rid);
+  // The rest of hello once the session may read its mailbox (clustered:
+  // once the bus confirmed the user's subscription, so that no wake
+  // published after the head read is missed).
+  void FinishHello(const Rid& rid, std::optional<store::Seq> resume_after);
   void Ping(const json::object& req, const Rid& rid);
   // Ops (account_ops.cpp).
   void DevicesList(const json::object& req, const Rid& rid);

@@ -58,6 +58,15 @@ bool SessionRegistry::IsOnline(store::UserId user) {
   return s.users.contains(user);
 }
 
+std::vector<store::UserId> SessionRegistry::Users() {
+  std::vector<store::UserId> out;
+  for (auto& s : shards_) {
+    std::lock_guard lock(s.mu);
+    for (const auto& [user, _] : s.users) out.push_back(user);
+  }
+  return out;
+}
+
 std::size_t SessionRegistry::Count() {
   std::size_t n = 0;
   for (auto& s : shards_) {

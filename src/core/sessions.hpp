@@ -29,6 +29,8 @@ class SessionRegistry {
   // Every connected device of the user.
   std::vector<std::shared_ptr<Session>> ForUser(store::UserId user);
   bool IsOnline(store::UserId user);
+  // Every user with a device connected here.
+  std::vector<store::UserId> Users();
   std::size_t Count();
 
  private:

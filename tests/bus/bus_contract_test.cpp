@@ -72,6 +72,11 @@ class Inbox {
     std::lock_guard lock(mu_);
     return std::find(lines_.begin(), lines_.end(), line) != lines_.end();
   }
+  bool HasPrefix(const std::string& prefix) {
+    std::lock_guard lock(mu_);
+    return std::any_of(lines_.begin(), lines_.end(),
+                       [&](const std::string& l) { return l.starts_with(prefix); });
+  }
   std::size_t Count(const std::string& line) {
     std::lock_guard lock(mu_);
     return static_cast<std::size_t>(std::count(lines_.begin(), lines_.end(), line));
@@ -233,6 +238,10 @@ TEST_P(BusContract, WakesReachSubscribersOfTheUserOnly) {
   EXPECT_FALSE(c->inbox.Has("wake 7 4 "));
   EXPECT_GE(b->metrics.received.Value(), 2);
   EXPECT_GE(a->metrics.published.Value(), 3);
+  // Each wake carried its publish time: b observed the cross-node latency.
+  EXPECT_EQ(b->metrics.wake_latency.Count(), 2u);
+  EXPECT_EQ(a->metrics.wake_latency.Count(), 0u);
+  EXPECT_LT(b->metrics.wake_latency.Sum(), 10.0);
 }
 
 TEST_P(BusContract, ANodeDoesNotHearItsOwnPublications) {
@@ -421,6 +430,8 @@ TEST_F(RedisBus, GarbageOnChannelsIsCountedAndDropped) {
                                             R"({"v":1,"t":"w","o":"XYZ","s":"1"})",
                                             R"({"v":1,"t":"c","o":"ab","k":9,"d":"1"})",
                                             R"({"v":1,"t":"c","o":"ab","k":2,"d":"1"})",
+                                            R"({"v":1,"t":"w","o":"ab","s":"1","us":-1})",
+                                            R"({"v":1,"t":"w","o":"ab","s":"1","us":"1"})",
                                             std::string(70000, 'x')};
   for (const auto& g : garbage) backend_.redis().Command({"PUBLISH", "u:7", g});
   backend_.redis().Command({"PUBLISH", "presence", R"({"v":1,"t":"p","o":"ab","u":"1"})"});
@@ -431,6 +442,47 @@ TEST_F(RedisBus, GarbageOnChannelsIsCountedAndDropped) {
   backend_.redis().Command({"PUBLISH", "u:7", R"({"v":1,"t":"w","o":"abc","s":"6"})"});
   EXPECT_TRUE(b->inbox.Wait("wake 7 6 "));
   EXPECT_TRUE(b->bus->connected());
+}
+
+TEST_F(RedisBus, AWakeWithoutAPublishTimeIsStillAWake) {
+  auto b = Started("b");
+  ASSERT_TRUE(SubscribeAndWait(*b->bus, 7));
+  backend_.redis().Command({"PUBLISH", "u:7", R"({"v":1,"t":"w","o":"ab","s":"6"})"});
+  EXPECT_TRUE(b->inbox.Wait("wake 7 6 "));
+  EXPECT_EQ(b->metrics.wake_latency.Count(), 0u);
+}
+
+TEST_F(RedisBus, SweepsTheRegistrationsOfADeadNodeAndReportsWhoWentOffline) {
+  // A node that died 10 s ago with users 42 (only there) and 43 (also on a
+  // live node) registered; its entries have not expired yet.
+  auto& r = backend_.redis();
+  const std::string dead = "00000000deadbeef";
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const std::string later = std::to_string(now + 30000);
+  r.Command({"ZADD", "nodes", std::to_string(now - 10000), dead});
+  r.Command({"SADD", "nd:" + dead, "42 7/" + dead + "/gone", "43 8/" + dead + "/gone"});
+  r.Command({"ZADD", "pr:42", later, "7/" + dead + "/gone"});
+  r.Command({"ZADD", "pr:43", later, "8/" + dead + "/gone"});
+  r.Command({"ZADD", "pr:43", later, "9/00000000a11ce000/alive"});
+  auto a = Started("a");
+  auto b = Started("b");
+  // One of the live nodes sweeps it (heartbeat 200 ms, node_ttl 3 s here),
+  // and only that one reports the transition, to its own handler.
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  bool reported = false;
+  while (!reported && std::chrono::steady_clock::now() < deadline) {
+    reported = a->inbox.HasPrefix("presence 42 0 ") || b->inbox.HasPrefix("presence 42 0 ");
+    if (!reported) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(reported);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(a->inbox.HasPrefix("presence 42 0 ") && b->inbox.HasPrefix("presence 42 0 "));
+  EXPECT_FALSE(a->inbox.HasPrefix("presence 43 0 ") || b->inbox.HasPrefix("presence 43 0 "));
+  EXPECT_EQ(r.Command({"EXISTS", "pr:42"}), ":0\r\n");
+  EXPECT_EQ(r.Command({"ZCARD", "pr:43"}), ":1\r\n");
+  EXPECT_EQ(r.Command({"EXISTS", "nd:" + dead}), ":0\r\n");
 }
 
 TEST_F(RedisBus, TakesOverTheIdOfADeadNode) {

@@ -88,8 +88,14 @@ class LocalBus final : public Bus {
   void PublishWake(const Wake& wake) override {
     Wake m = wake;
     m.origin = instance_;
+    m.sent_us = NowUs();
     ToSubscribers(m.user, [m](LocalBus& to) {
-      if (to.handlers_.on_wake) to.Deliver([h = to.handlers_.on_wake, m] { h(m); });
+      if (to.handlers_.on_wake) {
+        to.Deliver([h = to.handlers_.on_wake, m, metrics = to.metrics_] {
+          if (metrics != nullptr) metrics->ObserveWake(m);
+          h(m);
+        });
+      }
     });
   }
   void PublishTyping(const Typing& typing) override {

@@ -85,7 +85,32 @@ redis.call('SREM', KEYS[2], ARGV[3])
 if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
 return 0)");
 
-const Script* const kScripts[] = {&kClaim, &kTakeOver, &kRelease, &kRegister, &kUnregister};
+// The sweep of one dead instance. KEYS nodes, nd:{instance}; ARGV instance,
+// now ms. Only the caller that removes the instance from `nodes` sweeps it
+// (so one node answers each transition); it removes every registration the
+// instance held and answers the users left with none (offline everywhere).
+// The pr:{user} keys come from nd:{instance}, so they are not in KEYS: fine
+// on the standalone Redis the bus supports, not on Redis Cluster.
+const Script kSweep(R"(if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return {} end
+local gone = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local sp = string.find(m, ' ', 1, true)
+  if sp then
+    local user = string.sub(m, 1, sp - 1)
+    local key = 'pr:' .. user
+    local member = string.sub(m, sp + 1)
+    if redis.call('ZSCORE', key, member) then
+      redis.call('ZREM', key, member)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
+      if redis.call('ZCARD', key) == 0 then table.insert(gone, user) end
+    end
+  end
+end
+redis.call('DEL', KEYS[2])
+return gone)");
+
+const Script* const kScripts[] = {&kClaim,    &kTakeOver,   &kRelease,
+                                  &kRegister, &kUnregister, &kSweep};
 
 std::string Ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
 
@@ -192,6 +217,7 @@ class RedisBus final : public Bus {
   void PublishWake(const Wake& wake) override {
     Wake m = wake;
     m.origin = instance_;
+    m.sent_us = NowUs();
     Publish(UserChannel(m.user), Encode(m));
   }
   void PublishPresence(const PresenceChange& change) override {
@@ -433,6 +459,7 @@ class RedisBus final : public Bus {
     cmd_->Command({"ZADD", "nodes", std::to_string(now), instance_}, nullptr);
     cmd_->Command({"ZREMRANGEBYSCORE", "nodes", "-inf", std::to_string(now - 3600 * 1000)},
                   nullptr);
+    SweepDeadNodes(now);
     if (!claimed_) return;
     Eval(kClaim, {ClaimKey()}, {instance_, Ms(o_.node_ttl)}, [this](Result<ReplyPtr> r) {
       if (!r || !claimed_ || (*r)->type != REDIS_REPLY_STRING) return;
@@ -448,6 +475,38 @@ class RedisBus final : public Bus {
     });
   }
 
+  // Instances whose heartbeat stopped more than node_ttl ago: their
+  // registrations go now rather than when they expire (registry_ttl), and
+  // the users they leave offline everywhere go to on_presence (PROTOCOL.md
+  // section 8: offline within 10 s of a node dying).
+  void SweepDeadNodes(std::int64_t now) {
+    cmd_->Command({"ZRANGEBYSCORE", "nodes", "-inf", std::to_string(now - o_.node_ttl.count()),
+                   "LIMIT", "0", "16"},
+                  [this](Result<ReplyPtr> r) {
+                    if (!r || (*r)->type != REDIS_REPLY_ARRAY || !cmd_up_) return;
+                    for (std::size_t i = 0; i < (*r)->elements; ++i) {
+                      const std::string dead(ReplyText((*r)->element[i]));
+                      if (dead == instance_ || !ValidInstance(dead)) continue;
+                      Eval(kSweep, {"nodes", "nd:" + dead}, {dead, std::to_string(NowMs())},
+                           [this, dead](Result<ReplyPtr> swept) { Swept(dead, swept); });
+                    }
+                  });
+  }
+
+  void Swept(const std::string& dead, const Result<ReplyPtr>& r) {
+    if (!r || (*r)->type != REDIS_REPLY_ARRAY) return;
+    if ((*r)->elements > 0) {
+      PLOG_INFO("swept a dead node's registrations", "dead={} offline={}", dead, (*r)->elements);
+    }
+    const std::int64_t now = NowMs();
+    for (std::size_t i = 0; i < (*r)->elements; ++i) {
+      auto user = ParseId(ReplyText((*r)->element[i]));
+      if (!user || !handlers_.on_presence) continue;
+      PresenceChange p{.user = *user, .online = false, .last_seen_ms = now, .origin = instance_};
+      gate_.Post([h = handlers_.on_presence, p = std::move(p)] { h(p); });
+    }
+  }
+
   void RefreshRegistrations() {
     refresh_timer_.expires_after(o_.registry_ttl / 3);
     refresh_timer_.async_wait([this](boost::system::error_code ec) {
@@ -459,6 +518,8 @@ class RedisBus final : public Bus {
     for (const auto& [user, device] : registrations_) {
       cmd_->Command({"ZADD", PresenceKey(user), expiry, Member(device)}, nullptr);
       cmd_->Command({"PEXPIRE", PresenceKey(user), ttl}, nullptr);
+      // Again after a sweep that took this node for dead (a long pause).
+      cmd_->Command({"SADD", NodeSetKey(), NodeSetMember(user, device)}, nullptr);
     }
     cmd_->Command({"PEXPIRE", NodeSetKey(), ttl}, nullptr);
   }
@@ -655,6 +716,7 @@ class RedisBus final : public Bus {
         [this](auto&& v) {
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<T, Wake>) {
+            if (metrics_ != nullptr && v.origin != instance_) metrics_->ObserveWake(v);
             Hand(std::move(v), handlers_.on_wake);
           } else if constexpr (std::is_same_v<T, Typing>) {
             Hand(std::move(v), handlers_.on_typing);
