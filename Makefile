@@ -10,7 +10,7 @@ ARGS ?=
 
 FORMAT_DIRS := $(wildcard src tests sdk cli bench)
 
-.PHONY: all build bootstrap run test asan bench bench-micro format clean cluster
+.PHONY: all build bootstrap run test test-cluster asan bench bench-micro format clean cluster
 
 all: build
 
@@ -27,8 +27,13 @@ build: bootstrap
 run: build
 	exec ./$(BUILD_DIR)/parleyd $(ARGS)
 
+# Label `long`: the cluster failure tests at full size (make test-cluster).
 test: build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(CTEST_JOBS)
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(CTEST_JOBS) -LE long
+
+# The cluster failure tests with 1,000 users (tests/cluster/failure_test.cpp).
+test-cluster: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -L long
 
 # PostgreSQL, Redis, three parleyd nodes and HAProxy on loopback, in a
 # throwaway folder; prints the URL for clients; Ctrl-C stops it all
@@ -46,7 +51,7 @@ asan: bootstrap
 	@test -f $(ASAN_DIR)/build.ninja || \
 	  cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON
 	cmake --build $(ASAN_DIR) -j$(JOBS)
-	ctest --test-dir $(ASAN_DIR) --output-on-failure -j$(CTEST_JOBS) -LE rerun
+	ctest --test-dir $(ASAN_DIR) --output-on-failure -j$(CTEST_JOBS) -LE 'rerun|long'
 
 # A fresh parleyd, every parley-bench scenario briefly, a summary (bench/run.sh;
 # docs/benchmarks.md). Builds only the two binaries it needs.
