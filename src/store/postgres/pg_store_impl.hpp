@@ -38,6 +38,14 @@ inline constexpr std::string_view kSessionSettings =
     "SET lock_timeout = '2s'; SET statement_timeout = '5s'; "
     "SET idle_in_transaction_session_timeout = '5s'";
 
+// Held while the schema is created or upgraded, so nodes starting together
+// take turns, and by `parleyd admin migrate` while it loads ("prly" in ASCII).
+inline constexpr std::int64_t kSchemaLockKey = 0x70726c79;
+
+// Creates the schema or upgrades it to this build's format (under
+// kSchemaLockKey); refuses a newer format.
+Status CreateOrUpgrade(Conn& conn);
+
 // Reports a read's latency when it goes out of scope.
 class ReadTimer {
  public:
