@@ -171,9 +171,14 @@ class PgStore final : public Store {
   void Close() override;
 
  private:
+  // `hint`: the users whose heads the job will lock; `groups`: the groups
+  // whose rows it will lock (both locked at BEGIN, pg_writer.hpp).
   template <class T, class F>
-  void Submit(std::string_view op, std::vector<UserId> hint, Callback<T> done, F body) {
-    writer_->Submit(MakeJob<T>(op, std::move(hint), std::move(body), std::move(done)));
+  void Submit(std::string_view op, std::vector<UserId> hint, Callback<T> done, F body,
+              std::vector<GroupId> groups = {}) {
+    auto job = MakeJob<T>(op, std::move(hint), std::move(body), std::move(done));
+    job->set_group_hint(std::move(groups));
+    writer_->Submit(std::move(job));
   }
 
   // ---- Account helpers (pg_accounts.cpp) ----------------------------------
