@@ -5,8 +5,6 @@
 // groups, keys, profiles, media, the stored records themselves) with the
 // tokens it already had, and must be able to go on chatting.
 #include <gtest/gtest.h>
-#include <stdio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +13,8 @@
 #include <vector>
 
 #include "integration/helpers.hpp"
+#include "integration/key_material.hpp"
+#include "postgres/shell.hpp"
 #include "support/postgres.hpp"
 
 namespace parley::test {
@@ -30,45 +30,8 @@ std::string FreshDb(const std::string& tag) {
 
 // Runs `parleyd admin migrate`; answers its exit status, stdout and stderr together.
 int RunMigrate(const std::string& from, const std::string& to, std::string* output) {
-  const std::string command =
-      ParleydPath() + " admin migrate --from '" + from + "' --to '" + to + "' 2>&1";
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  output->clear();
-  while (std::fgets(buf, sizeof buf, p) != nullptr) *output += buf;
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// Base64 of bytes, for key material.
-std::string B64(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                       (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                       static_cast<unsigned char>(bytes[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out.push_back(kAlphabet[(v >> s) & 63]);
-  }
-  if (i + 1 == bytes.size()) {
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
-    out += {kAlphabet[(v >> 18) & 63], kAlphabet[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == bytes.size()) {
-    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                       (static_cast<unsigned char>(bytes[i + 1]) << 8);
-    out += {kAlphabet[(v >> 18) & 63], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], '='};
-  }
-  return out;
-}
-
-// A 33-byte public key made from a seed.
-std::string Key(const std::string& seed) {
-  std::string k(33, '\x05');
-  for (std::size_t i = 1; i < k.size(); ++i) k[i] = seed[i % seed.size()] + static_cast<char>(i);
-  return B64(k);
+  return RunShell(ParleydPath() + " admin migrate --from '" + from + "' --to '" + to + "' 2>&1",
+                  output);
 }
 
 json::object KeysUpload(const std::string& seed) {
@@ -79,8 +42,7 @@ json::object KeysUpload(const std::string& seed) {
   return {{"op", "keys.upload"},
           {"identity_key", Key(seed)},
           {"registration_id", 7},
-          {"signed_prekey",
-           {{"id", 1}, {"key", Key("spk" + seed)}, {"signature", B64(std::string(64, 's'))}}},
+          {"signed_prekey", {{"id", 1}, {"key", Key("spk" + seed)}, {"signature", Sig("s")}}},
           {"one_time_prekeys", std::move(prekeys)}};
 }
 
