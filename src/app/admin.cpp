@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "common/ids.hpp"
+#include "store/migrate/migrate.hpp"
 #include "store/postgres/postgres_store.hpp"
 #include "store/rocksdb/rocksdb_store.hpp"
 
@@ -173,6 +174,27 @@ int DumpUser(const std::string& data_dir, const std::string& store_url, const st
   return 0;
 }
 
+int Migrate(const std::string& from, const std::string& to) {
+  if (!store::IsPostgresUrl(to)) {
+    std::cerr << "parleyd admin migrate: --to must be a postgresql:// URL\n";
+    return 2;
+  }
+  store::MigrateOptions options{.data_dir = from, .url = to};
+  options.progress = [](std::string_view line) { std::cerr << "migrate: " << line << "\n"; };
+  auto report = store::MigrateRocksToPostgres(options);
+  if (!report) {
+    std::cerr << "parleyd admin migrate: " << report.error().message << "\n";
+    return report.error().code == Errc::kConflict ? 3 : 1;
+  }
+  json::object out;
+  json::object tables;
+  for (const auto& t : report->tables) tables[t.name] = t.rows;
+  out["tables"] = std::move(tables);
+  out["secret_copied"] = report->secret_copied;
+  std::cout << json::serialize(out) << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int RunAdmin(int argc, const char* const* argv) {
@@ -197,6 +219,13 @@ int RunAdmin(int argc, const char* const* argv) {
   bool events = false;
   dump->add_flag("--events", events, "also every event of the user's mailbox");
 
+  std::string from;
+  std::string to;
+  auto* migrate = cli.add_subcommand(
+      "migrate", "copy a stopped node's RocksDB store into an empty PostgreSQL database");
+  migrate->add_option("--from", from, "the stopped node's data directory")->required();
+  migrate->add_option("--to", to, "postgresql://... (an empty database)")->required();
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -209,6 +238,7 @@ int RunAdmin(int argc, const char* const* argv) {
     }
     return DumpUser(data_dir, store_url, phone, user, events);
   }
+  if (migrate->parsed()) return Migrate(from, to);
   return 2;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "integration/helpers.hpp"
+#include "postgres/shell.hpp"
 #include "support/postgres.hpp"
 
 namespace parley::test {
@@ -33,17 +34,12 @@ std::string FreshDb(const std::string& tag) {
 int RunParleyd(const std::string& store, std::string* output) {
   char dir[] = "/tmp/parley-pgnode-XXXXXX";
   if (mkdtemp(dir) == nullptr) return -1;
-  const std::string command =
-      ParleydPath() + " --listen 127.0.0.1:0 --data-dir " + dir + " --store '" + store + "' 2>&1";
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  output->clear();
-  while (std::fgets(buf, sizeof buf, p) != nullptr) *output += buf;
-  const int status = pclose(p);
+  const int code = RunShell(
+      ParleydPath() + " --listen 127.0.0.1:0 --data-dir " + dir + " --store '" + store + "' 2>&1",
+      output);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return code;
 }
 
 int ReadyStatus(const Parleyd& server) {

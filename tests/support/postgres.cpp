@@ -6,10 +6,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 
 namespace parley::test {
@@ -39,6 +44,55 @@ std::string AsPostgres(const std::string& command) {
   return "runuser -u postgres -- " + command;
 }
 
+// Each server's folder names the test process that owns it (kOwnerFile:
+// its pid and its start time, so that a reused pid is not taken for the
+// owner). A test binary killed mid-run (SIGKILL, ctest stopped by hand)
+// never stops its server; the next TempPostgres stops those whose owner is
+// gone and removes their folders.
+constexpr const char* kOwnerFile = "owner";
+
+// The start time of process `pid` (field 22 of /proc/PID/stat), or "" when
+// there is no such process.
+std::string StartTime(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!in || !std::getline(in, stat)) return "";
+  // The command name (field 2) is in parentheses and may hold spaces.
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) return field;
+  }
+  return "";
+}
+
+bool OwnerAlive(const fs::path& dir) {
+  std::ifstream in(dir / kOwnerFile);
+  long pid = 0;
+  std::string started;
+  if (!(in >> pid >> started) || pid <= 0) return true;  // not ours to judge: leave it
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return false;
+  return StartTime(static_cast<pid_t>(pid)) == started;
+}
+
+void ReapOrphans() {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/tmp", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("parley-pg-") || !fs::exists(entry.path() / kOwnerFile, ec)) continue;
+    if (OwnerAlive(entry.path())) continue;
+    if (fs::exists(entry.path() / "data" / "postmaster.pid", ec)) {
+      const std::string stop =
+          AsPostgres(PostgresBinDir() + "/pg_ctl stop -w -t 30 -s -m immediate -D " +
+                     entry.path().string() + "/data > /dev/null 2>&1");
+      (void)std::system(stop.c_str());
+    }
+    fs::remove_all(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 std::string PostgresBinDir() {
@@ -47,9 +101,14 @@ std::string PostgresBinDir() {
 }
 
 TempPostgres::TempPostgres() {
+  ReapOrphans();
   std::string tmpl = "/tmp/parley-pg-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   dir_ = tmpl;
+  {
+    std::ofstream owner(dir_ + "/" + kOwnerFile);
+    owner << getpid() << " " << StartTime(getpid()) << "\n";
+  }
   if (geteuid() == 0) {
     Run("chown postgres:postgres " + dir_);
   }

@@ -94,6 +94,53 @@ std::uint64_t Rows::affected() const {
   return *n == '\0' ? 0 : std::stoull(n);
 }
 
+// ---- CopyRows ------------------------------------------------------------------
+
+CopyRows::CopyRows() {
+  // Signature, flags (none), header extension length (none).
+  buf_.append("PGCOPY\n\377\r\n\0", 11);
+  buf_.append(8, '\0');
+}
+
+CopyRows& CopyRows::Row(int fields) {
+  buf_ += BigEndian(static_cast<std::uint16_t>(fields), 2);
+  ++rows_;
+  return *this;
+}
+
+CopyRows& CopyRows::I64(std::int64_t v) {
+  buf_ += BigEndian(8, 4);
+  buf_ += BigEndian(static_cast<std::uint64_t>(v), 8);
+  return *this;
+}
+
+CopyRows& CopyRows::I16(std::int16_t v) {
+  buf_ += BigEndian(2, 4);
+  buf_ += BigEndian(static_cast<std::uint16_t>(v), 2);
+  return *this;
+}
+
+CopyRows& CopyRows::Bool(bool v) {
+  buf_ += BigEndian(1, 4);
+  buf_.push_back(v ? '\1' : '\0');
+  return *this;
+}
+
+CopyRows& CopyRows::Bytes(std::string_view v) {
+  buf_ += BigEndian(v.size(), 4);
+  buf_.append(v);
+  return *this;
+}
+
+CopyRows& CopyRows::Null() {
+  buf_ += BigEndian(0xffffffffU, 4);
+  return *this;
+}
+
+std::string CopyRows::Take() { return std::exchange(buf_, std::string()); }
+
+// ---- Conn ----------------------------------------------------------------------
+
 Result<std::unique_ptr<Conn>> Conn::Open(const std::string& url, std::string settings) {
   // Bounded waits on every (re)connection: a connect gives up after 5 s, and
   // over TCP a server that vanished without closing the socket (a power
@@ -219,6 +266,50 @@ Status Conn::Run(std::string_view sql) {
   }
   PQclear(r);
   return Ok();
+}
+
+}  // namespace parley::store::pg
+
+namespace parley::store::pg {
+
+Status Conn::CopyBegin(const std::string& sql) {
+  if (!healthy()) {
+    return Fail(Errc::kInternal, "postgresql: connection lost: " + OneLine(PQerrorMessage(conn_)));
+  }
+  PGresult* r = PQexec(conn_, sql.c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COPY_IN;
+  if (!ok) {
+    Error e = ErrorOf(r, "copy");
+    PQclear(r);
+    return std::unexpected(std::move(e));
+  }
+  PQclear(r);
+  return Ok();
+}
+
+Status Conn::CopyPut(std::string_view data) {
+  if (!data.empty() && PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1) {
+    return Fail(Errc::kInternal, "postgresql copy: " + OneLine(PQerrorMessage(conn_)));
+  }
+  return Ok();
+}
+
+Result<std::uint64_t> Conn::CopyEnd() {
+  const char trailer[2] = {'\xff', '\xff'};
+  if (PQputCopyData(conn_, trailer, 2) != 1 || PQputCopyEnd(conn_, nullptr) != 1) {
+    return Fail(Errc::kInternal, "postgresql copy: " + OneLine(PQerrorMessage(conn_)));
+  }
+  Result<std::uint64_t> out = 0;
+  while (PGresult* r = PQgetResult(conn_)) {
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+      const char* n = PQcmdTuples(r);
+      if (out) out = *n == '\0' ? 0 : std::stoull(n);
+    } else if (out) {
+      out = std::unexpected(ErrorOf(r, "copy"));
+    }
+    PQclear(r);
+  }
+  return out;
 }
 
 }  // namespace parley::store::pg

@@ -71,6 +71,30 @@ class Rows {
   std::shared_ptr<PGresult> r_;
 };
 
+// Rows for COPY ... FROM STDIN (FORMAT binary): a header, then per row a
+// field count and each field as a length and its binary value. Bulk loads
+// (parleyd admin migrate) stream these in chunks.
+class CopyRows {
+ public:
+  CopyRows();
+  // Starts a row of `fields` fields; the calls that follow add them in order.
+  CopyRows& Row(int fields);
+  CopyRows& I64(std::int64_t v);
+  CopyRows& U64(std::uint64_t v) { return I64(static_cast<std::int64_t>(v)); }
+  CopyRows& I16(std::int16_t v);
+  CopyRows& Bool(bool v);
+  CopyRows& Bytes(std::string_view v);
+  CopyRows& Null();
+  // The bytes so far (taken: the buffer is emptied, the header sent once).
+  std::string Take();
+  std::size_t size() const { return buf_.size(); }
+  std::uint64_t rows() const { return rows_; }
+
+ private:
+  std::string buf_;
+  std::uint64_t rows_ = 0;
+};
+
 class Conn {
  public:
   // Connects; the settings (timeouts) are applied to every (re)connection.
@@ -83,6 +107,12 @@ class Conn {
   Result<Rows> Exec(const char* sql, const Params& params = {});
   // Runs SQL text without parameters (several statements allowed).
   Status Run(std::string_view sql);
+  // COPY ... FROM STDIN: Begin with the statement, Put chunks of CopyRows
+  // bytes (the last chunk with CopyRows' trailer: End adds it), End answers
+  // the rows the server stored.
+  Status CopyBegin(const std::string& sql);
+  Status CopyPut(std::string_view data);
+  Result<std::uint64_t> CopyEnd();
   // Whether the connection is up (after a failure it may not be).
   bool healthy() const;
   // Reconnects if the connection is down; true when it is up afterwards.

@@ -15,6 +15,7 @@
 #include <span>
 #include <utility>
 
+#include "store/common/group_rules.hpp"
 #include "store/postgres/pg_store_impl.hpp"
 
 namespace parley::store::pg {
@@ -22,47 +23,6 @@ namespace {
 
 using Kind = GroupChange::Kind;
 using Outcome = GroupChangeResult::Outcome;
-
-const GroupMember* FindMember(const Group& group, UserId user) {
-  for (const auto& m : group.members) {
-    if (m.user == user) return &m;
-  }
-  return nullptr;
-}
-
-bool Contains(std::span<const UserId> users, UserId user) {
-  return std::find(users.begin(), users.end(), user) != users.end();
-}
-
-// When members are left but no admin, the earliest joined becomes one (those
-// just demoted last).
-void PromoteIfNoAdmin(Group& group, std::span<const UserId> demoted,
-                      std::vector<UserId>& promoted) {
-  if (group.members.empty()) return;
-  for (const auto& m : group.members) {
-    if (m.role == GroupRole::kAdmin) return;
-  }
-  GroupMember* pick = &group.members.front();
-  for (auto& m : group.members) {
-    if (!Contains(demoted, m.user)) {
-      pick = &m;
-      break;
-    }
-  }
-  pick->role = GroupRole::kAdmin;
-  promoted.push_back(pick->user);
-}
-
-bool SameGroup(const Group& a, const Group& b) {
-  if (a.name != b.name || a.avatar_media_id != b.avatar_media_id) return false;
-  if (a.members.size() != b.members.size()) return false;
-  for (std::size_t i = 0; i < a.members.size(); ++i) {
-    if (a.members[i].user != b.members[i].user || a.members[i].role != b.members[i].role) {
-      return false;
-    }
-  }
-  return true;
-}
 
 constexpr const char* kGroupQuery =
     "SELECT g.name, g.avatar_media_id, g.created_by, g.created_ms, g.next_join_order, "
@@ -112,18 +72,19 @@ Result<bool> PgStore::IsFormerMember(GroupId id, UserId user) {
 // ---- Writes --------------------------------------------------------------------
 
 void PgStore::ChangeGroup(GroupChange change, Callback<GroupChangeResult> done) {
+  const GroupId id = change.group_id;
   Submit<GroupChangeResult>(
       "change_group", {}, std::move(done),
-      [this, change = std::move(change)](Tx& tx) { return ApplyChangeGroup(tx, change); });
+      [this, change = std::move(change)](Tx& tx) { return ApplyChangeGroup(tx, change); }, {id});
 }
 
 // ---- Write helpers (inside a job) ----------------------------------------------
 
 Result<PgStore::GroupState> PgStore::TxnGroup(Tx& tx, GroupId id, bool lock) {
   if (lock) {
-    auto row = tx.Read("SELECT 1 FROM groups WHERE group_id = $1 FOR UPDATE", Params().U64(id));
-    if (!row) return Failed(row);
-    if (row->empty()) return GroupState{};
+    auto exists = tx.LockGroup(id);
+    if (!exists) return Failed(exists);
+    if (!*exists) return GroupState{};
   }
   auto r = tx.Read(kGroupQuery, Params().U64(id));
   if (!r) return Failed(r);
@@ -152,87 +113,21 @@ Result<std::shared_ptr<const Group>> PgStore::TxnGroupForSend(Tx& tx, GroupId id
 Result<GroupChangeResult> PgStore::ApplyChangeGroup(Tx& tx, const GroupChange& c) {
   auto current = TxnGroup(tx, c.group_id, /*lock=*/true);
   if (!current) return Failed(current);
-  GroupChangeResult result;
-  auto refuse = [&](Outcome outcome) -> Result<GroupChangeResult> {
-    result.outcome = outcome;
-    result.changed = false;
-    return std::move(result);
-  };
-
   const std::shared_ptr<Group> before = current->group;
-  std::shared_ptr<Group> after;
-  std::uint64_t next = current->next_join_order;
-  std::vector<UserId> demoted;
-
-  if (c.kind == Kind::kCreate) {
-    if (before != nullptr) return Fail(Errc::kInvalid, "the group already exists");
-    after = std::make_shared<Group>(Group{.id = c.group_id,
-                                          .name = c.name.value_or(""),
-                                          .avatar_media_id = c.avatar_media_id.value_or(""),
-                                          .created_by = c.actor,
-                                          .created_ms = c.now_ms});
-    next = 1;
-    after->members.push_back({c.actor, GroupRole::kAdmin, c.now_ms, next++});
-    for (UserId u : c.users) {
-      if (FindMember(*after, u) != nullptr) continue;
-      after->members.push_back({u, GroupRole::kMember, c.now_ms, next++});
-    }
-    if (after->members.size() > c.max_members) return refuse(Outcome::kTooManyMembers);
-  } else {
-    const GroupMember* actor = before != nullptr ? FindMember(*before, c.actor) : nullptr;
-    if (actor == nullptr) {
-      auto former = TxnIsFormer(tx, c.group_id, c.actor);
-      if (!former) return Failed(former);
-      return refuse(*former ? Outcome::kNotMember : Outcome::kNotFound);
-    }
-    if (c.kind != Kind::kLeave && actor->role != GroupRole::kAdmin) {
-      return refuse(Outcome::kNotAdmin);
-    }
-    after = std::make_shared<Group>(*before);
-    auto& members = after->members;
-    switch (c.kind) {
-      case Kind::kAdd:
-        for (UserId u : c.users) {
-          if (FindMember(*after, u) != nullptr) continue;
-          members.push_back({u, GroupRole::kMember, c.now_ms, next++});
-        }
-        if (members.size() > c.max_members) return refuse(Outcome::kTooManyMembers);
-        break;
-      case Kind::kRemove:
-        std::erase_if(members, [&](const GroupMember& m) { return Contains(c.users, m.user); });
-        break;
-      case Kind::kLeave:
-        std::erase_if(members, [&](const GroupMember& m) { return m.user == c.actor; });
-        break;
-      case Kind::kPromote:
-      case Kind::kDemote: {
-        const auto role = c.kind == Kind::kPromote ? GroupRole::kAdmin : GroupRole::kMember;
-        for (auto& m : members) {
-          if (!Contains(c.users, m.user)) continue;
-          if (m.role == GroupRole::kAdmin && role == GroupRole::kMember) demoted.push_back(m.user);
-          m.role = role;
-        }
-        break;
-      }
-      case Kind::kUpdate:
-        if (c.name) after->name = *c.name;
-        if (c.avatar_media_id) after->avatar_media_id = *c.avatar_media_id;
-        break;
-      case Kind::kCreate:
-        break;
-    }
-  }
-  PromoteIfNoAdmin(*after, demoted, result.auto_promoted);
-
-  if (c.kind != Kind::kCreate && SameGroup(*before, *after)) {
-    // Nothing to change: nothing written, no event (a sole admin stepping
-    // down is promoted straight back: also no change, and no promotion).
-    result.changed = false;
-    result.auto_promoted.clear();
+  auto plan = PlanGroupChange(c, before.get(), current->next_join_order,
+                              [&] { return TxnIsFormer(tx, c.group_id, c.actor); });
+  if (!plan) return Failed(plan);
+  GroupChangeResult result{.outcome = plan->outcome,
+                           .changed = plan->changed,
+                           .auto_promoted = std::move(plan->auto_promoted)};
+  if (plan->outcome != Outcome::kOk) return result;
+  if (!plan->changed) {
     result.group = before;
     return result;
   }
-  if (c.kind == Kind::kUpdate && c.avatar_media_id) {
+  std::shared_ptr<Group> after = std::move(plan->after);
+  const std::uint64_t next = plan->next_join_order;
+  if (plan->avatar_changed) {
     GrantMedia(tx, *c.avatar_media_id, 0);  // a group avatar is readable by anyone signed in
   }
 

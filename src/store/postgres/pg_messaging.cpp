@@ -195,10 +195,17 @@ void PgStore::AppendMessage(Message message, std::vector<UserId> recipients,
                             Callback<SendResult> done) {
   std::vector<UserId> hint = recipients;
   hint.push_back(message.sender);
-  if (message.to.kind == Conversation::Kind::kGroup) hint = {message.sender};
-  Submit<SendResult>("append_message", std::move(hint), std::move(done),
-                     [this, m = std::move(message), recipients = std::move(recipients)](
-                         Tx& tx) mutable { return ApplyAppendMessage(tx, m, recipients); });
+  std::vector<GroupId> groups;
+  if (message.to.kind == Conversation::Kind::kGroup) {
+    hint = {message.sender};
+    groups = {message.to.id};
+  }
+  Submit<SendResult>(
+      "append_message", std::move(hint), std::move(done),
+      [this, m = std::move(message), recipients = std::move(recipients)](Tx& tx) mutable {
+        return ApplyAppendMessage(tx, m, recipients);
+      },
+      std::move(groups));
 }
 
 void PgStore::Ack(UserId user, DeviceId device, Seq up_to, std::int64_t now_ms,

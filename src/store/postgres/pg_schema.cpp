@@ -17,9 +17,6 @@ namespace {
 // The schema this build writes. A database with a higher format was written
 // by a newer build: refused. Lower ones are upgraded step by step.
 constexpr int kFormat = 1;
-// Held while the schema is created or upgraded, so nodes starting together
-// take turns ("prly" in ASCII).
-constexpr std::int64_t kSchemaLockKey = 0x70726c79;
 constexpr int kMailboxPartitions = 8;
 
 std::string SchemaV1() {
@@ -105,6 +102,8 @@ CREATE TABLE media_usage (
   return ddl;
 }
 
+}  // namespace
+
 Status CreateOrUpgrade(Conn& conn) {
   if (auto s = conn.Run("BEGIN"); !s) return s;
   auto run = [&]() -> Status {
@@ -142,8 +141,6 @@ Status CreateOrUpgrade(Conn& conn) {
   if (!s) (void)conn.Run("ROLLBACK");
   return s;
 }
-
-}  // namespace
 
 std::string PackIds(std::span<const std::uint64_t> ids) {
   std::string out(ids.size() * 8, '\0');

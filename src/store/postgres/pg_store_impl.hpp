@@ -38,6 +38,14 @@ inline constexpr std::string_view kSessionSettings =
     "SET lock_timeout = '2s'; SET statement_timeout = '5s'; "
     "SET idle_in_transaction_session_timeout = '5s'";
 
+// Held while the schema is created or upgraded, so nodes starting together
+// take turns, and by `parleyd admin migrate` while it loads ("prly" in ASCII).
+inline constexpr std::int64_t kSchemaLockKey = 0x70726c79;
+
+// Creates the schema or upgrades it to this build's format (under
+// kSchemaLockKey); refuses a newer format.
+Status CreateOrUpgrade(Conn& conn);
+
 // Reports a read's latency when it goes out of scope.
 class ReadTimer {
  public:
@@ -163,9 +171,14 @@ class PgStore final : public Store {
   void Close() override;
 
  private:
+  // `hint`: the users whose heads the job will lock; `groups`: the groups
+  // whose rows it will lock (both locked at BEGIN, pg_writer.hpp).
   template <class T, class F>
-  void Submit(std::string_view op, std::vector<UserId> hint, Callback<T> done, F body) {
-    writer_->Submit(MakeJob<T>(op, std::move(hint), std::move(body), std::move(done)));
+  void Submit(std::string_view op, std::vector<UserId> hint, Callback<T> done, F body,
+              std::vector<GroupId> groups = {}) {
+    auto job = MakeJob<T>(op, std::move(hint), std::move(body), std::move(done));
+    job->set_group_hint(std::move(groups));
+    writer_->Submit(std::move(job));
   }
 
   // ---- Account helpers (pg_accounts.cpp) ----------------------------------

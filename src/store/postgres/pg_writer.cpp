@@ -13,11 +13,13 @@ Result<Rows> Tx::Read(const char* sql, const Params& params) {
   return rows;
 }
 
-Status Tx::Lock(std::vector<UserId> users) {
-  std::erase_if(users, [&](UserId u) { return heads_.contains(u); });
+Status Tx::Defer(std::string_view what) {
+  deferred_ = true;
+  return Fail(Errc::kUnavailable, "deferred: " + std::string(what) + " is locked by another node");
+}
+
+Status Tx::WaitLock(const std::vector<UserId>& users) {
   if (users.empty()) return Ok();
-  std::sort(users.begin(), users.end());
-  users.erase(std::unique(users.begin(), users.end()), users.end());
   Params p;
   p.U64Array(users);
   if (auto r = Read("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
@@ -36,8 +38,74 @@ Status Tx::Lock(std::vector<UserId> users) {
   }
   for (UserId u : users) {
     if (!heads_.contains(u)) return Fail(Errc::kInternal, "mailbox head row missing after insert");
+    max_head_ = std::max(max_head_, u);
   }
   return Ok();
+}
+
+Status Tx::Lock(std::vector<UserId> users) {
+  job_users_.insert(job_users_.end(), users.begin(), users.end());
+  std::erase_if(users, [&](UserId u) { return heads_.contains(u); });
+  if (users.empty()) return Ok();
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  // Heads above every one held come after everything held in the lock
+  // order: waiting for them is safe. Those below are only tried.
+  const auto above =
+      allow_waits_ ? users.begin() : std::upper_bound(users.begin(), users.end(), max_head_);
+  if (above != users.begin()) {
+    std::vector<UserId> below(users.begin(), above);
+    auto rows = Read(
+        "SELECT user_id, head, delivered_wm FROM mailbox_head WHERE user_id = ANY($1::int8[]) "
+        "ORDER BY user_id FOR UPDATE SKIP LOCKED",
+        Params().U64Array(below));
+    if (!rows) return std::unexpected(rows.error());
+    for (int i = 0; i < rows->size(); ++i) {
+      heads_[rows->U64(i, 0)] = HeadRow{.head = rows->U64(i, 1), .delivered = rows->U64(i, 2)};
+    }
+    // Missing: taken by another transaction, or a head row not made yet
+    // (making it could wait on another node's insert). Either way the job
+    // runs again with these users locked at BEGIN.
+    for (UserId u : below) {
+      if (!heads_.contains(u)) return Defer("a mailbox head");
+    }
+  }
+  return WaitLock(std::vector<UserId>(above, users.end()));
+}
+
+Status Tx::LockGroups(std::vector<GroupId> groups) {
+  if (groups.empty()) return Ok();
+  std::sort(groups.begin(), groups.end());
+  groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+  auto rows = Read(
+      "SELECT group_id FROM groups WHERE group_id = ANY($1::int8[]) ORDER BY group_id FOR UPDATE",
+      Params().U64Array(groups));
+  if (!rows) return std::unexpected(rows.error());
+  for (GroupId g : groups) groups_[g] = false;
+  for (int i = 0; i < rows->size(); ++i) groups_[rows->U64(i, 0)] = true;
+  return Ok();
+}
+
+Result<bool> Tx::LockGroup(GroupId group) {
+  job_groups_.push_back(group);
+  if (auto it = groups_.find(group); it != groups_.end() && it->second) return true;
+  const Params p = Params().U64(group);
+  if (allow_waits_ || !holds_locks()) {
+    auto r = Read("SELECT 1 FROM groups WHERE group_id = $1 FOR UPDATE", p);
+    if (!r) return std::unexpected(r.error());
+    groups_[group] = !r->empty();
+    return !r->empty();
+  }
+  auto r = Read("SELECT 1 FROM groups WHERE group_id = $1 FOR UPDATE SKIP LOCKED", p);
+  if (!r) return std::unexpected(r.error());
+  if (!r->empty()) {
+    groups_[group] = true;
+    return true;
+  }
+  auto exists = Read("SELECT 1 FROM groups WHERE group_id = $1", p);
+  if (!exists) return std::unexpected(exists.error());
+  if (!exists->empty()) return std::unexpected(Defer("a group row").error());
+  return false;
 }
 
 Result<Tx::HeadRow*> Tx::Locked(UserId user) {
@@ -81,6 +149,10 @@ Status Tx::SetDelivered(UserId user, Seq seq) {
 void Tx::BeginJob() {
   undo_.clear();
   writes_.clear();
+  job_users_.clear();
+  job_groups_.clear();
+  deferred_ = false;
+  allow_waits_ = false;
 }
 
 Status Tx::EndJob(bool keep) {
@@ -124,6 +196,8 @@ Status Tx::FlushHeads() {
 
 void Tx::Reset() {
   heads_.clear();
+  groups_.clear();
+  max_head_ = 0;
   undo_.clear();
   writes_.clear();
   broken_.reset();
@@ -209,23 +283,46 @@ Status Writer::Begin(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx) {
     if (conn_->healthy() || !conn_->EnsureConnected()) return s;
     if (auto again = conn_->Run("BEGIN"); !again) return again;
   }
+  // The lock order: group rows, then heads, each ascending (see pg_writer.hpp).
+  std::vector<GroupId> groups;
   std::vector<UserId> users;
-  for (const auto& job : jobs) users.insert(users.end(), job->hint().begin(), job->hint().end());
+  for (const auto& job : jobs) {
+    groups.insert(groups.end(), job->group_hint().begin(), job->group_hint().end());
+    users.insert(users.end(), job->hint().begin(), job->hint().end());
+  }
+  if (auto s = tx.LockGroups(std::move(groups)); !s) return s;
   return tx.Lock(std::move(users));
 }
 
 void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   Tx tx(*conn_);
   Status commit = Begin(jobs, tx);
+  std::size_t ran = jobs.size();
   if (commit) {
-    for (auto& job : jobs) {
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      auto& job = jobs[i];
       tx.BeginJob();
+      if (job->deferrals() >= kMaxDeferrals) tx.AllowWaits();
       const bool keep = job->Apply(tx);
+      if (tx.deferred() && !tx.broken()) {
+        // It changed nothing; it and the jobs after it go again, in order,
+        // in the next batch (see the note at the top of pg_writer.hpp).
+        (void)tx.EndJob(false);
+        job->Deferred(tx.job_users(), tx.job_groups());
+        ran = i;
+        break;
+      }
       if (auto s = tx.EndJob(keep); !s) {
         commit = std::unexpected(Error{Errc::kInternal, s.error().message});
         break;
       }
     }
+  }
+  if (ran < jobs.size()) {
+    deferred_.fetch_add(1);
+    std::lock_guard lock(mu_);
+    for (std::size_t i = jobs.size(); i > ran; --i) queue_.push_front(std::move(jobs[i - 1]));
+    jobs.resize(ran);
   }
   if (commit) commit = tx.FlushHeads();
   if (commit) {

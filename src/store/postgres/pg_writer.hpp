@@ -16,12 +16,35 @@
 //
 // Dense seqs: each user's mailbox_head row is locked (SELECT ... FOR UPDATE)
 // the first time the batch touches the user, and kept in memory (the head
-// overlay) until the commit writes the new heads back in one statement. The
-// users a batch will touch are known up front for most jobs (their hints) and
-// locked together in ascending user order, so that two nodes' batches do not
-// deadlock; users found while a job runs (group members, contacts, receipt
-// senders) are locked then. Because the lock is held until commit, seq N+1 is
-// assigned only once N is committed: readers never see a gap.
+// overlay) until the commit writes the new heads back in one statement.
+// Because the lock is held until commit, seq N+1 is assigned only once N is
+// committed: readers never see a gap.
+//
+// No deadlock between nodes: the locks a batch takes follow one global
+// order, group rows (by group id) before head rows (by user id), and a
+// transaction waits for a lock only when it is above every lock it holds in
+// that order. A cycle of waits would then need a lock above itself. The
+// groups and users a batch will touch are known up front for most jobs
+// (their hints) and locked at BEGIN, groups then heads, each ascending.
+// Users found while a job runs (group members, contacts, receipt senders)
+// above the highest head held are locked as found (waiting is in order);
+// those below it, and a group row not in the hints while anything is held,
+// are only tried (FOR UPDATE SKIP LOCKED). If one is taken by another
+// transaction the job is deferred: it changes nothing, the batch commits
+// the jobs before it, and the job and those after it go back to the front
+// of the queue, the job's hint now holding what it found, so that the next
+// batch locks it all up front in order. A job deferred kMaxDeferrals times
+// (its membership keeps changing under it) runs with waits allowed
+// anywhere; PostgreSQL's deadlock detector is then the last resort (the
+// batch fails with kInternal).
+//
+// Other rows a job writes (mailbox rows, cursors, receipts, read marks,
+// peers, idempotency keys) belong to a user whose head the job holds, or to
+// a group whose row it holds, so no two transactions wait on them without
+// first waiting on that head or group row. Rows locked outside this scheme
+// (users, devices, tokens, one-time codes, keys, media, media_usage) are
+// listed in docs/architecture.md with why each cannot close a cycle or
+// what is left.
 //
 // A statement that fails (lost connection, timeout, constraint) aborts the
 // transaction: every job of the batch fails with kInternal and nothing is
@@ -51,6 +74,7 @@ namespace parley::store::pg {
 
 inline constexpr std::size_t kMaxJobsPerCommit = 1024;
 inline constexpr std::size_t kMaxQueuedJobs = 1 << 16;
+inline constexpr int kMaxDeferrals = 3;
 
 // A job's view of the batch's transaction.
 class Tx {
@@ -63,8 +87,21 @@ class Tx {
   void Write(const char* sql, Params params) { writes_.push_back({sql, std::move(params)}); }
 
   // Locks the head rows of `users` that this batch has not locked yet, in
-  // ascending order.
+  // ascending order; fails (and defers the job) when one below the highest
+  // held is taken by another transaction.
   Status Lock(std::vector<UserId> users);
+  // Locks the groups' rows (ascending); at BEGIN only, before any head.
+  Status LockGroups(std::vector<GroupId> groups);
+  // Locks one group's row if it exists (answers whether it does). Defers
+  // the job when the transaction holds locks and the row is taken.
+  Result<bool> LockGroup(GroupId group);
+  // The job could not take a lock without risking a deadlock (see above).
+  bool deferred() const { return deferred_; }
+  // Users and groups the job locked or tried to, for its hints when it runs again.
+  const std::vector<UserId>& job_users() const { return job_users_; }
+  const std::vector<GroupId>& job_groups() const { return job_groups_; }
+  // Waits allowed for every lock (a job deferred too often).
+  void AllowWaits() { allow_waits_ = true; }
   // The user's head as this job sees it (locks it first).
   Result<Seq> Head(UserId user);
   // The next seq of the user's mailbox.
@@ -95,8 +132,18 @@ class Tx {
   };
   Result<HeadRow*> Locked(UserId user);
 
+  Status Defer(std::string_view what);
+  Status WaitLock(const std::vector<UserId>& users);
+  bool holds_locks() const { return !heads_.empty() || !groups_.empty(); }
+
   Conn& conn_;
   std::unordered_map<UserId, HeadRow> heads_;
+  UserId max_head_ = 0;                       // the highest user whose head is held
+  std::unordered_map<GroupId, bool> groups_;  // group rows tried: exists (and is locked)
+  bool deferred_ = false;                     // the current job must run again
+  bool allow_waits_ = false;
+  std::vector<UserId> job_users_;
+  std::vector<GroupId> job_groups_;
   std::vector<std::pair<UserId, HeadRow>> undo_;  // values before this job touched them
   std::vector<PendingWrite> writes_;
   std::optional<Error> broken_;
@@ -113,11 +160,23 @@ class WriteJob {
   std::string_view op() const { return op_; }
   double submitted() const { return submitted_; }
   const std::vector<UserId>& hint() const { return hint_; }
+  // Groups whose rows the job will lock.
+  const std::vector<GroupId>& group_hint() const { return group_hint_; }
+  void set_group_hint(std::vector<GroupId> groups) { group_hint_ = std::move(groups); }
+  // The job was deferred (see the note at the top): it runs again knowing these.
+  void Deferred(const std::vector<UserId>& users, const std::vector<GroupId>& groups) {
+    hint_.insert(hint_.end(), users.begin(), users.end());
+    group_hint_.insert(group_hint_.end(), groups.begin(), groups.end());
+    ++deferrals_;
+  }
+  int deferrals() const { return deferrals_; }
 
  private:
   std::string_view op_;
   std::vector<UserId> hint_;  // users whose heads the job will lock
+  std::vector<GroupId> group_hint_;
   double submitted_;
+  int deferrals_ = 0;
 };
 
 template <class T, class F>
@@ -160,6 +219,8 @@ class Writer {
   void Close();
   // Whether the last batch reached the database (for readiness).
   bool healthy() const { return healthy_.load(); }
+  // How many times a job was deferred (see the note at the top).
+  std::uint64_t deferred() const { return deferred_.load(); }
 
  private:
   void Run();
@@ -176,6 +237,7 @@ class Writer {
   std::deque<std::unique_ptr<WriteJob>> queue_;
   bool closed_ = false;
   std::atomic<bool> healthy_{true};
+  std::atomic<std::uint64_t> deferred_{0};
   std::mutex join_mu_;
   std::thread thread_;
 };

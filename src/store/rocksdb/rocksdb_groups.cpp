@@ -17,6 +17,7 @@
 #include <span>
 #include <utility>
 
+#include "store/common/group_rules.hpp"
 #include "store/rocksdb/rocksdb_store_impl.hpp"
 
 namespace parley::store::rocks {
@@ -24,17 +25,6 @@ namespace {
 
 using Kind = GroupChange::Kind;
 using Outcome = GroupChangeResult::Outcome;
-
-const GroupMember* FindMember(const Group& group, UserId user) {
-  for (const auto& m : group.members) {
-    if (m.user == user) return &m;
-  }
-  return nullptr;
-}
-
-bool Contains(std::span<const UserId> users, UserId user) {
-  return std::find(users.begin(), users.end(), user) != users.end();
-}
 
 // Adds one group_members row to `group`.
 Status AddMemberRow(Group& group, std::string_view key, std::string_view value) {
@@ -50,42 +40,6 @@ Status AddMemberRow(Group& group, std::string_view key, std::string_view value) 
 void SortByJoinOrder(Group& group) {
   std::sort(group.members.begin(), group.members.end(),
             [](const GroupMember& a, const GroupMember& b) { return a.join_order < b.join_order; });
-}
-
-// When members are left but no admin, the earliest joined becomes one. Those
-// just demoted come last: a sole admin stepping down would otherwise be
-// promoted straight back whenever it joined first (the creator always did).
-void PromoteIfNoAdmin(Group& group, std::span<const UserId> demoted,
-                      std::vector<UserId>& promoted) {
-  if (group.members.empty()) return;
-  for (const auto& m : group.members) {
-    if (m.role == GroupRole::kAdmin) return;
-  }
-  GroupMember* pick = &group.members.front();
-  for (auto& m : group.members) {
-    if (!Contains(demoted, m.user)) {
-      pick = &m;
-      break;
-    }
-  }
-  pick->role = GroupRole::kAdmin;
-  promoted.push_back(pick->user);
-}
-
-// Whether `after` is `before` unchanged: the same members with the same
-// roles, name and avatar (join data never changes for a member who stays).
-bool SameGroup(const Group& before, const Group& after) {
-  if (before.name != after.name || before.avatar_media_id != after.avatar_media_id ||
-      before.members.size() != after.members.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < before.members.size(); ++i) {
-    if (before.members[i].user != after.members[i].user ||
-        before.members[i].role != after.members[i].role) {
-      return false;
-    }
-  }
-  return true;
 }
 
 template <class T>
@@ -187,92 +141,25 @@ Result<std::shared_ptr<const Group>> RocksStore::TxnGroupForSend(WriteTxn& txn, 
 Result<GroupChangeResult> RocksStore::ApplyChangeGroup(WriteTxn& txn, const GroupChange& c) {
   auto current = TxnGroup(txn, c.group_id);
   if (!current) return Failed(current);
-  GroupChangeResult result;
-  auto refuse = [&](Outcome outcome) -> Result<GroupChangeResult> {
-    // Refusals come before any write; discarding anyway keeps it so if that changes.
-    txn.Discard();
-    result.outcome = outcome;
-    return std::move(result);
-  };
-
   const Group* before = current->group.get();
-  std::shared_ptr<Group> after;
-  std::uint64_t next = current->next_join_order;
-  std::vector<UserId> demoted;
-
-  if (c.kind == Kind::kCreate) {
-    // Ids are fresh Snowflakes: an existing group here is a caller's bug.
-    if (before != nullptr) return Fail(Errc::kInvalid, "the group already exists");
-    after = std::make_shared<Group>(Group{.id = c.group_id,
-                                          .name = c.name.value_or(""),
-                                          .avatar_media_id = c.avatar_media_id.value_or(""),
-                                          .created_by = c.actor,
-                                          .created_ms = c.now_ms});
-    next = 1;
-    after->members.push_back({c.actor, GroupRole::kAdmin, c.now_ms, next++});
-    for (UserId u : c.users) {
-      if (FindMember(*after, u) != nullptr) continue;
-      after->members.push_back({u, GroupRole::kMember, c.now_ms, next++});
-    }
-    if (after->members.size() > c.max_members) return refuse(Outcome::kTooManyMembers);
-  } else {
-    const GroupMember* actor = before != nullptr ? FindMember(*before, c.actor) : nullptr;
-    if (actor == nullptr) {
-      auto former = TxnIsFormer(txn, c.group_id, c.actor);
-      if (!former) return Failed(former);
-      return refuse(*former ? Outcome::kNotMember : Outcome::kNotFound);
-    }
-    if (c.kind != Kind::kLeave && actor->role != GroupRole::kAdmin) {
-      return refuse(Outcome::kNotAdmin);
-    }
-    after = std::make_shared<Group>(*before);
-    auto& members = after->members;
-    switch (c.kind) {
-      case Kind::kAdd:
-        for (UserId u : c.users) {
-          if (FindMember(*after, u) != nullptr) continue;
-          members.push_back({u, GroupRole::kMember, c.now_ms, next++});
-        }
-        if (members.size() > c.max_members) return refuse(Outcome::kTooManyMembers);
-        break;
-      case Kind::kRemove:
-        std::erase_if(members, [&](const GroupMember& m) { return Contains(c.users, m.user); });
-        break;
-      case Kind::kLeave:
-        std::erase_if(members, [&](const GroupMember& m) { return m.user == c.actor; });
-        break;
-      case Kind::kPromote:
-      case Kind::kDemote: {
-        const auto role = c.kind == Kind::kPromote ? GroupRole::kAdmin : GroupRole::kMember;
-        for (auto& m : members) {
-          if (!Contains(c.users, m.user)) continue;
-          if (m.role == GroupRole::kAdmin && role == GroupRole::kMember) demoted.push_back(m.user);
-          m.role = role;
-        }
-        break;
-      }
-      case Kind::kUpdate:
-        if (c.name) after->name = *c.name;
-        if (c.avatar_media_id && *c.avatar_media_id != before->avatar_media_id) {
-          after->avatar_media_id = *c.avatar_media_id;
-          // A group avatar is readable by anyone signed in.
-          if (auto s = GrantMedia(txn, *c.avatar_media_id, 0); !s)
-            return std::unexpected(s.error());
-        }
-        break;
-      case Kind::kCreate:
-        break;  // handled above
-    }
-  }
-  PromoteIfNoAdmin(*after, demoted, result.auto_promoted);
-  if (before != nullptr && SameGroup(*before, *after)) {
-    // Nothing to write and nothing to announce (a sole admin stepping down
-    // is promoted straight back: also no change).
+  auto plan = PlanGroupChange(c, before, current->next_join_order,
+                              [&] { return TxnIsFormer(txn, c.group_id, c.actor); });
+  if (!plan) return Failed(plan);
+  GroupChangeResult result{.outcome = plan->outcome,
+                           .changed = plan->changed,
+                           .auto_promoted = std::move(plan->auto_promoted)};
+  if (plan->outcome != Outcome::kOk || !plan->changed) {
+    // Nothing to write (refusals and no-ops come before any write;
+    // discarding anyway keeps it so if that changes).
     txn.Discard();
-    result.changed = false;
-    result.auto_promoted.clear();
-    result.group = current->group;
+    if (plan->outcome == Outcome::kOk) result.group = current->group;
     return result;
+  }
+  std::shared_ptr<Group> after = std::move(plan->after);
+  const std::uint64_t next = plan->next_join_order;
+  if (plan->avatar_changed) {
+    // A group avatar is readable by anyone signed in.
+    if (auto s = GrantMedia(txn, *c.avatar_media_id, 0); !s) return std::unexpected(s.error());
   }
 
   std::shared_ptr<const Group> published;
