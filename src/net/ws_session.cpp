@@ -5,6 +5,10 @@
 // place OnClose comes from. Writes (text frames, pings, then the bye and the
 // close frame) go through one queue, one operation at a time, which also
 // keeps Beast's rule of never overlapping writes, pings and the close.
+// Text frames are framed here and handed to CoalescingStream (below Beast),
+// which writes everything queued on the strand, or queued while a socket
+// write is in flight, as one write; pings and the close frame go through
+// Beast into the same layer, in queue order.
 //
 // Send() is called from any thread and must answer at once, so the queued
 // byte count and the closing flag are atomics; the queue itself lives on the
@@ -28,6 +32,7 @@
 
 #include "common/fifo.hpp"
 #include "common/log.hpp"
+#include "net/coalescing_stream.hpp"
 #include "net/server_state.hpp"
 #include "net/sessions.hpp"
 
@@ -74,6 +79,26 @@ std::string JsonEscape(std::string_view s) {
     }
   }
   return out;
+}
+
+// RFC 6455 section 5.2: FIN, text, unmasked (server to client), the
+// shortest length form. `buf` holds kMaxFrameHeader bytes.
+constexpr std::size_t kMaxFrameHeader = 10;
+std::string_view TextFrameHeader(std::size_t n, char* buf) {
+  buf[0] = static_cast<char>(0x81);
+  if (n < 126) {
+    buf[1] = static_cast<char>(n);
+    return {buf, 2};
+  }
+  if (n <= 0xFFFF) {
+    buf[1] = 126;
+    buf[2] = static_cast<char>(n >> 8);
+    buf[3] = static_cast<char>(n & 0xFF);
+    return {buf, 4};
+  }
+  buf[1] = 127;
+  for (int i = 0; i < 8; ++i) buf[2 + i] = static_cast<char>((n >> (56 - 8 * i)) & 0xFF);
+  return {buf, 10};
 }
 
 std::string ByeFrame(std::uint16_t code, std::string_view reason) {
@@ -170,6 +195,7 @@ class WsSession final : public Connection,
 
   void Start(UpgradeRequest&& upgrade) {
     key_ = state_.Register(this->weak_from_this());
+    ws_.next_layer().SetOwner(this->weak_from_this());
     ws_.set_option(
         websocket::stream_base::timeout{kHandshakeTimeout, websocket::stream_base::none(), false});
     ws_.set_option(websocket::stream_base::decorator(
@@ -406,8 +432,8 @@ class WsSession final : public Connection,
     heartbeat_timer_.cancel();
     if (drop_backlog) {
       // A slow consumer would not read the backlog anyway; dropping it lets
-      // the bye and the close frame reach it. A frame in flight is not in
-      // the queue (in_flight_).
+      // the bye and the close frame reach it. Frames already handed to the
+      // coalescing layer (at most its bound) still go first.
       while (!queue_.empty()) {
         if (queue_.back().counted) queued_bytes_.fetch_sub(queue_.back().data.size());
         queue_.pop_back();
@@ -427,6 +453,26 @@ class WsSession final : public Connection,
 
   void DoWrite() {
     if (writing_ || finished_) return;
+    auto& out = ws_.next_layer();
+    // Text frames go straight to the coalescing layer, framed here, as many
+    // as it takes: everything queued now leaves in one socket write.
+    while (!queue_.empty() && !queue_.front().ping) {
+      if (out.Full()) {
+        writing_ = true;
+        out.WhenRoom([self = this->shared_from_this()](error_code ec) { self->OnWrite(ec); });
+        return;
+      }
+      Outgoing o = std::move(queue_.front());
+      queue_.pop_front();
+      char head[kMaxFrameHeader];
+      const bool ok = out.Append(TextFrameHeader(o.data.size(), head), o.data);
+      if (o.counted) queued_bytes_.fetch_sub(o.data.size());
+      if (!ok) {
+        Lowest().close();  // the read loop fails next and finishes the session
+        Unpause();
+        return;
+      }
+    }
     if (queue_.empty()) {
       if (close_started_ && !close_sent_) {
         close_sent_ = true;
@@ -440,18 +486,13 @@ class WsSession final : public Connection,
       }
       return;
     }
+    // A ping: through Beast, which writes it to the same layer, in order.
     writing_ = true;
-    // Out of the queue while it is written: the queue's storage moves as it
-    // grows, and the write holds a pointer into the frame.
-    in_flight_ = std::move(queue_.front());
     queue_.pop_front();
-    if (in_flight_.ping) {
-      ws_.async_ping({}, [self = this->shared_from_this()](error_code ec) { self->OnWrite(ec); });
-    } else {
-      ws_.async_write(
-          asio::buffer(in_flight_.data),
-          [self = this->shared_from_this()](error_code ec, std::size_t) { self->OnWrite(ec); });
-    }
+    ws_.async_ping({}, [self = this->shared_from_this()](error_code ec) {
+      self->ping_queued_ = false;
+      self->OnWrite(ec);
+    });
   }
 
   void OnWrite(error_code ec) {
@@ -462,9 +503,6 @@ class WsSession final : public Connection,
       Unpause();
       return;
     }
-    if (in_flight_.counted) queued_bytes_.fetch_sub(in_flight_.data.size());
-    if (in_flight_.ping) ping_queued_ = false;
-    in_flight_ = Outgoing{};  // frees the frame: an idle connection keeps none
     DoWrite();
   }
 
@@ -516,7 +554,7 @@ class WsSession final : public Connection,
 
   const std::shared_ptr<ConnectionSlot> slot_;  // the place under the connection caps
   ServerState& state_;
-  websocket::stream<Stream> ws_;
+  websocket::stream<CoalescingStream<Stream>> ws_;  // frames gather while one write is out
   const typename Stream::executor_type executor_;
   HttpRequest upgrade_;  // until OpenWebSocket has seen it
   const std::uint64_t id_;
@@ -531,7 +569,6 @@ class WsSession final : public Connection,
   // The strand only.
   beast::flat_buffer read_buf_;
   Fifo<Outgoing> queue_;
-  Outgoing in_flight_;  // the frame being written (writing_)
   websocket::close_reason close_reason_;
   Clock::time_point last_received_{};
   Clock::time_point last_ping_{};
