@@ -3,6 +3,9 @@
 // to "read" on both sides, typing, equal safety numbers, and not one
 // WebSocket frame of the page carries a message's text.
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { World, newPhone, waitFor } from './harness.mjs';
 
@@ -255,6 +258,107 @@ test('first contact after the CLI user ran out of one-time prekeys (preKeyId 0)'
   assert.equal(got.decrypt_error, undefined);
   listen.stop();
   await fresh.context().close();
+});
+
+test('an encrypted file both ways with the CLI; an upload cut off by a reload resumes', async () => {
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await page.getByText(/^Files up to 100 MB/).waitFor(); // the server's limit, shown before any upload
+  // Browser -> CLI: 2.5 MiB go up in 1 MiB PATCHes; the second one is held
+  // back and the page reloaded, so the upload must resume at the server's offset.
+  const data = randomBytes(2.5 * 1024 * 1024);
+  const name = `notes-${process.pid}.bin`;
+  const uploads = [];
+  page.on('request', (r) => {
+    if (r.url().includes('/v1/uploads')) uploads.push({ method: r.method(), offset: r.headers()['upload-offset'] });
+  });
+  let patches = 0;
+  let held;
+  const heldNow = new Promise((r) => (held = r));
+  await page.route('**/v1/uploads/**', async (route) => {
+    if (route.request().method() === 'PATCH' && ++patches === 2) return held(); // never answered
+    await route.continue();
+  });
+  await page.getByLabel('Attach file').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: data });
+  const mine = messages.getByRole('listitem').filter({ hasText: name });
+  await heldNow;
+  const bar = mine.getByRole('progressbar', { name: 'Upload progress' });
+  await waitFor('progress shown', async () => Number(await bar.getAttribute('value').catch(() => 0)) > 0.3);
+  await mine.filter({ hasText: 'sending' }).waitFor();
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+  const beforeReload = uploads.length;
+  await page.reload();
+  await conv.getByRole('button').click();
+  await mine.filter({ hasText: /sent|delivered|read/ }).waitFor();
+  const resumed = uploads.slice(beforeReload);
+  assert.equal(uploads.filter((u) => u.method === 'POST').length, 1, 'one upload, not a new one after the reload');
+  assert.ok(resumed.some((u) => u.method === 'HEAD'), 'the offset was asked for after the reload');
+  assert.ok(resumed.some((u) => u.method === 'PATCH' && Number(u.offset) >= 1024 * 1024), JSON.stringify(resumed));
+  const listen = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const got = await listen.until('the file message at the CLI', (o) => o.event === 'message' && o.kind === 'file' && o.body?.name === name);
+  listen.stop();
+  assert.equal(got.encrypted, true);
+  assert.equal(got.body.size, data.length);
+  const out = path.join(world.dir, 'got-' + name);
+  await world.cli(['--profile', 'bob', '--json', 'get-file', got.msg_id, '--output', out]);
+  assert.ok(readFileSync(out).equals(data), 'the CLI decrypted the same bytes');
+
+  // CLI -> browser: an image, shown inline (decrypted in the page), and downloadable.
+  const png = await page.screenshot({ clip: { x: 0, y: 0, width: 160, height: 90 } });
+  const photo = path.join(world.dir, `photo-${process.pid}.png`);
+  writeFileSync(photo, png);
+  await world.cli(['--profile', 'bob', 'send-file', '--to', web.user_id, photo]);
+  const theirs = messages.getByRole('listitem').filter({ hasText: path.basename(photo) });
+  const img = theirs.getByRole('img', { name: path.basename(photo) });
+  await img.waitFor();
+  await waitFor('the image decoded', () => img.evaluate((e) => e.complete && e.naturalWidth === 160 && e.naturalHeight === 90));
+  const [saved] = await Promise.all([
+    page.waitForEvent('download'),
+    theirs.getByRole('button', { name: `Download ${path.basename(photo)}` }).click(),
+  ]);
+  assert.equal(saved.suggestedFilename(), path.basename(photo));
+  // The download is the object URL the image shows (the page's CSP keeps
+  // fetch() off blob: URLs, so the bytes are compared through it).
+  assert.equal(saved.url(), await img.getAttribute('src'));
+  assert.equal(createHash('sha256').update(readFileSync(await saved.path())).digest('hex'), createHash('sha256').update(png).digest('hex'));
+  // The server stored ciphertext only: no upload or download carried a PNG.
+  const sends = world.frames.filter((f) => f.dir === 'sent' && f.payload.includes('"media_id"'));
+  assert.ok(sends.length >= 1 && sends.every((f) => JSON.parse(f.payload).kind === 'e2ee'));
+  assert.ok(!sends.some((f) => f.payload.includes(name)), 'the file name is inside the ciphertext');
+});
+
+test('an event whose IndexedDB write fails is not acknowledged, and decrypts again after a reload', async () => {
+  // The page's next write that touches the messages store fails, as a tab
+  // killed midway would leave it. The event's session state, message and
+  // cursor are one transaction: none of it is stored and it is not acked.
+  // (Were the session state stored apart, the redelivered message could
+  // no longer be decrypted: its message key would be used up.)
+  await page.evaluate(() => {
+    const open = IDBDatabase.prototype.transaction;
+    IDBDatabase.prototype.transaction = function (stores, mode, ...rest) {
+      const names = Array.isArray(stores) ? stores : [stores];
+      if (mode === 'readwrite' && names.includes('messages')) throw new DOMException('simulated crash', 'AbortError');
+      return open.call(this, stores, mode, ...rest);
+    };
+  });
+  const m = marker(8);
+  markers.push(m);
+  const before = world.frames.length;
+  await world.cli(['--profile', 'bob', 'send', '--to', web.user_id, m]);
+  await page.getByRole('status').filter({ hasText: 'reload the page' }).waitFor();
+  const after = world.frames.slice(before).map((f) => JSON.parse(f.payload));
+  const event = after.find((o) => o.op === 'event' && o.event?.type === 'message');
+  assert.ok(event, 'the event reached the page');
+  assert.ok(!after.some((o) => o.op === 'ack' && BigInt(o.seq) >= BigInt(event.seq)), 'not acknowledged');
+  await page.reload();
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  const mine = page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m });
+  await mine.waitFor();
+  assert.equal(await page.getByText('could not decrypt').count(), 0);
+  await waitFor('the ack after the reload', () =>
+    world.frames.map((f) => JSON.parse(f.payload)).some((o) => o.op === 'ack' && BigInt(o.seq) >= BigInt(event.seq)));
 });
 
 test('every control has an accessible name; Tab reaches the main ones', async () => {

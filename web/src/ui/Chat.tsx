@@ -1,15 +1,66 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Client, Conversation, Message } from '../client/client';
+import { formatBytes, imageType } from '../client/media';
 import { SafetyDialog } from './Dialogs';
 
 const kTicks: Record<string, string> = { sending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '!' };
 
-function Bubble({ m }: { m: Message }) {
+// Images up to this size are downloaded and decrypted as soon as they are
+// shown; other files (and larger images) when "Download" is pressed.
+const kInlineImageBytes = 16 << 20;
+
+function Attachment({ client, m }: { client: Client; m: Message }) {
+  const f = m.file!;
+  const [url, setUrl] = useState<string>();
+  const [error, setError] = useState('');
+  const image = imageType(f.name, f.content_type);
+  const ready = !!f.media_id && m.status !== 'sending';
+  useEffect(() => {
+    if (!ready || !image || f.size > kInlineImageBytes) return;
+    let live = true;
+    client.fileUrl(m).then(
+      (u) => live && setUrl(u),
+      (e) => live && setError(String(e instanceof Error ? e.message : e)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [ready, f.media_id]);
+  const save = async () => {
+    try {
+      const a = document.createElement('a');
+      a.href = await client.fileUrl(m);
+      a.download = f.name;
+      a.click();
+    } catch (e) {
+      setError(String(e instanceof Error ? e.message : e));
+    }
+  };
+  return (
+    <div class="file">
+      {url && <img src={url} alt={f.name} />}
+      <span class="text">
+        {f.name} <span class="size">({formatBytes(f.size)})</span>
+      </span>
+      {m.status === 'sending' && m.progress !== undefined && (
+        <progress aria-label="Upload progress" max={1} value={m.progress} />
+      )}
+      {ready && (
+        <button type="button" class="quiet" aria-label={`Download ${f.name}`} onClick={() => void save()}>
+          Download
+        </button>
+      )}
+      {error && <span class="error" role="alert">{error}</span>}
+    </div>
+  );
+}
+
+function Bubble({ client, m }: { client: Client; m: Message }) {
   const t = new Date(m.ts_ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   return (
     <li class={(m.outgoing ? 'out' : 'in') + (m.error ? ' error' : '')}>
       {m.from_label && <span class="from">{m.from_label}</span>}
-      <span class="text">{m.text}</span>
+      {m.file ? <Attachment client={client} m={m} /> : <span class="text">{m.text}</span>}
       <span class="meta">
         <time>{t}</time>
         {m.outgoing && (
@@ -26,6 +77,7 @@ function Bubble({ m }: { m: Message }) {
 export function Chat({ client, conv, onBack }: { client: Client; conv: Conversation; onBack: () => void }) {
   const [draft, setDraft] = useState('');
   const [safety, setSafety] = useState(false);
+  const [fileError, setFileError] = useState('');
   const list = client.messages.get(conv.id) ?? [];
   const end = useRef<HTMLLIElement>(null);
   const input = useRef<HTMLTextAreaElement>(null);
@@ -47,6 +99,7 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
       : seen?.last_seen_ms
         ? 'last seen ' + new Date(seen.last_seen_ms).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })
         : '';
+  const limit = client.maxUpload ? `Files up to ${formatBytes(client.maxUpload)}, end-to-end encrypted.` : '';
   const send = () => {
     const text = draft.trim();
     if (!text) return;
@@ -64,7 +117,7 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
         {conv.peer && <button type="button" onClick={() => setSafety(true)}>Safety number</button>}
       </header>
       <ul class="messages" aria-label="Messages">
-        {list.map((m) => <Bubble key={m.client_msg_id || m.msg_id} m={m} />)}
+        {list.map((m) => <Bubble key={m.client_msg_id || m.msg_id} client={client} m={m} />)}
         <li ref={end} class="end" aria-hidden="true" />
       </ul>
       <form
@@ -87,7 +140,22 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
           }}
         />
         <button type="submit">Send</button>
+        <label class="attach" title={limit}>
+          <span aria-hidden="true">📎</span>
+          <input type="file" class="sr" aria-label="Attach file" aria-describedby="attach-limit"
+            onChange={(e) => {
+              const files = [...(e.currentTarget.files ?? [])];
+              e.currentTarget.value = '';
+              setFileError('');
+              for (const f of files) {
+                client.sendFile(conv.id, f).catch((err) => setFileError(err instanceof Error ? err.message : String(err)));
+              }
+            }}
+          />
+        </label>
       </form>
+      <p id="attach-limit" class="limit">{limit}</p>
+      {fileError && <p class="error composer-error" role="alert">{fileError}</p>}
       {safety && <SafetyDialog title={conv.title} load={() => client.safetyNumber(conv.id)} onClose={() => setSafety(false)} />}
     </section>
   );
