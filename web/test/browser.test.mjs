@@ -177,9 +177,11 @@ test('a message written while the server is down goes out on reconnect', async (
   listen.stop();
 });
 
+let group; // {id, name, carolPhone}: the group of the next tests
+
 test('a group with two CLI users: Sender Keys both ways', async () => {
   const carolPhone = newPhone();
-  await world.cliLogin('carol', carolPhone);
+  const carolUser = (await world.cliLogin('carol', carolPhone)).user_id;
   const name = `Trip ${process.pid}`;
   await page.getByRole('button', { name: 'New group' }).click();
   const dialog = page.getByRole('dialog', { name: 'New group' });
@@ -213,6 +215,79 @@ test('a group with two CLI users: Sender Keys both ways', async () => {
   const theirs = messages.getByRole('listitem').filter({ hasText: g2 });
   await theirs.waitFor();
   await theirs.filter({ hasText: cliPhone }).waitFor(); // the sender, by phone number
+  group = { id: created.group_id, name, carolPhone, carolUser };
+});
+
+test('group members: rename, remove (the removed member cannot read what follows), leave', async () => {
+  const list = page.getByRole('list', { name: 'Conversations' });
+  await list.getByRole('listitem', { name: group.name }).getByRole('button').click();
+  await page.getByRole('button', { name: 'Group info' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Group info' });
+  const members = dialog.getByRole('list', { name: 'Members' });
+  for (const who of ['You', cliPhone, group.carolPhone]) await members.getByRole('listitem', { name: who }).waitFor();
+  const renamed = `${group.name} (renamed)`;
+  await dialog.getByRole('textbox', { name: 'Group name' }).fill(renamed);
+  await dialog.getByRole('button', { name: 'Rename' }).click();
+  await list.getByRole('listitem', { name: renamed }).waitFor();
+  const info = JSON.parse(await world.cli(['--profile', 'bob', '--json', 'group', 'info', group.id]));
+  assert.equal(info.name, renamed);
+  const before = world.frames.length;
+  await dialog.getByRole('button', { name: `Remove ${group.carolPhone}` }).click();
+  await members.getByRole('listitem', { name: group.carolPhone }).waitFor({ state: 'detached' });
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  const bob = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const carol = world.cliStream(['--profile', 'carol', '--json', 'listen']);
+  await carol.until('carol told she was removed', (o) => o.event === 'group' && o.change === 'removed' && o.group_id === group.id);
+  const g3 = marker(9);
+  markers.push(g3);
+  await page.getByRole('textbox', { name: 'Message' }).fill(g3);
+  await page.getByRole('button', { name: 'Send' }).click();
+  await bob.until('the message after the removal at bob', (o) => o.event === 'message' && o.text === g3);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok(!carol.text().includes(g3), 'the removed member did not get it');
+  bob.stop();
+  carol.stop();
+  // A new sender key went out after the removal, to bob's devices only.
+  const dist = world.frames.slice(before).filter((f) => f.dir === 'sent').map((f) => JSON.parse(f.payload))
+    .filter((o) => o.op === 'send' && o.kind === 'sender_key');
+  assert.ok(dist.length >= 1, 'the sender key was rotated and sent again');
+  for (const d of dist) assert.ok(d.body.ciphertexts.every((c) => c.user !== group.carolUser));
+  // Leaving: the chat says so, and the group is read-only.
+  await page.getByRole('button', { name: 'Group info' }).click();
+  await dialog.getByRole('button', { name: 'Leave group' }).click();
+  await dialog.getByText('You are no longer a member of this group.').waitFor();
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('region', { name: /^Chat with / }).getByText('you are no longer a member').waitFor();
+});
+
+test('the device list: a linked CLI device is shown and removed, and safety numbers follow', async () => {
+  await world.cliLogin('web-cli', webPhone); // a second device of the browser's account
+  await page.getByRole('button', { name: 'Devices' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Devices' });
+  const devices = dialog.getByRole('list', { name: 'Linked devices' });
+  await waitFor('two devices', async () => (await devices.getByRole('listitem').count()) === 2);
+  await devices.getByText('this browser').waitFor();
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  const safety = async () => {
+    await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+    await page.getByRole('button', { name: 'Safety number' }).click();
+    const d = page.getByRole('dialog', { name: 'Safety number' });
+    const digits = await waitFor('digits', async () => {
+      const t = await d.locator('.digits').textContent().catch(() => null);
+      return t && /^(\d{5} ){11}\d{5}$/.test(t.trim()) ? t.trim().replace(/ /g, '') : null;
+    });
+    await d.getByRole('button', { name: 'Close' }).click();
+    const cliSays = JSON.parse(await world.cli(['--profile', 'bob', '--json', 'safety-number', web.user_id])).safety_number;
+    assert.equal(digits, cliSays, 'the browser and the CLI agree');
+    return digits;
+  };
+  const withTwo = await safety();
+  await page.getByRole('button', { name: 'Devices' }).click();
+  await devices.getByRole('button', { name: /^Remove / }).click();
+  await waitFor('one device', async () => (await devices.getByRole('listitem').count()) === 1);
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  const withOne = await safety();
+  assert.notEqual(withOne, withTwo, 'the removed device left the safety number');
 });
 
 test('first contact after the CLI user ran out of one-time prekeys (preKeyId 0)', async () => {

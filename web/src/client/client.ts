@@ -54,6 +54,7 @@ export type Conversation = {
   last_ts_ms: number;
   unread: number;
   members?: string[]; // user ids of a group's members (this user included)
+  admins?: string[]; // user ids of a group's admins
   left?: boolean; // this user is no longer a member of the group
 };
 export type Account = {
@@ -275,6 +276,7 @@ export class Client extends EventTarget {
       else if (e.type === 'keys_changed') await this.onKeysChanged(e);
       else if (e.type === 'read_sync') await this.onReadSync(e);
       else if (e.type === 'group') await this.onGroup(e);
+      else if (e.type === 'device') this.devices.delete(this.account!.user_id); // re-read before the next send
     } catch (err) {
       console.error('event', e.type, err);
     }
@@ -697,14 +699,7 @@ export class Client extends EventTarget {
   // ---- Groups (Sender Keys) ----
   async createGroup(name: string, phones: string[]): Promise<string> {
     const ids: string[] = [];
-    for (const phone of phones) {
-      const hash = await sha256Hex(phone);
-      const r = await this.request({ op: 'contacts.discover', hashes: [hash] });
-      const match = (r.matches ?? []).find((x: any) => x.hash === hash);
-      if (!match) throw new Error(`No Parley user has the phone number ${phone}.`);
-      ids.push(String(match.user_id));
-      this.names.set(String(match.user_id), phone);
-    }
+    for (const phone of phones) ids.push(await this.userByPhone(phone));
     const r = await this.request({ op: 'group.create', name, members: ids });
     const id = 'g:' + r.group_id;
     const c = await this.ensureConv(id, undefined, name);
@@ -716,11 +711,102 @@ export class Client extends EventTarget {
 
   names = new Map<string, string>(); // user id -> phone, for people found by phone
 
+  // How a person is shown: the phone number they were found by, else their
+  // profile name, else their id.
+  label(user: string) {
+    if (user === this.account?.user_id) return 'You';
+    return this.names.get(user) ?? this.profileNames.get(user) ?? 'User ' + user;
+  }
+  private profileNames = new Map<string, string>();
+  async loadNames(users: string[]) {
+    const need = users.filter((u) => !this.names.has(u) && !this.profileNames.has(u));
+    if (need.length === 0) return;
+    try {
+      const r = await this.request({ op: 'profile.get', users: need });
+      for (const p of r.profiles ?? []) if (p.name) this.profileNames.set(String(p.user), String(p.name));
+      this.changed();
+    } catch {
+      /* ids stay */
+    }
+  }
+
+  private async userByPhone(phone: string): Promise<string> {
+    const hash = await sha256Hex(phone);
+    const r = await this.request({ op: 'contacts.discover', hashes: [hash] });
+    const match = (r.matches ?? []).find((x: any) => x.hash === hash);
+    if (!match) throw new Error(`No Parley user has the phone number ${phone}.`);
+    this.names.set(String(match.user_id), phone);
+    return String(match.user_id);
+  }
+
+  // ---- Group members (PROTOCOL.md section 4: admins add, remove, promote,
+  // demote and rename; anyone leaves). The server's group event follows,
+  // and onGroup re-reads the group (and rotates the sender key when
+  // someone left). ----
+  async groupInfo(conv: string): Promise<Conversation> {
+    const c = this.convs.get(conv)!;
+    await this.refreshGroup(c);
+    void this.loadNames(c.members ?? []);
+    this.changed();
+    return c;
+  }
+  private async groupOp(conv: string, frame: Frame) {
+    await this.request({ ...frame, group_id: conv.slice(2) });
+    await this.groupInfo(conv);
+  }
+  async groupAdd(conv: string, phones: string[]) {
+    const users: string[] = [];
+    for (const p of phones) users.push(await this.userByPhone(p));
+    await this.groupOp(conv, { op: 'group.add', users });
+  }
+  groupRemove(conv: string, user: string) {
+    return this.groupOp(conv, { op: 'group.remove', users: [user] });
+  }
+  groupSetAdmin(conv: string, user: string, admin: boolean) {
+    return this.groupOp(conv, { op: admin ? 'group.promote' : 'group.demote', user });
+  }
+  async groupRename(conv: string, name: string) {
+    await this.groupOp(conv, { op: 'group.update', name });
+    const c = this.convs.get(conv)!;
+    c.title = name;
+    await this.db.put('convs', conv, c);
+  }
+  async groupLeave(conv: string) {
+    await this.request({ op: 'group.leave', group_id: conv.slice(2) });
+    const c = this.convs.get(conv)!;
+    c.left = true;
+    await this.db.put('convs', conv, c);
+    this.changed();
+  }
+
+  // ---- This account's devices ----
+  async listDevices(): Promise<{ device_id: string; name: string; platform: string; last_active_ms?: number; current: boolean }[]> {
+    const r = await this.request({ op: 'devices.list' });
+    return (r.devices ?? []).map((d: any) => ({
+      device_id: String(d.device_id),
+      name: String(d.name ?? ''),
+      platform: String(d.platform ?? ''),
+      last_active_ms: d.last_active_ms ?? undefined,
+      current: !!d.current,
+    }));
+  }
+  // Removes a linked device: it is signed out, and its keys leave every
+  // safety number and every message sent from now on.
+  async removeDevice(deviceId: string) {
+    await this.request({ op: 'devices.remove', device_id: deviceId });
+    const me = this.account!.user_id;
+    await this.exclusive(() => this.signal!.forgetDevice({ user: me, device: deviceId }));
+    this.devices.delete(me);
+    this.identities.delete(`${me}.${deviceId}`);
+    this.changed();
+  }
+
   private async refreshGroup(c: Conversation) {
     try {
       const info = await this.request({ op: 'group.info', group_id: c.id.slice(2) });
       c.title = String(info.name ?? c.title);
       c.members = (info.members ?? []).map((x: any) => String(x.user));
+      c.admins = (info.members ?? []).filter((x: any) => x.role === 'admin').map((x: any) => String(x.user));
       c.left = false;
     } catch (err) {
       if (err instanceof RequestError && (err.code === 'not_member' || err.code === 'not_found')) c.left = true;

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Client, Conversation, Message } from '../client/client';
 import { formatBytes, imageType } from '../client/media';
-import { SafetyDialog } from './Dialogs';
+import { GroupDialog, SafetyDialog } from './Dialogs';
 
 const kTicks: Record<string, string> = { sending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '!' };
 
@@ -78,6 +78,7 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
   const [draft, setDraft] = useState('');
   const [safety, setSafety] = useState(false);
   const [fileError, setFileError] = useState('');
+  const [groupInfo, setGroupInfo] = useState(false);
   const list = client.messages.get(conv.id) ?? [];
   const end = useRef<HTMLLIElement>(null);
   const input = useRef<HTMLTextAreaElement>(null);
@@ -115,6 +116,7 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
           <span class={typing ? 'typing' : 'presence'} aria-live="polite">{status}</span>
         </div>
         {conv.peer && <button type="button" onClick={() => setSafety(true)}>Safety number</button>}
+        {!conv.peer && <button type="button" onClick={() => setGroupInfo(true)}>Group info</button>}
       </header>
       <ul class="messages" aria-label="Messages">
         {list.map((m) => <Bubble key={m.client_msg_id || m.msg_id} client={client} m={m} />)}
@@ -156,6 +158,7 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
       </form>
       <p id="attach-limit" class="limit">{limit}</p>
       {fileError && <p class="error composer-error" role="alert">{fileError}</p>}
+      {groupInfo && <GroupDialog client={client} conv={conv} onClose={() => setGroupInfo(false)} />}
       {safety && <SafetyDialog title={conv.title} load={() => client.safetyNumber(conv.id)} onClose={() => setSafety(false)} />}
     </section>
   );
