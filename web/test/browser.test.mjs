@@ -436,6 +436,94 @@ test('an event whose IndexedDB write fails is not acknowledged, and decrypts aga
     world.frames.map((f) => JSON.parse(f.payload)).some((o) => o.op === 'ack' && BigInt(o.seq) >= BigInt(event.seq)));
 });
 
+test('history scrolls back page by page and keeps the scroll position', async () => {
+  const lines = Array.from({ length: 60 }, (_, i) => marker(100 + i));
+  markers.push(...lines);
+  const chat = world.cliStream(['--profile', 'bob', '--json', 'chat', '--to', web.user_id], { stdin: 'pipe' });
+  chat.proc.stdin.write(lines.join('\n') + '\n');
+  await waitFor('60 sent', () => chat.lines.filter((o) => o.event === 'status' && o.status === 'sent').length >= 60, 60_000);
+  chat.proc.stdin.end();
+  chat.stop();
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await messages.getByRole('listitem').filter({ hasText: lines[59] }).waitFor();
+  assert.equal(await messages.getByRole('listitem').count(), 50, 'the newest 50 first');
+  const firstText = await messages.getByRole('listitem').first().textContent();
+  await messages.evaluate((e) => (e.scrollTop = 0)); // scrolled to the top: the next page comes
+  await waitFor('older messages', async () => (await messages.getByRole('listitem').count()) > 50);
+  const box = await messages.boundingBox();
+  const was = await messages.getByRole('listitem').filter({ hasText: firstText.slice(0, 30) }).first().boundingBox();
+  assert.ok(was.y >= box.y - 1 && was.y < box.y + box.height / 2, `the message at the top stayed in view (${was.y} in ${box.y}+${box.height})`);
+  for (const m of lines) await messages.getByRole('listitem').filter({ hasText: m }).waitFor({ state: 'attached' });
+  // Past what this browser stores: the server's history, page by page, until
+  // it has no more; every message of this chat was readable here.
+  const more = page.getByRole('button', { name: 'Load older messages' });
+  for (let i = 0; i < 5 && (await more.count()); i++) {
+    await messages.evaluate((e) => (e.scrollTop = 0));
+    if (await more.count()) await more.click().catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.equal(await more.count(), 0, 'the whole history was paged through');
+  assert.equal(await page.getByText(/older messages were encrypted/).count(), 0);
+});
+
+test('axe-core: no serious or critical accessibility violation on the main screens', async () => {
+  const axe = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+  const check = async (p, screen) => {
+    const found = await p.evaluate(async (src) => {
+      if (!window.axe) (0, eval)(src);
+      const r = await window.axe.run(document, { resultTypes: ['violations'] });
+      return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
+    }, axe);
+    assert.deepEqual(found, [], `axe on ${screen}`);
+  };
+  const signIn = await (await world.browser()).newContext().then((c) => c.newPage());
+  await signIn.goto(world.url + '/');
+  await signIn.getByRole('button', { name: 'Send code' }).waitFor();
+  await check(signIn, 'sign-in');
+  await signIn.context().close();
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  await check(page, 'a 1:1 chat');
+  await page.getByRole('button', { name: 'Safety number' }).click();
+  await page.getByRole('dialog', { name: 'Safety number' }).locator('.digits').waitFor();
+  await check(page, 'the safety number');
+  await page.getByRole('dialog', { name: 'Safety number' }).getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('button', { name: 'Devices' }).click();
+  await page.getByRole('dialog', { name: 'Devices' }).getByRole('list').waitFor();
+  await check(page, 'devices');
+  await page.keyboard.press('Escape');
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: /renamed/ }).getByRole('button').click();
+  await page.getByRole('button', { name: 'Group info' }).click();
+  await page.getByRole('dialog', { name: 'Group info' }).getByText('no longer a member').waitFor();
+  await check(page, 'group info');
+  await page.keyboard.press('Escape');
+  await page.setViewportSize({ width: 390, height: 760 });
+  await page.getByRole('button', { name: 'Back to chats' }).click();
+  await check(page, 'the list, phone width');
+  await page.setViewportSize({ width: 1200, height: 800 });
+});
+
+test('the keyboard alone: Enter sends, Shift+Enter is a new line, Tab order follows the screen', async () => {
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.focus();
+  const m = marker(11);
+  markers.push(m);
+  await page.keyboard.type(m);
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.type('second line');
+  assert.equal(await box.inputValue(), m + '\nsecond line');
+  await page.keyboard.press('Enter');
+  await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m }).waitFor();
+  assert.equal(await box.inputValue(), '');
+  // Tab from the message box: Send, then Attach file (the composer's order).
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent.trim()), 'Send');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Attach file');
+});
+
 test('every control has an accessible name; Tab reaches the main ones', async () => {
   await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
   const unnamed = await page.evaluate(() =>

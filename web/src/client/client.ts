@@ -443,6 +443,67 @@ export class Client extends EventTarget {
     }
   }
 
+  // ---- History (scroll-back) ----
+  // What this browser stores is the history it can read: a device is given
+  // only its own ciphertext, so the server's older messages of a chat are
+  // encrypted for the user's other devices (or were sent before this one
+  // was linked). `history` pages through them: messages not in the clear
+  // are counted, the rest (sent unencrypted by another client) kept.
+  private history = new Map<string, { done: boolean; unreadable: number; before?: string }>();
+  historyDone(conv: string) {
+    return this.history.get(conv)?.done ?? false;
+  }
+  unreadableHistory(conv: string) {
+    return this.history.get(conv)?.unreadable ?? 0;
+  }
+  // One page of the server's history before the oldest message known;
+  // answers how many messages were added.
+  async loadHistory(conv: string, limit: number): Promise<number> {
+    const h = this.history.get(conv) ?? { done: false, unreadable: 0 };
+    this.history.set(conv, h);
+    if (h.done) return 0;
+    const list = this.messages.get(conv) ?? [];
+    const before = h.before ?? list.find((m) => m.msg_id)?.msg_id;
+    let r: Frame;
+    try {
+      r = await this.request({ op: 'history', conv: this.wireConv(conv), limit, ...(before ? { before_msg_id: before } : {}) });
+    } catch (err) {
+      if (err instanceof RequestError && (err.code === 'not_member' || err.code === 'not_found')) {
+        h.done = true;
+        this.changed();
+        return 0;
+      }
+      throw err;
+    }
+    const known = new Set(list.map((m) => m.msg_id));
+    let added = 0;
+    for (const e of (r.messages ?? []) as Frame[]) {
+      h.before = String(e.msg_id);
+      if (known.has(String(e.msg_id))) continue;
+      if (e.kind === 'sender_key') continue;
+      if (e.kind === 'e2ee') {
+        h.unreadable += 1;
+        continue;
+      }
+      const from = String(e.from?.user ?? '');
+      await this.store({
+        msg_id: String(e.msg_id),
+        client_msg_id: String(e.client_msg_id ?? e.msg_id),
+        conv,
+        from,
+        outgoing: from === this.account!.user_id,
+        kind: String(e.kind),
+        text: e.kind === 'text' ? String(e.body?.text ?? '') : `[${e.kind}]`,
+        ts_ms: Number(e.ts_ms),
+        status: from === this.account!.user_id ? 'sent' : undefined,
+      });
+      added += 1;
+    }
+    if (!r.more) h.done = true;
+    this.changed();
+    return added;
+  }
+
   // ---- Conversations ----
   async startChat(phone: string): Promise<string> {
     const hash = await sha256Hex(phone);

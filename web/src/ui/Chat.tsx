@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { Client, Conversation, Message } from '../client/client';
 import { formatBytes, imageType } from '../client/media';
 import { GroupDialog, SafetyDialog } from './Dialogs';
@@ -8,6 +8,7 @@ const kTicks: Record<string, string> = { sending: '🕓', sent: '✓', delivered
 // Images up to this size are downloaded and decrypted as soon as they are
 // shown; other files (and larger images) when "Download" is pressed.
 const kInlineImageBytes = 16 << 20;
+const kPage = 50;
 
 function Attachment({ client, m }: { client: Client; m: Message }) {
   const f = m.file!;
@@ -79,10 +80,41 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
   const [safety, setSafety] = useState(false);
   const [fileError, setFileError] = useState('');
   const [groupInfo, setGroupInfo] = useState(false);
-  const list = client.messages.get(conv.id) ?? [];
+  const all = client.messages.get(conv.id) ?? [];
+  // Scroll-back: the newest kPage messages first; scrolling to the top (or
+  // "Load older messages") shows kPage more, from this browser's store,
+  // then from the server's history. The message at the top stays put.
+  const [shown, setShown] = useState(kPage);
+  const [loading, setLoading] = useState(false);
+  const list = all.slice(-shown);
+  const older = all.length > shown || !client.historyDone(conv.id);
+  const box = useRef<HTMLUListElement>(null);
+  const fromBottom = useRef<number | undefined>(undefined);
   const end = useRef<HTMLLIElement>(null);
   const input = useRef<HTMLTextAreaElement>(null);
-  useEffect(() => end.current?.scrollIntoView({ block: 'end' }), [list.length, conv.id]);
+  const newest = all.length ? all[all.length - 1].client_msg_id || all[all.length - 1].msg_id : '';
+  useEffect(() => setShown(kPage), [conv.id]);
+  useEffect(() => end.current?.scrollIntoView({ block: 'end' }), [newest, conv.id]);
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (el && fromBottom.current !== undefined) {
+      el.scrollTop = el.scrollHeight - fromBottom.current;
+      fromBottom.current = undefined;
+    }
+  }, [list.length]);
+  const loadOlder = async () => {
+    if (loading || !older) return;
+    const el = box.current;
+    if (el) fromBottom.current = el.scrollHeight - el.scrollTop;
+    if (all.length > shown) return setShown(shown + kPage);
+    setLoading(true);
+    try {
+      const added = await client.loadHistory(conv.id, kPage);
+      setShown((n) => n + added);
+    } finally {
+      setLoading(false);
+    }
+  };
   useEffect(() => input.current?.focus(), [conv.id]);
   useEffect(() => {
     const on = () => document.visibilityState === 'visible' && void client.markRead(conv.id);
@@ -118,7 +150,21 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
         {conv.peer && <button type="button" onClick={() => setSafety(true)}>Safety number</button>}
         {!conv.peer && <button type="button" onClick={() => setGroupInfo(true)}>Group info</button>}
       </header>
-      <ul class="messages" aria-label="Messages">
+      {older && (
+        <p class="older">
+          <button type="button" class="quiet" disabled={loading} onClick={() => void loadOlder()}>
+            {loading ? 'Loading…' : 'Load older messages'}
+          </button>
+        </p>
+      )}
+      {!older && client.unreadableHistory(conv.id) > 0 && (
+        <p class="older">
+          {client.unreadableHistory(conv.id)} older messages were encrypted for your other devices (or before this
+          browser was linked); they cannot be shown here.
+        </p>
+      )}
+      <ul class="messages" aria-label="Messages" ref={box}
+        onScroll={(e) => e.currentTarget.scrollTop < 60 && void loadOlder()}>
         {list.map((m) => <Bubble key={m.client_msg_id || m.msg_id} client={client} m={m} />)}
         <li ref={end} class="end" aria-hidden="true" />
       </ul>
