@@ -39,6 +39,7 @@ export class World {
     this.dir = mkdtempSync(path.join(tmpdir(), 'parley-web-'));
     this.children = [];
     this.frames = []; // every WebSocket frame of every page: {dir, payload}
+    this.console = []; // every console message of every page
   }
 
   // Starts parleyd (again on the same port and data when it ran before).
@@ -144,6 +145,7 @@ export class World {
       ws.on('framereceived', (f) => this.frames.push({ dir: 'received', payload: String(f.payload) }));
     });
     page.on('pageerror', (e) => console.error('page error:', e));
+    page.on('console', (m) => this.console.push(m.text()));
     await page.goto(this.url + '/');
     return page;
   }

@@ -3,13 +3,16 @@
 // ways, with and without a one-time prekey (the preKeyId 0 case), ratchet
 // round trips, out-of-order delivery, Sender Keys both ways with a tampered
 // message refused, safety numbers over key lists, AES-256-GCM files both
-// ways. No server; ~seconds. Every run uses fresh random keys.
+// ways. No server; ~seconds. Every run uses fresh random keys. Key pairs
+// and agreements come from WebCrypto's X25519 (crypto/curve.ts), as in
+// the app.
 import './node-webcrypto';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { fromBase64, fromUtf8, toBase64, utf8 } from '../src/crypto/bytes';
+import { useWebCryptoX25519 } from '../src/crypto/curve';
 import { openFile, sealFile, sha256Hex } from '../src/crypto/files';
 import { MemoryKv } from '../src/crypto/kv';
 import { SignalDevice, stripZeroPreKeyId, type Bundle, type Device } from '../src/crypto/signal';
@@ -58,6 +61,9 @@ function cBundle(withOtk: boolean, i = 0): Bundle {
 }
 
 before(async () => {
+  // The suite runs on WebCrypto's X25519 (key pairs, agreements), as the
+  // app does wherever the browser has it; Node 20 has it.
+  assert.equal(await useWebCryptoX25519(), true, 'WebCrypto X25519 agrees with the compiled curve');
   peer = new Peer();
   await peer.ok({ op: 'open', ...C });
   cKeys = await peer.ok({ op: 'keys' });
