@@ -14,7 +14,7 @@
 import { fromBase64, fromUtf8, toBase64, toHex, utf8 } from '../crypto/bytes';
 import { openFile, sealFile } from '../crypto/files';
 import { groupDigits } from '../crypto/fingerprint';
-import { SignalDevice, type Bundle, type Device } from '../crypto/signal';
+import { packCiphertexts, SignalDevice, type Bundle, type Device } from '../crypto/signal';
 import { LocalDb } from './db';
 import { download, formatBytes, imageType, kSealOverhead, maxUploadBytes, upload } from './media';
 import { RequestError, Socket, type Frame } from './socket';
@@ -70,6 +70,10 @@ const kStatusRank: Record<Status, number> = { failed: 0, sending: 1, sent: 2, de
 const kTypingShowMs = 6000;
 const kTypingRepeatMs = 3000;
 const kMaxStaleRetries = 3;
+// The ciphertexts of one sender_key send, serialized, stay under this (the
+// body limit is 64 KiB; the SDK packs up to 58 KiB too).
+const kMaxDistributionBytes = 58 * 1024;
+
 
 async function postJson(path: string, body: unknown): Promise<any> {
   const r = await fetch(path, {
@@ -914,15 +918,19 @@ export class Client extends EventTarget {
       });
       if (need.length === 0) break;
       try {
-        await this.request({
-          op: 'send',
-          to: { group },
-          client_msg_id: crypto.randomUUID(),
-          kind: 'sender_key',
-          body: { sender_device: me.device_id, ciphertexts: cts },
-        });
-        for (const d of need) done.add(`${d.user}.${d.device}`);
-        await this.db.put('meta', 'skdist:' + group, [...done]);
+        // A send's body is at most 64 KiB: a big group's key goes out in
+        // several sends (the server takes any subset of the devices).
+        for (const part of packCiphertexts(cts, kMaxDistributionBytes)) {
+          await this.request({
+            op: 'send',
+            to: { group },
+            client_msg_id: crypto.randomUUID(),
+            kind: 'sender_key',
+            body: { sender_device: me.device_id, ciphertexts: part },
+          });
+          for (const d of part) done.add(`${d.user}.${d.device}`);
+          await this.db.put('meta', 'skdist:' + group, [...done]);
+        }
         break;
       } catch (err) {
         if (!(err instanceof RequestError) || err.code !== 'stale_devices' || attempt >= kMaxStaleRetries) throw err;
