@@ -74,7 +74,6 @@ const kMaxStaleRetries = 3;
 // body limit is 64 KiB; the SDK packs up to 58 KiB too).
 const kMaxDistributionBytes = 58 * 1024;
 
-
 async function postJson(path: string, body: unknown): Promise<any> {
   const r = await fetch(path, {
     method: 'POST',
@@ -273,6 +272,9 @@ export class Client extends EventTarget {
   }
 
   private async onEvent(f: Frame) {
+    // After a failed write nothing more is stored: a later cursor would let
+    // a reload skip the event that was lost.
+    if (this.storageBroken) throw new Error('an earlier event could not be stored');
     const e = f.event ?? {};
     try {
       if (e.type === 'message') await this.onMessage(e);
@@ -291,8 +293,10 @@ export class Client extends EventTarget {
   // An event's batch could not be written: it was not acknowledged, and
   // nothing after it may be (acks are cumulative). Stop; a reload starts
   // again from what IndexedDB holds, and the server sends the event again.
+  private storageBroken = false;
   private storageFailed(e: unknown) {
     console.error('storing an event failed', e);
+    this.storageBroken = true;
     if (this.conn === 'signed_out') return;
     this.socket?.stop();
     this.socket = undefined;
@@ -363,7 +367,7 @@ export class Client extends EventTarget {
     };
     await this.store(m);
     const c = await this.ensureConv(conv, e.conv?.user ? String(e.conv.user) : undefined);
-    c.last_text = file ? '📎 ' + text : text;
+    c.last_text = file ? 'File: ' + text : text;
     c.last_ts_ms = m.ts_ms;
     if (!m.outgoing) {
       if (this.openConv === conv && document.visibilityState === 'visible') void this.markRead(conv);
@@ -599,7 +603,7 @@ export class Client extends EventTarget {
     };
     await this.store(m);
     const c = await this.ensureConv(conv, conv.startsWith('u:') ? conv.slice(2) : undefined);
-    c.last_text = file ? '📎 ' + text : text;
+    c.last_text = file ? 'File: ' + text : text;
     c.last_ts_ms = m.ts_ms;
     await this.db.put('convs', conv, c);
     this.typingSent.set(conv, 0);
