@@ -227,6 +227,7 @@ test('group members: rename, remove (the removed member cannot read what follows
   const dialog = page.getByRole('dialog', { name: 'Group info' });
   const members = dialog.getByRole('list', { name: 'Members' });
   for (const who of ['You', cliPhone, group.carolPhone]) await members.getByRole('listitem', { name: who }).waitFor();
+  if (process.env.PARLEY_WEB_SCREENSHOTS) await page.screenshot({ path: `${process.env.PARLEY_WEB_SCREENSHOTS}/group-info.png` });
   const renamed = `${group.name} (renamed)`;
   await dialog.getByRole('textbox', { name: 'Group name' }).fill(renamed);
   await dialog.getByRole('button', { name: 'Rename' }).click();
@@ -390,6 +391,7 @@ test('an encrypted file both ways with the CLI; an upload cut off by a reload re
   const img = theirs.getByRole('img', { name: path.basename(photo) });
   await img.waitFor();
   await waitFor('the image decoded', () => img.evaluate((e) => e.complete && e.naturalWidth === 160 && e.naturalHeight === 90));
+  if (process.env.PARLEY_WEB_SCREENSHOTS) await page.screenshot({ path: `${process.env.PARLEY_WEB_SCREENSHOTS}/chat-files.png` });
   const [saved] = await Promise.all([
     page.waitForEvent('download'),
     theirs.getByRole('button', { name: `Download ${path.basename(photo)}` }).click(),

@@ -189,7 +189,10 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
         />
         <button type="submit">Send</button>
         <label class="attach" title={limit}>
-          <span aria-hidden="true">📎</span>
+          <svg aria-hidden="true" viewBox="0 0 24 24" width="22" height="22">
+            <path fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"
+              d="M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6L15 7" />
+          </svg>
           <input type="file" class="sr" aria-label="Attach file" aria-describedby="attach-limit"
             onChange={(e) => {
               const files = [...(e.currentTarget.files ?? [])];
