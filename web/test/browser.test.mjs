@@ -552,6 +552,24 @@ test('every control has an accessible name; Tab reaches the main ones', async ()
   }
 });
 
+test('the file limit of the server is shown, and a larger file is refused before any upload', async () => {
+  await world.stopServer();
+  await world.startServer(['--media-max-bytes', String(1024 * 1024)]);
+  await page.getByRole('status').filter({ hasText: 'Online' }).waitFor({ timeout: 60_000 });
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const limit = (1024 * 1024 - 28) / 1024; // the sealed file must fit: 28 bytes of nonce and tag
+  await page.getByText(`Files up to ${limit.toFixed(0)} KB, end-to-end encrypted.`).waitFor();
+  const uploads = [];
+  const onRequest = (r) => r.url().includes('/v1/uploads') && r.method() !== 'OPTIONS' && uploads.push(r.method());
+  page.on('request', onRequest);
+  const name = `big-${process.pid}.bin`;
+  await page.getByLabel('Attach file').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: Buffer.alloc(1024 * 1024) });
+  await page.getByRole('alert').filter({ hasText: `${name} is 1.0 MB; files can be up to` }).waitFor();
+  assert.deepEqual(uploads, [], 'nothing was uploaded');
+  assert.equal(await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: name }).count(), 0);
+  page.off('request', onRequest);
+});
+
 test('no WebSocket frame of the page carries a message text', () => {
   assert.ok(markers.length >= 2);
   assert.ok(world.frames.length > 10, 'frames were captured');

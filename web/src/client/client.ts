@@ -226,15 +226,15 @@ export class Client extends EventTarget {
       await this.exclusive(() => s.markUploaded());
     }
     void this.retryUnsent();
-    if (this.maxUpload === undefined) {
-      void maxUploadBytes().then(
-        (n) => {
-          this.maxUpload = n === undefined ? undefined : n - kSealOverhead;
-          this.changed();
-        },
-        () => {},
-      );
-    }
+    // The server's file limit, read again on every connection (it may
+    // have been restarted with another).
+    void maxUploadBytes().then(
+      (n) => {
+        this.maxUpload = n === undefined ? undefined : n - kSealOverhead;
+        this.changed();
+      },
+      () => {},
+    );
     void this.subscribePresence([...this.convs.values()].flatMap((c) => (c.peer ? [c.peer] : [])));
   }
 
