@@ -1,5 +1,6 @@
 import type { ComponentChildren } from 'preact';
 import type { Client, Conversation } from '../client/client';
+import { useAction } from './action';
 import { useEffect, useRef, useState } from 'preact/hooks';
 
 // A modal <dialog>: focus moves into it, Escape closes it.
@@ -25,22 +26,13 @@ export function Dialog(props: { label: string; onClose: () => void; children: Co
 
 export function NewChatDialog(props: { onClose: () => void; onStart: (phone: string) => Promise<void> }) {
   const [phone, setPhone] = useState('');
-  const [error, setError] = useState('');
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   return (
     <Dialog label="New chat" onClose={props.onClose}>
       <form
-        onSubmit={async (e) => {
+        onSubmit={(e) => {
           e.preventDefault();
-          setBusy(true);
-          setError('');
-          try {
-            await props.onStart(phone.trim());
-          } catch (err) {
-            setError(err instanceof Error ? err.message : String(err));
-          } finally {
-            setBusy(false);
-          }
+          void run(() => props.onStart(phone.trim()));
         }}
       >
         <label>
@@ -83,23 +75,14 @@ export function NewGroupDialog(props: {
 }) {
   const [name, setName] = useState('');
   const [members, setMembers] = useState('');
-  const [error, setError] = useState('');
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   return (
     <Dialog label="New group" onClose={props.onClose}>
       <form
-        onSubmit={async (e) => {
+        onSubmit={(e) => {
           e.preventDefault();
-          setBusy(true);
-          setError('');
-          try {
-            const phones = members.split(',').map((p) => p.trim()).filter(Boolean);
-            await props.onCreate(name.trim(), phones);
-          } catch (err) {
-            setError(err instanceof Error ? err.message : String(err));
-          } finally {
-            setBusy(false);
-          }
+          const phones = members.split(',').map((p) => p.trim()).filter(Boolean);
+          void run(() => props.onCreate(name.trim(), phones));
         }}
       >
         <label>
@@ -121,23 +104,6 @@ export function NewGroupDialog(props: {
   );
 }
 
-// Runs an action, showing its error; `busy` while it runs.
-function useAction() {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState('');
-  const run = async (fn: () => Promise<unknown>) => {
-    setBusy(true);
-    setError('');
-    try {
-      await fn();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    } finally {
-      setBusy(false);
-    }
-  };
-  return { busy, error, run };
-}
 
 // A group's members and what this user may do to them (admins: add,
 // remove, make admin, rename; everyone: leave).
