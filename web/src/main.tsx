@@ -1,5 +1,6 @@
 import { render } from 'preact';
 import { Client } from './client/client';
+import { useWebCryptoX25519 } from './crypto/curve';
 import { App } from './ui/App';
 import './style.css';
 
@@ -7,6 +8,11 @@ const root = document.getElementById('app')!;
 
 function start() {
   const client = new Client();
+  // Faster key agreement where the browser has X25519 (checked against
+  // the compiled curve first; crypto/curve.ts).
+  useWebCryptoX25519().then((on) => {
+    if (!on) console.info('X25519: WebCrypto has none; using the compiled curve');
+  });
   client.init().then(
     () => render(<App client={client} />, root),
     (e) => {

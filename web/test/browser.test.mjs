@@ -3,6 +3,9 @@
 // to "read" on both sides, typing, equal safety numbers, and not one
 // WebSocket frame of the page carries a message's text.
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { World, newPhone, waitFor } from './harness.mjs';
 
@@ -51,6 +54,8 @@ test('sign-up in the browser uploads keys (the CLI finds them)', async () => {
   await waitFor('keys.upload accepted', () => world.frames.some((f) => f.dir === 'received' && f.payload.includes('"one_time_prekeys_left":100')));
   const out = await world.cli(['--profile', 'bob', '--json', 'safety-number', web.user_id]);
   assert.match(out, /\d{5}/, 'the CLI computes a safety number from the browser device keys');
+  // Chromium has X25519 in WebCrypto, and the app uses it (crypto/curve.ts).
+  assert.ok(!world.console.some((t) => t.includes('WebCrypto has none')), world.console.join('\n'));
 });
 
 let chat; // the CLI's `parley --json chat --to <browser user>`, for tests 3 and 4
@@ -174,9 +179,11 @@ test('a message written while the server is down goes out on reconnect', async (
   listen.stop();
 });
 
+let group; // {id, name, carolPhone}: the group of the next tests
+
 test('a group with two CLI users: Sender Keys both ways', async () => {
   const carolPhone = newPhone();
-  await world.cliLogin('carol', carolPhone);
+  const carolUser = (await world.cliLogin('carol', carolPhone)).user_id;
   const name = `Trip ${process.pid}`;
   await page.getByRole('button', { name: 'New group' }).click();
   const dialog = page.getByRole('dialog', { name: 'New group' });
@@ -210,6 +217,80 @@ test('a group with two CLI users: Sender Keys both ways', async () => {
   const theirs = messages.getByRole('listitem').filter({ hasText: g2 });
   await theirs.waitFor();
   await theirs.filter({ hasText: cliPhone }).waitFor(); // the sender, by phone number
+  group = { id: created.group_id, name, carolPhone, carolUser };
+});
+
+test('group members: rename, remove (the removed member cannot read what follows), leave', async () => {
+  const list = page.getByRole('list', { name: 'Conversations' });
+  await list.getByRole('listitem', { name: group.name }).getByRole('button').click();
+  await page.getByRole('button', { name: 'Group info' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Group info' });
+  const members = dialog.getByRole('list', { name: 'Members' });
+  for (const who of ['You', cliPhone, group.carolPhone]) await members.getByRole('listitem', { name: who }).waitFor();
+  if (process.env.PARLEY_WEB_SCREENSHOTS) await page.screenshot({ path: `${process.env.PARLEY_WEB_SCREENSHOTS}/group-info.png` });
+  const renamed = `${group.name} (renamed)`;
+  await dialog.getByRole('textbox', { name: 'Group name' }).fill(renamed);
+  await dialog.getByRole('button', { name: 'Rename' }).click();
+  await list.getByRole('listitem', { name: renamed }).waitFor();
+  const info = JSON.parse(await world.cli(['--profile', 'bob', '--json', 'group', 'info', group.id]));
+  assert.equal(info.name, renamed);
+  const before = world.frames.length;
+  await dialog.getByRole('button', { name: `Remove ${group.carolPhone}` }).click();
+  await members.getByRole('listitem', { name: group.carolPhone }).waitFor({ state: 'detached' });
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  const bob = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const carol = world.cliStream(['--profile', 'carol', '--json', 'listen']);
+  await carol.until('carol told she was removed', (o) => o.event === 'group' && o.change === 'removed' && o.group_id === group.id);
+  const g3 = marker(9);
+  markers.push(g3);
+  await page.getByRole('textbox', { name: 'Message' }).fill(g3);
+  await page.getByRole('button', { name: 'Send' }).click();
+  await bob.until('the message after the removal at bob', (o) => o.event === 'message' && o.text === g3);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok(!carol.text().includes(g3), 'the removed member did not get it');
+  bob.stop();
+  carol.stop();
+  // A new sender key went out after the removal, to bob's devices only.
+  const dist = world.frames.slice(before).filter((f) => f.dir === 'sent').map((f) => JSON.parse(f.payload))
+    .filter((o) => o.op === 'send' && o.kind === 'sender_key');
+  assert.ok(dist.length >= 1, 'the sender key was rotated and sent again');
+  for (const d of dist) assert.ok(d.body.ciphertexts.every((c) => c.user !== group.carolUser));
+  // Leaving: the chat says so, and the group is read-only.
+  await page.getByRole('button', { name: 'Group info' }).click();
+  await dialog.getByRole('button', { name: 'Leave group' }).click();
+  await dialog.getByText('You are no longer a member of this group.').waitFor();
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('region', { name: /^Chat with / }).getByText('you are no longer a member').waitFor();
+});
+
+test('the device list: a linked CLI device is shown and removed, and safety numbers follow', async () => {
+  await world.cliLogin('web-cli', webPhone); // a second device of the browser's account
+  await page.getByRole('button', { name: 'Devices' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Devices' });
+  const devices = dialog.getByRole('list', { name: 'Linked devices' });
+  await waitFor('two devices', async () => (await devices.getByRole('listitem').count()) === 2);
+  await devices.getByText('this browser').waitFor();
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  const safety = async () => {
+    await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+    await page.getByRole('button', { name: 'Safety number' }).click();
+    const d = page.getByRole('dialog', { name: 'Safety number' });
+    const digits = await waitFor('digits', async () => {
+      const t = await d.locator('.digits').textContent().catch(() => null);
+      return t && /^(\d{5} ){11}\d{5}$/.test(t.trim()) ? t.trim().replace(/ /g, '') : null;
+    });
+    await d.getByRole('button', { name: 'Close' }).click();
+    const cliSays = JSON.parse(await world.cli(['--profile', 'bob', '--json', 'safety-number', web.user_id])).safety_number;
+    assert.equal(digits, cliSays, 'the browser and the CLI agree');
+    return digits;
+  };
+  const withTwo = await safety();
+  await page.getByRole('button', { name: 'Devices' }).click();
+  await devices.getByRole('button', { name: /^Remove / }).click();
+  await waitFor('one device', async () => (await devices.getByRole('listitem').count()) === 1);
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  const withOne = await safety();
+  assert.notEqual(withOne, withTwo, 'the removed device left the safety number');
 });
 
 test('first contact after the CLI user ran out of one-time prekeys (preKeyId 0)', async () => {
@@ -257,6 +338,202 @@ test('first contact after the CLI user ran out of one-time prekeys (preKeyId 0)'
   await fresh.context().close();
 });
 
+test('an encrypted file both ways with the CLI; an upload cut off by a reload resumes', async () => {
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await page.getByText(/^Files up to 100 MB/).waitFor(); // the server's limit, shown before any upload
+  // Browser -> CLI: 2.5 MiB go up in 1 MiB PATCHes; the second one is held
+  // back and the page reloaded, so the upload must resume at the server's offset.
+  const data = randomBytes(2.5 * 1024 * 1024);
+  const name = `notes-${process.pid}.bin`;
+  const uploads = [];
+  page.on('request', (r) => {
+    if (r.url().includes('/v1/uploads')) uploads.push({ method: r.method(), offset: r.headers()['upload-offset'] });
+  });
+  let patches = 0;
+  let held;
+  const heldNow = new Promise((r) => (held = r));
+  await page.route('**/v1/uploads/**', async (route) => {
+    if (route.request().method() === 'PATCH' && ++patches === 2) return held(); // never answered
+    await route.continue();
+  });
+  await page.getByLabel('Attach file').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: data });
+  const mine = messages.getByRole('listitem').filter({ hasText: name });
+  await heldNow;
+  const bar = mine.getByRole('progressbar', { name: 'Upload progress' });
+  await waitFor('progress shown', async () => Number(await bar.getAttribute('value').catch(() => 0)) > 0.3);
+  await mine.filter({ hasText: 'sending' }).waitFor();
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+  const beforeReload = uploads.length;
+  await page.reload();
+  await conv.getByRole('button').click();
+  await mine.filter({ hasText: /sent|delivered|read/ }).waitFor();
+  const resumed = uploads.slice(beforeReload);
+  assert.equal(uploads.filter((u) => u.method === 'POST').length, 1, 'one upload, not a new one after the reload');
+  assert.ok(resumed.some((u) => u.method === 'HEAD'), 'the offset was asked for after the reload');
+  assert.ok(resumed.some((u) => u.method === 'PATCH' && Number(u.offset) >= 1024 * 1024), JSON.stringify(resumed));
+  const listen = world.cliStream(['--profile', 'bob', '--json', 'listen']);
+  const got = await listen.until('the file message at the CLI', (o) => o.event === 'message' && o.kind === 'file' && o.body?.name === name);
+  listen.stop();
+  assert.equal(got.encrypted, true);
+  assert.equal(got.body.size, data.length);
+  const out = path.join(world.dir, 'got-' + name);
+  await world.cli(['--profile', 'bob', '--json', 'get-file', got.msg_id, '--output', out]);
+  assert.ok(readFileSync(out).equals(data), 'the CLI decrypted the same bytes');
+
+  // CLI -> browser: an image, shown inline (decrypted in the page), and downloadable.
+  const png = await page.screenshot({ clip: { x: 0, y: 0, width: 160, height: 90 } });
+  const photo = path.join(world.dir, `photo-${process.pid}.png`);
+  writeFileSync(photo, png);
+  await world.cli(['--profile', 'bob', 'send-file', '--to', web.user_id, photo]);
+  const theirs = messages.getByRole('listitem').filter({ hasText: path.basename(photo) });
+  const img = theirs.getByRole('img', { name: path.basename(photo) });
+  await img.waitFor();
+  await waitFor('the image decoded', () => img.evaluate((e) => e.complete && e.naturalWidth === 160 && e.naturalHeight === 90));
+  if (process.env.PARLEY_WEB_SCREENSHOTS) await page.screenshot({ path: `${process.env.PARLEY_WEB_SCREENSHOTS}/chat-files.png` });
+  const [saved] = await Promise.all([
+    page.waitForEvent('download'),
+    theirs.getByRole('button', { name: `Download ${path.basename(photo)}` }).click(),
+  ]);
+  assert.equal(saved.suggestedFilename(), path.basename(photo));
+  // The download is the object URL the image shows (the page's CSP keeps
+  // fetch() off blob: URLs, so the bytes are compared through it).
+  assert.equal(saved.url(), await img.getAttribute('src'));
+  assert.equal(createHash('sha256').update(readFileSync(await saved.path())).digest('hex'), createHash('sha256').update(png).digest('hex'));
+  // The server stored ciphertext only: no upload or download carried a PNG.
+  const sends = world.frames.filter((f) => f.dir === 'sent' && f.payload.includes('"media_id"'));
+  assert.ok(sends.length >= 1 && sends.every((f) => JSON.parse(f.payload).kind === 'e2ee'));
+  assert.ok(!sends.some((f) => f.payload.includes(name)), 'the file name is inside the ciphertext');
+});
+
+test('an event whose IndexedDB write fails is not acknowledged, and decrypts again after a reload', async () => {
+  // The page's next write that touches the messages store fails, as a tab
+  // killed midway would leave it. The event's session state, message and
+  // cursor are one transaction: none of it is stored and it is not acked.
+  // (Were the session state stored apart, the redelivered message could
+  // no longer be decrypted: its message key would be used up.)
+  await page.evaluate(() => {
+    const open = IDBDatabase.prototype.transaction;
+    IDBDatabase.prototype.transaction = function (stores, mode, ...rest) {
+      const names = Array.isArray(stores) ? stores : [stores];
+      if (mode === 'readwrite' && names.includes('messages')) throw new DOMException('simulated crash', 'AbortError');
+      return open.call(this, stores, mode, ...rest);
+    };
+  });
+  const m = marker(8);
+  markers.push(m);
+  const before = world.frames.length;
+  await world.cli(['--profile', 'bob', 'send', '--to', web.user_id, m]);
+  await page.getByRole('status').filter({ hasText: 'reload the page' }).waitFor();
+  const after = world.frames.slice(before).map((f) => JSON.parse(f.payload));
+  const event = after.find((o) => o.op === 'event' && o.event?.type === 'message');
+  assert.ok(event, 'the event reached the page');
+  assert.ok(!after.some((o) => o.op === 'ack' && BigInt(o.seq) >= BigInt(event.seq)), 'not acknowledged');
+  await page.reload();
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  const mine = page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m });
+  await mine.waitFor();
+  assert.equal(await page.getByText('could not decrypt').count(), 0);
+  await waitFor('the ack after the reload', () =>
+    world.frames.map((f) => JSON.parse(f.payload)).some((o) => o.op === 'ack' && BigInt(o.seq) >= BigInt(event.seq)));
+});
+
+test('history scrolls back page by page and keeps the scroll position', async () => {
+  const lines = Array.from({ length: 60 }, (_, i) => marker(100 + i));
+  markers.push(...lines);
+  const chat = world.cliStream(['--profile', 'bob', '--json', 'chat', '--to', web.user_id], { stdin: 'pipe' });
+  chat.proc.stdin.write(lines.join('\n') + '\n');
+  await waitFor('60 sent', () => chat.lines.filter((o) => o.event === 'status' && o.status === 'sent').length >= 60, 60_000);
+  chat.proc.stdin.end();
+  chat.stop();
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await messages.getByRole('listitem').filter({ hasText: lines[59] }).waitFor();
+  assert.equal(await messages.getByRole('listitem').count(), 50, 'the newest 50 first');
+  const firstText = await messages.getByRole('listitem').first().textContent();
+  await messages.evaluate((e) => (e.scrollTop = 0)); // scrolled to the top: the next page comes
+  await waitFor('older messages', async () => (await messages.getByRole('listitem').count()) > 50);
+  const box = await messages.boundingBox();
+  const was = await messages.getByRole('listitem').filter({ hasText: firstText.slice(0, 30) }).first().boundingBox();
+  assert.ok(was.y >= box.y - 1 && was.y < box.y + box.height / 2, `the message at the top stayed in view (${was.y} in ${box.y}+${box.height})`);
+  for (const m of lines) await messages.getByRole('listitem').filter({ hasText: m }).waitFor({ state: 'attached' });
+  // Past what this browser stores: the server's history, page by page, until
+  // it has no more; every message of this chat was readable here.
+  const more = page.getByRole('button', { name: 'Load older messages' });
+  for (let i = 0; i < 5 && (await more.count()); i++) {
+    await messages.evaluate((e) => (e.scrollTop = 0));
+    if (await more.count()) await more.click().catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.equal(await more.count(), 0, 'the whole history was paged through');
+  assert.equal(await page.getByText(/older messages were encrypted/).count(), 0);
+});
+
+test('axe-core: no serious or critical accessibility violation on the main screens', async () => {
+  const axe = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+  const violations = (p) =>
+    p.evaluate(async (src) => {
+      if (!window.axe) (0, eval)(src);
+      const r = await window.axe.run(document, {
+        resultTypes: ['violations'],
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] },
+      });
+      return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
+    }, axe);
+  const check = async (p, screen) => assert.deepEqual(await violations(p), [], `axe on ${screen}`);
+  const signIn = await (await world.browser()).newContext().then((c) => c.newPage());
+  await signIn.goto(world.url + '/');
+  await signIn.getByRole('button', { name: 'Send code' }).waitFor();
+  await check(signIn, 'sign-in');
+  // The check can fail: an input without a name is found (critical).
+  await signIn.evaluate(() => document.body.append(document.createElement('input')));
+  const planted = await violations(signIn);
+  assert.ok(planted.some((v) => v.startsWith('label (critical)')), planted.join('; '));
+  await signIn.context().close();
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  await check(page, 'a 1:1 chat');
+  await page.getByRole('button', { name: 'Safety number' }).click();
+  await page.getByRole('dialog', { name: 'Safety number' }).locator('.digits').waitFor();
+  await check(page, 'the safety number');
+  await page.getByRole('dialog', { name: 'Safety number' }).getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('button', { name: 'Devices' }).click();
+  await page.getByRole('dialog', { name: 'Devices' }).getByRole('list').waitFor();
+  await check(page, 'devices');
+  await page.keyboard.press('Escape');
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: /renamed/ }).getByRole('button').click();
+  await page.getByRole('button', { name: 'Group info' }).click();
+  await page.getByRole('dialog', { name: 'Group info' }).getByText('no longer a member').waitFor();
+  await check(page, 'group info');
+  await page.keyboard.press('Escape');
+  await page.setViewportSize({ width: 390, height: 760 });
+  await page.getByRole('button', { name: 'Back to chats' }).click();
+  await check(page, 'the list, phone width');
+  await page.setViewportSize({ width: 1200, height: 800 });
+});
+
+test('the keyboard alone: Enter sends, Shift+Enter is a new line, Tab order follows the screen', async () => {
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.focus();
+  const m = marker(11);
+  markers.push(m);
+  await page.keyboard.type(m);
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.type('second line');
+  assert.equal(await box.inputValue(), m + '\nsecond line');
+  await page.keyboard.press('Enter');
+  await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: m }).waitFor();
+  assert.equal(await box.inputValue(), '');
+  // Tab from the message box: Send, then Attach file (the composer's order).
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent.trim()), 'Send');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Attach file');
+});
+
 test('every control has an accessible name; Tab reaches the main ones', async () => {
   await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
   const unnamed = await page.evaluate(() =>
@@ -276,6 +553,24 @@ test('every control has an accessible name; Tab reaches the main ones', async ()
   for (const name of ['New chat', 'New group', 'Safety number', 'Message', 'Send']) {
     assert.ok(reached.has(name), `Tab reaches ${name} (reached: ${[...reached].join(', ')})`);
   }
+});
+
+test('the file limit of the server is shown, and a larger file is refused before any upload', async () => {
+  await world.stopServer();
+  await world.startServer(['--media-max-bytes', String(1024 * 1024)]);
+  await page.getByRole('status').filter({ hasText: 'Online' }).waitFor({ timeout: 60_000 });
+  await page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone }).getByRole('button').click();
+  const limit = (1024 * 1024 - 28) / 1024; // the sealed file must fit: 28 bytes of nonce and tag
+  await page.getByText(`Files up to ${limit.toFixed(0)} KB, end-to-end encrypted.`).waitFor();
+  const uploads = [];
+  const onRequest = (r) => r.url().includes('/v1/uploads') && r.method() !== 'OPTIONS' && uploads.push(r.method());
+  page.on('request', onRequest);
+  const name = `big-${process.pid}.bin`;
+  await page.getByLabel('Attach file').setInputFiles({ name, mimeType: 'application/octet-stream', buffer: Buffer.alloc(1024 * 1024) });
+  await page.getByRole('alert').filter({ hasText: `${name} is 1.0 MB; files can be up to` }).waitFor();
+  assert.deepEqual(uploads, [], 'nothing was uploaded');
+  assert.equal(await page.getByRole('list', { name: 'Messages' }).getByRole('listitem').filter({ hasText: name }).count(), 0);
+  page.off('request', onRequest);
 });
 
 test('no WebSocket frame of the page carries a message text', () => {

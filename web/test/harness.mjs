@@ -39,17 +39,19 @@ export class World {
     this.dir = mkdtempSync(path.join(tmpdir(), 'parley-web-'));
     this.children = [];
     this.frames = []; // every WebSocket frame of every page: {dir, payload}
+    this.console = []; // every console message of every page
   }
 
-  // Starts parleyd (again on the same port and data when it ran before).
-  async startServer() {
+  // Starts parleyd (again on the same port and data when it ran before),
+  // with `extra` flags.
+  async startServer(extra = []) {
     const sms = path.join(this.dir, 'otp.jsonl');
     this.sms = sms;
     const listen = this.url ? this.url.replace('http://', '') : '127.0.0.1:0';
     const p = spawn(need('PARLEYD'), [
       '--listen', listen, '--data-dir', path.join(this.dir, 'server'),
       '--sms-provider', 'file:' + sms, '--otp-per-phone', '0', '--otp-per-address-per-hour', '0',
-      '--device-send-rate', '0', '--web-dir', need('PARLEY_WEB_DIR'),
+      '--device-send-rate', '0', '--web-dir', need('PARLEY_WEB_DIR'), ...extra,
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.push(p);
     this.server = p;
@@ -144,6 +146,7 @@ export class World {
       ws.on('framereceived', (f) => this.frames.push({ dir: 'received', payload: String(f.payload) }));
     });
     page.on('pageerror', (e) => console.error('page error:', e));
+    page.on('console', (m) => this.console.push(m.text()));
     await page.goto(this.url + '/');
     return page;
   }

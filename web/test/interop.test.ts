@@ -3,16 +3,19 @@
 // ways, with and without a one-time prekey (the preKeyId 0 case), ratchet
 // round trips, out-of-order delivery, Sender Keys both ways with a tampered
 // message refused, safety numbers over key lists, AES-256-GCM files both
-// ways. No server; ~seconds. Every run uses fresh random keys.
+// ways. No server; ~seconds. Every run uses fresh random keys. Key pairs
+// and agreements come from WebCrypto's X25519 (crypto/curve.ts), as in
+// the app.
 import './node-webcrypto';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { fromBase64, fromUtf8, toBase64, utf8 } from '../src/crypto/bytes';
+import { useWebCryptoX25519 } from '../src/crypto/curve';
 import { openFile, sealFile, sha256Hex } from '../src/crypto/files';
 import { MemoryKv } from '../src/crypto/kv';
-import { SignalDevice, stripZeroPreKeyId, type Bundle, type Device } from '../src/crypto/signal';
+import { packCiphertexts, SignalDevice, stripZeroPreKeyId, type Bundle, type Device } from '../src/crypto/signal';
 
 type Answer = any;
 
@@ -58,6 +61,9 @@ function cBundle(withOtk: boolean, i = 0): Bundle {
 }
 
 before(async () => {
+  // The suite runs on WebCrypto's X25519 (key pairs, agreements), as the
+  // app does wherever the browser has it; Node 20 has it.
+  assert.equal(await useWebCryptoX25519(), true, 'WebCrypto X25519 agrees with the compiled curve');
   peer = new Peer();
   await peer.ok({ op: 'open', ...C });
   cKeys = await peer.ok({ op: 'keys' });
@@ -219,4 +225,21 @@ test('AES-256-GCM files both ways', async () => {
   assert.deepEqual(await openFile(blob, fromC.key, await sha256Hex(blob)), plain);
   blob[20] ^= 1;
   await assert.rejects(openFile(blob, fromC.key, await sha256Hex(blob)));
+});
+
+test('the sender key of a big group is split into sends under the body limit', () => {
+  // 300 device ciphertexts of a prekey message's size (~600 B of base64).
+  const cts = Array.from({ length: 300 }, (_, i) => ({
+    user: String(1000 + i),
+    device: '1',
+    type: 'prekey',
+    data: 'A'.repeat(560 + (i % 7) * 10),
+  }));
+  const limit = 58 * 1024;
+  const parts = packCiphertexts(cts, limit);
+  assert.ok(parts.length >= 3, `${parts.length} sends`);
+  for (const p of parts) assert.ok(JSON.stringify(p).length <= limit, String(JSON.stringify(p).length));
+  assert.deepEqual(parts.flat(), cts, 'every device once, in order');
+  assert.deepEqual(packCiphertexts([], limit), []);
+  assert.equal(packCiphertexts([{ data: 'x'.repeat(limit) }], limit).length, 1, 'an oversized one goes alone');
 });

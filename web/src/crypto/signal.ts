@@ -294,3 +294,23 @@ export class SignalDevice {
     return safetyNumber(this.self.user, local, remoteUser, remoteKeys);
   }
 }
+
+// Splits ciphertexts into groups whose JSON stays under `limit` bytes, in
+// order, greedily; one that is alone over the limit goes alone.
+export function packCiphertexts<T>(cts: T[], limit: number): T[][] {
+  const out: T[][] = [];
+  let part: T[] = [];
+  let size = 2;
+  for (const c of cts) {
+    const n = JSON.stringify(c).length + 1;
+    if (part.length && size + n > limit) {
+      out.push(part);
+      part = [];
+      size = 2;
+    }
+    part.push(c);
+    size += n;
+  }
+  if (part.length) out.push(part);
+  return out;
+}

@@ -4,7 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { Client } from '../client/client';
 import { Chat } from './Chat';
-import { NewChatDialog, NewGroupDialog } from './Dialogs';
+import { DevicesDialog, NewChatDialog, NewGroupDialog } from './Dialogs';
 import { SignIn } from './SignIn';
 
 export function useClient(client: Client) {
@@ -37,6 +37,7 @@ export function App({ client }: { client: Client }) {
   useClient(client);
   const [newChat, setNewChat] = useState(false);
   const [newGroup, setNewGroup] = useState(false);
+  const [devices, setDevices] = useState(false);
   if (!client.account) return <SignIn client={client} />;
   const convs = [...client.convs.values()].sort((a, b) => b.last_ts_ms - a.last_ts_ms);
   const open = client.openConv ? client.convs.get(client.openConv) : undefined;
@@ -53,6 +54,7 @@ export function App({ client }: { client: Client }) {
         <div class="actions">
           <button type="button" onClick={() => setNewChat(true)}>New chat</button>
           <button type="button" onClick={() => setNewGroup(true)}>New group</button>
+          <button type="button" class="quiet" onClick={() => setDevices(true)}>Devices</button>
           <button type="button" class="quiet" onClick={() => void client.signOut()}>Sign out</button>
         </div>
         <ul class="convs" aria-label="Conversations">
@@ -87,6 +89,7 @@ export function App({ client }: { client: Client }) {
           }}
         />
       )}
+      {devices && <DevicesDialog client={client} onClose={() => setDevices(false)} />}
       {newChat && (
         <NewChatDialog
           onClose={() => setNewChat(false)}

@@ -1,4 +1,6 @@
 import type { ComponentChildren } from 'preact';
+import type { Client, Conversation } from '../client/client';
+import { useAction } from './action';
 import { useEffect, useRef, useState } from 'preact/hooks';
 
 // A modal <dialog>: focus moves into it, Escape closes it.
@@ -24,22 +26,13 @@ export function Dialog(props: { label: string; onClose: () => void; children: Co
 
 export function NewChatDialog(props: { onClose: () => void; onStart: (phone: string) => Promise<void> }) {
   const [phone, setPhone] = useState('');
-  const [error, setError] = useState('');
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   return (
     <Dialog label="New chat" onClose={props.onClose}>
       <form
-        onSubmit={async (e) => {
+        onSubmit={(e) => {
           e.preventDefault();
-          setBusy(true);
-          setError('');
-          try {
-            await props.onStart(phone.trim());
-          } catch (err) {
-            setError(err instanceof Error ? err.message : String(err));
-          } finally {
-            setBusy(false);
-          }
+          void run(() => props.onStart(phone.trim()));
         }}
       >
         <label>
@@ -82,23 +75,14 @@ export function NewGroupDialog(props: {
 }) {
   const [name, setName] = useState('');
   const [members, setMembers] = useState('');
-  const [error, setError] = useState('');
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   return (
     <Dialog label="New group" onClose={props.onClose}>
       <form
-        onSubmit={async (e) => {
+        onSubmit={(e) => {
           e.preventDefault();
-          setBusy(true);
-          setError('');
-          try {
-            const phones = members.split(',').map((p) => p.trim()).filter(Boolean);
-            await props.onCreate(name.trim(), phones);
-          } catch (err) {
-            setError(err instanceof Error ? err.message : String(err));
-          } finally {
-            setBusy(false);
-          }
+          const phones = members.split(',').map((p) => p.trim()).filter(Boolean);
+          void run(() => props.onCreate(name.trim(), phones));
         }}
       >
         <label>
@@ -116,6 +100,139 @@ export function NewGroupDialog(props: {
         </div>
         {error && <p class="error" role="alert">{error}</p>}
       </form>
+    </Dialog>
+  );
+}
+
+
+// A group's members and what this user may do to them (admins: add,
+// remove, make admin, rename; everyone: leave).
+export function GroupDialog({ client, conv, onClose }: { client: Client; conv: Conversation; onClose: () => void }) {
+  const { busy, error, run } = useAction();
+  const [name, setName] = useState(conv.title);
+  const [add, setAdd] = useState('');
+  useEffect(() => void run(() => client.groupInfo(conv.id)), [conv.id]);
+  const me = client.account!.user_id;
+  const admin = !!conv.admins?.includes(me);
+  return (
+    <Dialog label="Group info" onClose={onClose}>
+      {conv.left ? (
+        <p>You are no longer a member of this group.</p>
+      ) : (
+        <>
+          {admin && (
+            <form class="row" onSubmit={(e) => {
+              e.preventDefault();
+              void run(() => client.groupRename(conv.id, name.trim()));
+            }}>
+              <label class="grow">
+                Group name
+                <input value={name} onInput={(e) => setName(e.currentTarget.value)} required />
+              </label>
+              <button type="submit" disabled={busy}>Rename</button>
+            </form>
+          )}
+          <h3 id="members-title">Members</h3>
+          <ul class="members" aria-labelledby="members-title">
+            {(conv.members ?? []).map((u) => {
+              const isAdmin = !!conv.admins?.includes(u);
+              const who = client.label(u);
+              return (
+                <li key={u} aria-label={who}>
+                  <span class="who">{who}</span>
+                  {isAdmin && <span class="role">admin</span>}
+                  {admin && u !== me && (
+                    <span class="row">
+                      <button type="button" class="quiet" disabled={busy} aria-label={`${isAdmin ? 'Remove admin' : 'Make admin'} ${who}`}
+                        onClick={() => void run(() => client.groupSetAdmin(conv.id, u, !isAdmin))}>
+                        {isAdmin ? 'Remove admin' : 'Make admin'}
+                      </button>
+                      <button type="button" class="quiet" disabled={busy} aria-label={`Remove ${who}`}
+                        onClick={() => void run(() => client.groupRemove(conv.id, u))}>
+                        Remove
+                      </button>
+                    </span>
+                  )}
+                </li>
+              );
+            })}
+          </ul>
+          {admin && (
+            <form class="row" onSubmit={(e) => {
+              e.preventDefault();
+              const phones = add.split(',').map((p) => p.trim()).filter(Boolean);
+              void run(async () => {
+                await client.groupAdd(conv.id, phones);
+                setAdd('');
+              });
+            }}>
+              <label class="grow">
+                Add members
+                <input value={add} placeholder="+15551234567, +15557654321" onInput={(e) => setAdd(e.currentTarget.value)} required />
+              </label>
+              <button type="submit" disabled={busy}>Add</button>
+            </form>
+          )}
+        </>
+      )}
+      {error && <p class="error" role="alert">{error}</p>}
+      <div class="row">
+        {!conv.left && (
+          <button type="button" class="danger" disabled={busy}
+            onClick={() => void run(async () => {
+              await client.groupLeave(conv.id);
+            })}>
+            Leave group
+          </button>
+        )}
+        <button type="button" class="quiet" onClick={onClose}>Close</button>
+      </div>
+    </Dialog>
+  );
+}
+
+// This account's devices (the browser, phones, the CLI): remove one that is
+// lost or no longer used. Its keys then leave the safety numbers.
+export function DevicesDialog({ client, onClose }: { client: Client; onClose: () => void }) {
+  const { busy, error, run } = useAction();
+  const [devices, setDevices] = useState<Awaited<ReturnType<Client['listDevices']>>>();
+  const load = () => run(async () => setDevices(await client.listDevices()));
+  useEffect(() => void load(), []);
+  return (
+    <Dialog label="Devices" onClose={onClose}>
+      {!devices && !error && <p>Loading…</p>}
+      {devices && (
+        <ul class="devices" aria-label="Linked devices">
+          {devices.map((d) => {
+            const label = `${d.name || 'Device ' + d.device_id} (${d.platform || 'unknown'})`;
+            return (
+              <li key={d.device_id} aria-label={label}>
+                <span class="who">{label}</span>
+                <span class="meta">
+                  {d.current
+                    ? 'this browser'
+                    : d.last_active_ms
+                      ? 'last active ' + new Date(d.last_active_ms).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })
+                      : ''}
+                </span>
+                {!d.current && (
+                  <button type="button" class="quiet" disabled={busy} aria-label={`Remove ${label}`}
+                    onClick={() => void run(async () => {
+                      await client.removeDevice(d.device_id);
+                      setDevices(await client.listDevices());
+                    })}>
+                    Remove
+                  </button>
+                )}
+              </li>
+            );
+          })}
+        </ul>
+      )}
+      {error && <p class="error" role="alert">{error}</p>}
+      <div class="row">
+        <button type="button" onClick={onClose}>Close</button>
+      </div>
     </Dialog>
   );
 }

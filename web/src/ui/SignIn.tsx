@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import type { Client } from '../client/client';
+import { useAction } from './action';
 
 function explain(e: unknown): string {
   const code = (e as { code?: string }).code;
@@ -25,19 +26,7 @@ export function SignIn({ client }: { client: Client }) {
   const [phone, setPhone] = useState('');
   const [code, setCode] = useState('');
   const [sent, setSent] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState('');
-  const run = async (fn: () => Promise<void>) => {
-    setBusy(true);
-    setError('');
-    try {
-      await fn();
-    } catch (e) {
-      setError(explain(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, run } = useAction(explain);
   return (
     <main class="signin">
       <h1>Parley</h1>
