@@ -47,6 +47,16 @@ class ClusterTest : public ::testing::Test {
   Parleyd& node(std::size_t i) { return cluster_->node(i); }
   // A new account signed in through node i.
   Account NewUser(std::size_t i) { return SignIn(node(i), NextPhone()); }
+  // A new user signed in and connected through node i.
+  struct Online {
+    Account account;
+    std::unique_ptr<WsClient> ws;
+  };
+  Online OnlineUser(std::size_t i) {
+    Online o{NewUser(i), nullptr};
+    o.ws = Connect(node(i), o.account);
+    return o;
+  }
   // Another device of the account, signed in through node i.
   Account NewDevice(std::size_t i, const Account& a) { return SignIn(node(i), a.phone, "second"); }
 
@@ -122,12 +132,9 @@ TEST_F(ClusterTest, OneToOneMessagesReceiptsAndReadSyncCrossNodesLive) {
 }
 
 TEST_F(ClusterTest, GroupMessagesReachMembersOnEveryNode) {
-  Account a = NewUser(0);
-  Account b = NewUser(1);
-  Account c = NewUser(2);
-  auto wa = Connect(node(0), a);
-  auto wb = Connect(node(1), b);
-  auto wc = Connect(node(2), c);
+  auto [a, wa] = OnlineUser(0);
+  auto [b, wb] = OnlineUser(1);
+  auto [c, wc] = OnlineUser(2);
   ASSERT_TRUE(wa && wb && wc);
   auto created = wa->Request({{"op", "group.create"},
                               {"name", "three nodes"},
@@ -162,10 +169,8 @@ TEST_F(ClusterTest, GroupMessagesReachMembersOnEveryNode) {
 }
 
 TEST_F(ClusterTest, TypingCrossesNodes) {
-  Account a = NewUser(0);
-  Account b = NewUser(1);
-  auto wa = Connect(node(0), a);
-  auto wb = Connect(node(1), b);
+  auto [a, wa] = OnlineUser(0);
+  auto [b, wb] = OnlineUser(1);
   ASSERT_TRUE(wa && wb);
   wa->SendJson({{"op", "typing"}, {"to", ToUser(b.user_id)}, {"state", "composing"}});
   auto t = wb->ReceiveOp("typing", kLive);
@@ -213,10 +218,8 @@ TEST_F(ClusterTest, PresenceFollowsDevicesOnAnyNode) {
 }
 
 TEST_F(ClusterTest, UsersOfAKilledNodeGoOfflineWithinTenSeconds) {
-  Account watcher = NewUser(0);
-  Account b = NewUser(2);
-  auto ww = Connect(node(0), watcher);
-  auto wb = Connect(node(2), b);
+  auto [watcher, ww] = OnlineUser(0);
+  auto [b, wb] = OnlineUser(2);
   ASSERT_TRUE(ww && wb);
   auto sub = ww->Request({{"op", "presence.subscribe"}, {"users", json::array{b.user_id}}});
   ASSERT_TRUE(sub);
@@ -338,10 +341,8 @@ TEST_F(ClusterTest, MediaUploadedThroughOneNodeIsResumedAndReadThroughOthers) {
 }
 
 TEST_F(ClusterTest, DeliveryResumesByItselfAfterARedisRestart) {
-  Account a = NewUser(0);
-  Account b = NewUser(1);
-  auto wa = Connect(node(0), a);
-  auto wb = Connect(node(1), b);
+  auto [a, wa] = OnlineUser(0);
+  auto [b, wb] = OnlineUser(1);
   ASSERT_TRUE(wa && wb);
   cluster_->KillRedis();
   // Stored while the bus is down: the wake is lost, the message is not.
@@ -409,10 +410,8 @@ TEST_F(ClusterTest, APausedNodeIsNotReadyAndServesAgainOnceResumed) {
 }
 
 TEST_F(ClusterTest, MetricsShowCrossNodeDeliveryLatency) {
-  Account a = NewUser(0);
-  Account b = NewUser(1);
-  auto wa = Connect(node(0), a);
-  auto wb = Connect(node(1), b);
+  auto [a, wa] = OnlineUser(0);
+  auto [b, wb] = OnlineUser(1);
   ASSERT_TRUE(wa && wb);
   ASSERT_TRUE(SendText(*wa, b.user_id, "measured"));
   ASSERT_TRUE(NextEventOfType(*wb, "message", kLive));
