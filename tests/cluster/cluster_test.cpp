@@ -377,7 +377,7 @@ TEST_F(ClusterTest, TheHeadCheckKeepsTheBacklogWindow) {
   }
   for (int i = 0; i < 300; ++i) ASSERT_TRUE(wa->ReceiveOp("ok", 10s)) << i;
   // Bob comes to a backlog of 301 events and acknowledges none: at most 256
-  // are in flight, also across the head checks (every 3 s) that run meanwhile.
+  // are in flight, also across the head checks (every second) that run meanwhile.
   auto wb = Connect(node(1), b);
   ASSERT_TRUE(wb);
   std::set<std::uint64_t> seqs;
