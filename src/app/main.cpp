@@ -235,9 +235,9 @@ int Serve(Config cfg) {
   server.Every(std::chrono::seconds(sweep_s), [&media_api] { media_api.SweepStaleUploads(); });
   if (core.Clustered()) {
     // A writer that died between its commit and its wake: every local user's
-    // mailbox head is read again every few seconds (in slices, so that one
-    // tick never holds an I/O thread long).
-    server.Every(std::chrono::seconds(3), [&core] { core.CheckHeads(4000); });
+    // mailbox head is read again, 1,000 users a second round robin (small
+    // slices, so that one tick never holds an I/O thread long).
+    server.Every(std::chrono::seconds(1), [&core] { core.CheckHeads(1000); });
   }
   server.Run();
   media_api.Stop();  // answers still owed go out before the store closes

@@ -249,7 +249,7 @@ void Core::PumpUsers(const std::vector<store::UserId>& users) {
       return;  // the next check tries again
     }
     if (*head == 0) continue;
-    for (auto& s : targets) s->Notify(*head, nullptr, nullptr);
+    for (auto& s : targets) s->CatchUp(*head);
   }
 }
 

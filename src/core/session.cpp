@@ -272,6 +272,15 @@ void Session::Hello(const json::object& req, const Rid& rid) {
   FinishHello(rid, resume_after);
 }
 
+void Session::CatchUp(store::Seq head) {
+  auto self = shared_from_this();
+  conn_->Post([self, head] {
+    if (!self->delivering_ || self->closed_) return;
+    if (head > self->head_) self->head_ = head;
+    self->Pump();
+  });
+}
+
 void Session::FinishHello(const Rid& rid, std::optional<store::Seq> resume_after) {
   if (closed_) return;
   // Read after Attach: whatever is appended from now on is also announced to

@@ -58,6 +58,10 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   // live message), so the session need not read them back.
   void Notify(store::Seq seq, std::shared_ptr<const store::MailboxEvent> event,
               std::shared_ptr<const std::string> frame);
+  // Thread-safe: the mailbox head is at least `head` (a head check, not a
+  // new event): the session streams up to it within its window, sending
+  // nothing ahead of the backlog.
+  void CatchUp(store::Seq head);
 
  private:
   using Handler = void (Session::*)(const json::object&, const Rid&);
