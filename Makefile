@@ -10,7 +10,7 @@ ARGS ?=
 
 FORMAT_DIRS := $(wildcard src tests sdk cli bench)
 
-.PHONY: all build bootstrap run test asan bench bench-micro format clean
+.PHONY: all build bootstrap run test asan fuzz bench bench-micro format clean
 
 all: build
 
@@ -39,6 +39,13 @@ asan: bootstrap
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 	ctest --test-dir $(ASAN_DIR) --output-on-failure -j$(CTEST_JOBS) -LE rerun
 
+# libFuzzer harnesses (fuzz/README.md), built with clang in build-fuzz, each
+# run for FUZZ_SECONDS (default 600); FUZZERS="session http" picks some.
+FUZZ_DIR ?= build-fuzz
+fuzz:
+	@./scripts/bootstrap clang-14 libclang-rt-14-dev
+	FUZZ_DIR=$(FUZZ_DIR) JOBS=$(JOBS) ./fuzz/run.sh
+
 # A fresh parleyd, every parley-bench scenario briefly, a summary (bench/run.sh;
 # docs/benchmarks.md). Builds only the two binaries it needs.
 bench: bootstrap
@@ -62,4 +69,4 @@ format:
 	  -print0 | xargs -0 -r clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
