@@ -10,7 +10,7 @@ ARGS ?=
 
 FORMAT_DIRS := $(wildcard src tests sdk cli bench)
 
-.PHONY: all build bootstrap run test test-cluster asan bench bench-micro format clean cluster
+.PHONY: all build bootstrap run test test-cluster asan fuzz bench bench-micro format clean cluster
 
 all: build
 
@@ -53,6 +53,13 @@ asan: bootstrap
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 	ctest --test-dir $(ASAN_DIR) --output-on-failure -j$(CTEST_JOBS) -LE 'rerun|long'
 
+# libFuzzer harnesses (fuzz/README.md), built with clang in build-fuzz, each
+# run for FUZZ_SECONDS (default 600); FUZZERS="session http" picks some.
+FUZZ_DIR ?= build-fuzz
+fuzz:
+	@./scripts/bootstrap clang-14 libclang-rt-14-dev
+	FUZZ_DIR=$(FUZZ_DIR) JOBS=$(JOBS) ./fuzz/run.sh
+
 # A fresh parleyd, every parley-bench scenario briefly, a summary (bench/run.sh;
 # docs/benchmarks.md). Builds only the two binaries it needs.
 bench: bootstrap
@@ -76,4 +83,4 @@ format:
 	  -print0 | xargs -0 -r clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -55,9 +55,22 @@ void Session::DevicesRemove(const json::object& req, const Rid& rid) {
   if (!device) return Error(rid, code::kBadRequest, device.error().message);
   const store::UserId user = identity_.user;
   const store::DeviceId target = *device;
+  // An op that writes (fairness.hpp), and one whose keys_changed event goes
+  // to every contact when the device held keys: that fan-out is its cost.
+  if (OverLimit(core_.write_limiter, rid)) return;
+  auto keys = core_.store.GetDeviceKeys(user, target);
+  if (!keys) return StoreError(rid, keys.error(), "get_device_keys");
+  if (*keys) {
+    auto contacts = core_.store.ListContacts(user);
+    if (!contacts) return StoreError(rid, contacts.error(), "list_contacts");
+    if (OverLimit(core_.fanout_limiter, rid, static_cast<double>(contacts->size()) + 1)) return;
+  }
+  auto ticket = BeginWrite(rid);
+  if (!ticket) return;
   auto self = shared_from_this();
   core_.store.RemoveDevice(user, target, NowMs(), RenderKeysChanged,
-                           [self, rid, user, target](Result<store::RemoveDeviceResult> r) {
+                           [self, rid, user, target, ticket](Result<store::RemoveDeviceResult> r) {
+                             ticket->Done();
                              if (!r) return self->StoreError(rid, r.error(), "remove_device");
                              // Another user's device looks exactly like one that does not exist.
                              if (!r->removed)
@@ -131,8 +144,12 @@ void Session::ProfileSet(const json::object& req, const Rid& rid) {
     patch.avatar_media_id = IdToString(**avatar);
   }
   if (*visibility) patch.last_seen_visibility = std::string(**visibility);
+  if (OverLimit(core_.write_limiter, rid)) return;
+  auto ticket = BeginWrite(rid);
+  if (!ticket) return;
   auto self = shared_from_this();
-  core_.store.UpdateProfile(identity_.user, std::move(patch), [self, rid](Status st) {
+  core_.store.UpdateProfile(identity_.user, std::move(patch), [self, rid, ticket](Status st) {
+    ticket->Done();
     if (!st) return self->StoreError(rid, st.error(), "update_profile");
     self->Ok(rid);
   });

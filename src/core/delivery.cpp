@@ -142,7 +142,13 @@ void Session::AckOp(const json::object& req, const Rid& rid) {
       acks_.in_flight = submit = true;
     }
   }
-  if (submit) SubmitAck(seq);
+  if (submit) {
+    // A cursor write counts against the device's writes (fairness.hpp) when
+    // a token is there; `ack` has no answer to refuse it with, and acks
+    // already merge into one write in flight per device.
+    (void)core_.write_limiter.Take(IdToString(identity_.device), MonoSeconds());
+    SubmitAck(seq);
+  }
   Pump();
 }
 

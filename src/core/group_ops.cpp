@@ -1,6 +1,9 @@
 // Group ops (PROTOCOL.md section 4): create, info, add, remove, promote,
 // demote, update, leave. Every change goes through Store::ChangeGroup, which
 // checks its preconditions and appends the `group` event in the same write.
+#include <algorithm>
+#include <optional>
+
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "core/groups.hpp"
@@ -17,6 +20,39 @@ using Kind = store::GroupChange::Kind;
 namespace {
 
 constexpr std::size_t kMaxGroupNameLength = 100;
+
+// Whether `change` would leave `g` as it is, going by what this node knows
+// of the group now (the store decides; this only says what to charge up
+// front). Conservative: true only when every part of it is a no-op.
+bool LooksLikeNoOp(const store::GroupChange& change, const store::Group& g) {
+  auto role_of = [&g](store::UserId u) -> std::optional<store::GroupRole> {
+    for (const auto& m : g.members) {
+      if (m.user == u) return m.role;
+    }
+    return std::nullopt;
+  };
+  switch (change.kind) {
+    case Kind::kAdd:
+      return std::all_of(change.users.begin(), change.users.end(),
+                         [&](store::UserId u) { return role_of(u).has_value(); });
+    case Kind::kRemove:
+      return std::none_of(change.users.begin(), change.users.end(),
+                          [&](store::UserId u) { return role_of(u).has_value(); });
+    case Kind::kPromote:
+      return std::all_of(change.users.begin(), change.users.end(),
+                         [&](store::UserId u) { return role_of(u) == store::GroupRole::kAdmin; });
+    case Kind::kDemote:
+      return std::all_of(change.users.begin(), change.users.end(),
+                         [&](store::UserId u) { return role_of(u) == store::GroupRole::kMember; });
+    case Kind::kUpdate:
+      return (!change.name || *change.name == g.name) &&
+             (!change.avatar_media_id || *change.avatar_media_id == g.avatar_media_id);
+    case Kind::kCreate:
+    case Kind::kLeave:
+      return false;
+  }
+  return false;
+}
 
 const char* ChangeName(Kind kind) {
   switch (kind) {
@@ -102,14 +138,21 @@ std::optional<std::vector<store::UserId>> Session::ParseUsers(const json::object
 void Session::ApplyGroupChange(store::GroupChange change, const Rid& rid, json::object result) {
   // Limited per device twice: as an op that writes, and by its fan-out
   // (everyone in the group now and everyone it adds hears of it).
+  // A change that looks like it changes nothing pays no fan-out up front
+  // (it will reach nobody); should it change something after all (another
+  // change came first), the fan-out is charged once the store says so.
   if (OverLimit(core_.write_limiter, rid)) return;
   double fanout = static_cast<double>(change.users.size()) + 1;
+  bool deferred = false;
   if (change.kind != Kind::kCreate) {
     auto g = core_.groups.Get(change.group_id);
     if (!g) return StoreError(rid, g.error(), "get_group");
-    if (*g) fanout += static_cast<double>((*g)->members.size());
+    if (*g) {
+      fanout += static_cast<double>((*g)->members.size());
+      deferred = LooksLikeNoOp(change, **g);
+    }
   }
-  if (OverLimit(core_.fanout_limiter, rid, fanout)) return;
+  if (!deferred && OverLimit(core_.fanout_limiter, rid, fanout)) return;
   auto ticket = BeginWrite(rid);
   if (!ticket) return;
   change.actor = identity_.user;
@@ -118,8 +161,9 @@ void Session::ApplyGroupChange(store::GroupChange change, const Rid& rid, json::
   auto self = shared_from_this();
   const store::GroupId id = change.group_id;
   const store::UserId actor = identity_.user;
+  const store::DeviceId actor_device = identity_.device;
   core_.store.ChangeGroup(
-      std::move(change), [self, rid, id, actor, ticket,
+      std::move(change), [self, rid, id, actor, actor_device, ticket, deferred, fanout,
                           result = std::move(result)](Result<store::GroupChangeResult> r) {
         ticket->Done();
         if (!r) return self->StoreError(rid, r.error(), "change_group");
@@ -139,6 +183,7 @@ void Session::ApplyGroupChange(store::GroupChange change, const Rid& rid, json::
         // A change that changes nothing wrote nothing and is not announced.
         if (!r->changed) return self->Ok(rid, result);
         Core& core = self->core_;
+        if (deferred) core.fanout_limiter.Charge(IdToString(actor_device), MonoSeconds(), fanout);
         core.groups.Replace(id, r->group);
         core.Wake(r->appended);
         self->Ok(rid, result);

@@ -66,6 +66,19 @@ double TokenBucket::Take(const std::string& key, double now_s, double n) {
   return (n - s.tokens) / rate_;
 }
 
+void TokenBucket::Charge(const std::string& key, double now_s, double n) {
+  if (rate_ <= 0) return;
+  n = std::min(n, burst_);
+  std::lock_guard lock(mu_);
+  auto [it, fresh] = state_.try_emplace(key, State{burst_, now_s});
+  State& s = it->second;
+  if (!fresh) {
+    s.tokens = std::min(burst_, s.tokens + (now_s - s.at_s) * rate_);
+    s.at_s = now_s;
+  }
+  s.tokens = std::max(-burst_, s.tokens - n);
+}
+
 std::int64_t QuotaCounter::Take(const std::string& key, std::int64_t now_ms, std::uint64_t n) {
   if (limit_ == 0) return 0;
   const std::int64_t window = now_ms / window_ms_;

@@ -40,6 +40,10 @@ class TokenBucket {
   // A cost above the burst is taken as the burst (a full bucket always pays
   // for one event, however big).
   double Take(const std::string& key, double now_s, double n = 1.0);
+  // Takes `n` tokens whether or not there are (a cost learnt after the
+  // fact): the bucket may go into debt, at most one burst deep, and refuses
+  // until it has refilled.
+  void Charge(const std::string& key, double now_s, double n);
 
  private:
   struct State {

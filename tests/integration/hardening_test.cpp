@@ -287,6 +287,97 @@ TEST(Hardening, AUserPastItsShareOfWritesIsToldRateLimited) {
   EXPECT_GT(t.by_code.count("ok") ? t.by_code.at("ok") : 0, 0) << Show(t);
 }
 
+// ---- Every op that writes pays for it ---------------------------------------------------------
+
+// Answers of `n` requests made one after the other, by code.
+Tally Requests(WsClient& ws, const json::object& frame, int n) {
+  Tally t;
+  for (int i = 0; i < n; ++i) {
+    auto r = ws.Request(frame);
+    if (!r) break;
+    ++t.by_code[Str(*r, "op") == "ok" ? "ok" : Str(*r, "code")];
+    ++t.total;
+  }
+  return t;
+}
+
+int Count(const Tally& t, const std::string& code) {
+  return t.by_code.count(code) ? t.by_code.at(code) : 0;
+}
+
+// profile.set and devices.remove write: they take from the device's write
+// bucket like group changes (1 a second here, bursts of 4).
+TEST(Hardening, ProfileSetAndDevicesRemoveAreLimitedAsWrites) {
+  auto server = StartServer({"--device-write-rate", "1"});
+  auto alice = SignIn(*server, NextPhone());
+  auto a = Connect(*server, alice);
+  ASSERT_TRUE(a);
+  const Tally set = Requests(*a, {{"op", "profile.set"}, {"status_text", "busy"}}, 6);
+  EXPECT_EQ(Count(set, "ok"), 4) << Show(set);
+  EXPECT_EQ(Count(set, "rate_limited"), 2) << Show(set);
+
+  auto bob = SignIn(*server, NextPhone());
+  auto b = Connect(*server, bob);
+  ASSERT_TRUE(b);
+  // A device that does not exist is looked for all the same: the store's work.
+  const Tally removed = Requests(*b, {{"op", "devices.remove"}, {"device_id", "123456789"}}, 6);
+  EXPECT_EQ(Count(removed, "not_found"), 4) << Show(removed);
+  EXPECT_EQ(Count(removed, "rate_limited"), 2) << Show(removed);
+}
+
+// An ack that moves the cursor is a write: it takes a token from the same
+// bucket (it is never refused: ack has no answer), so a device acking one
+// event at a time has that much less left for its other writes.
+TEST(Hardening, AcksThatWriteCountAsWrites) {
+  auto server = StartServer({"--device-write-rate", "1", "--device-send-rate", "0"});
+  auto alice = SignIn(*server, NextPhone());
+  auto bob = SignIn(*server, NextPhone());
+  auto a = Connect(*server, alice);
+  auto b = Connect(*server, bob);
+  ASSERT_TRUE(a && b);
+  std::vector<std::string> seqs;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(SendText(*a, bob.user_id, "m" + std::to_string(i)));
+    auto m = NextEventOfType(*b, "message");
+    ASSERT_TRUE(m);
+    seqs.push_back(Str(*m, "seq"));
+  }
+  for (const auto& seq : seqs) {
+    ASSERT_TRUE(b->SendJson({{"op", "ack"}, {"seq", seq}}));
+    // Each its own write: the last one is stored before the next is sent.
+    std::this_thread::sleep_for(60ms);
+  }
+  auto r = b->Request({{"op", "profile.set"}, {"status_text", "here"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Str(*r, "code"), "rate_limited") << json::serialize(*r);
+}
+
+// A group change that changes nothing reaches nobody: it pays no fan-out
+// tokens (it still pays its write token), so a client repeating its last
+// change is not held back; a real change still pays for every member.
+TEST(Hardening, GroupChangesThatChangeNothingPayNoFanOut) {
+  // A rename of this 31-member group costs 32 recipients; the bucket holds 40.
+  auto server = StartServer({"--device-write-rate", "0", "--device-fanout-rate", "10"});
+  auto alice = SignIn(*server, NextPhone());
+  auto members = Accounts(*server, 30);
+  auto a = Connect(*server, alice);
+  ASSERT_TRUE(a);
+  // Creating it costs 31 (its members and the creator).
+  const std::string group = CreateGroup(*a, UserIds(members), "g");
+  ASSERT_FALSE(group.empty());
+  std::this_thread::sleep_for(3500ms);  // refilled: 40 again
+  auto first = a->Request(Rename(group, "h"));
+  ASSERT_TRUE(first);
+  EXPECT_EQ(Str(*first, "op"), "ok") << json::serialize(*first);
+  // 8 tokens left: no-ops are all answered ok.
+  const Tally noops = Requests(*a, Rename(group, "h"), 20);
+  EXPECT_EQ(Count(noops, "ok"), 20) << Show(noops);
+  // A real change right after is refused (32 > what refilled meanwhile).
+  auto real = a->Request(Rename(group, "i"));
+  ASSERT_TRUE(real);
+  EXPECT_EQ(Str(*real, "code"), "rate_limited") << json::serialize(*real);
+}
+
 // The writer share of the flooding user: 16 unless PARLEY_TEST_FLOOD_SHARE
 // says otherwise (with the default of 128, 128 renames of a 256-member group
 // can share one commit: 60-260 ms for everyone else; see docs/operations.md).

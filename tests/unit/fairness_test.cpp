@@ -44,5 +44,24 @@ TEST(TokenBucket, CostIsTheWorkAndACostAboveTheBurstIsTheBurst) {
   EXPECT_EQ(bucket.Take("e", 104.0, 1000), 0.0);
 }
 
+// A cost learnt after the fact (a group change that looked like a no-op but
+// changed something) is charged even from an empty bucket: the debt, at most
+// one burst, is refused until it has refilled.
+TEST(TokenBucket, ACostChargedAfterTheFactIsADebt) {
+  TokenBucket bucket(10, 40);
+  EXPECT_EQ(bucket.Take("d", 100.0, 40), 0.0);
+  bucket.Charge("d", 100.0, 20);
+  EXPECT_NEAR(bucket.Take("d", 100.0, 1), 2.1, 1e-9);  // 20 owed, then 1
+  EXPECT_EQ(bucket.Take("d", 102.2, 1), 0.0);
+  // Never deeper than one burst.
+  bucket.Charge("e", 100.0, 1000);
+  bucket.Charge("e", 100.0, 1000);
+  EXPECT_NEAR(bucket.Take("e", 100.0, 1), 4.1, 1e-9);  // from -40 to 1
+  // No limit, no debt.
+  TokenBucket open(0, 0);
+  open.Charge("d", 100.0, 1000);
+  EXPECT_EQ(open.Take("d", 100.0, 1), 0.0);
+}
+
 }  // namespace
 }  // namespace parley::core
