@@ -88,14 +88,20 @@ std::string SanitizeFilename(std::string_view name) {
     if (!Dropped(cp)) out.append(name.substr(i, n));
     i += n;
   }
-  // Trimmed of spaces and dots at both ends ("." and ".." are not names).
-  while (!out.empty() && (out.front() == ' ' || out.front() == '.')) out.erase(0, 1);
-  while (!out.empty() && (out.back() == ' ' || out.back() == '.')) out.pop_back();
+  // Trimmed of spaces and dots at both ends ("." and ".." are not names),
+  // once more after the cut, which can leave a space or a dot at the end
+  // (a fuzzer found that: fuzz/corpus/parsers/crash-f55d2b77...).
+  const auto trim = [&out] {
+    while (!out.empty() && (out.front() == ' ' || out.front() == '.')) out.erase(0, 1);
+    while (!out.empty() && (out.back() == ' ' || out.back() == '.')) out.pop_back();
+  };
+  trim();
   if (out.size() > kMaxFilenameBytes) {
     // Cut on a character boundary.
     std::size_t cut = kMaxFilenameBytes;
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
     out.resize(cut);
+    trim();
   }
   return out;
 }

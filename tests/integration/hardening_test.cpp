@@ -429,6 +429,7 @@ TEST(Hardening, AFloodOfGroupChangesDoesNotStallOtherUsers) {
     if (auto ms = victim_send()) quiet.push_back(*ms);
     std::this_thread::sleep_for(10ms);
   }
+  ASSERT_GE(quiet.size(), 20u);
 
   std::atomic<bool> flooding{true};
   Tally flood;
@@ -461,9 +462,16 @@ TEST(Hardening, AFloodOfGroupChangesDoesNotStallOtherUsers) {
   EXPECT_EQ(flood.total, kNoOps + kRenames) << Show(flood);
   EXPECT_EQ(flood.by_code.count("internal"), 0u) << Show(flood);
   ASSERT_GE(during.size(), 5u);
-  // 50 ms, or a few times what the same sends take on this machine without
-  // the flood when it is too loaded for that (main: about 20 s).
-  EXPECT_LT(p99, std::max(50.0, 4 * quiet_p99));
+  // With 20 to 40 samples a "p99" is the slowest send, which one slow fsync
+  // decides on a loaded machine (this disk's fsync peaks near 300 ms), so
+  // the typical send and the slowest are bounded separately, each against
+  // the same sends without the flood on this machine right now. Before the
+  // writer was shared fairly the flood gave p50 3,267 ms and max 56 s.
+  const double quiet_p50 = Percentile(quiet, 50);
+  const double quiet_max = *std::max_element(quiet.begin(), quiet.end());
+  const double worst = *std::max_element(during.begin(), during.end());
+  EXPECT_LT(p50, std::max(50.0, 4 * quiet_p50));
+  EXPECT_LT(worst, std::max(1000.0, 4 * std::max(quiet_p99, quiet_max)));
   // Nothing was announced for the no-ops: the members' mailboxes hold the
   // creation and the renames that changed the name, no more.
   auto m = WsClient::Connect(server->endpoint());
