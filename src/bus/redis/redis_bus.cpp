@@ -1,7 +1,5 @@
 #include "bus/redis/redis_bus.hpp"
 
-#include <openssl/sha.h>
-
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -17,6 +15,7 @@
 
 #include "bus/codec.hpp"
 #include "bus/gate.hpp"
+#include "bus/redis/redis_scripts.hpp"
 #include "bus/redis/resp_connection.hpp"
 #include "common/clock.hpp"
 #include "common/ids.hpp"
@@ -30,87 +29,7 @@ using ReplyHandler = RespConnection::ReplyHandler;
 
 namespace {
 
-struct Script {
-  explicit Script(std::string body) : text(std::move(body)) {
-    unsigned char digest[SHA_DIGEST_LENGTH];
-    SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-    static const char* hex = "0123456789abcdef";
-    for (unsigned char c : digest) {
-      sha += hex[c >> 4];
-      sha += hex[c & 15];
-    }
-  }
-  std::string text;
-  std::string sha;
-};
-
-// KEYS[1] nid:{node}; ARGV instance, ttl ms. 1 when held by ARGV[1] now,
-// else the holder's instance.
-const Script kClaim(R"(local cur = redis.call('GET', KEYS[1])
-if (not cur) or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return cur)");
-
-// KEYS[1] nid:{node}; ARGV instance, dead holder, ttl ms.
-const Script kTakeOver(R"(if redis.call('GET', KEYS[1]) == ARGV[2] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-  return 1
-end
-return 0)");
-
-// KEYS[1] nid:{node}; ARGV instance.
-const Script kRelease(R"(if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0)");
-
-// KEYS pr:{user}, nd:{instance}; ARGV member, expiry ms, now ms, nd member,
-// key ttl ms. 1 when the user had no live registration before.
-const Script kRegister(R"(redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local before = redis.call('ZCARD', KEYS[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[2], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-if before == 0 then return 1 end
-return 0)");
-
-// KEYS pr:{user}, nd:{instance}; ARGV member, now ms, nd member. 1 when that
-// was the user's last live registration.
-const Script kUnregister(R"(redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[3])
-if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then return 1 end
-return 0)");
-
-// The sweep of one dead instance. KEYS nodes, nd:{instance}; ARGV instance,
-// now ms. Only the caller that removes the instance from `nodes` sweeps it
-// (so one node answers each transition); it removes every registration the
-// instance held and answers the users left with none (offline everywhere).
-// The pr:{user} keys come from nd:{instance}, so they are not in KEYS: fine
-// on the standalone Redis the bus supports, not on Redis Cluster.
-const Script kSweep(R"(if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return {} end
-local gone = {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local sp = string.find(m, ' ', 1, true)
-  if sp then
-    local user = string.sub(m, 1, sp - 1)
-    local key = 'pr:' .. user
-    local member = string.sub(m, sp + 1)
-    if redis.call('ZSCORE', key, member) then
-      redis.call('ZREM', key, member)
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
-      if redis.call('ZCARD', key) == 0 then table.insert(gone, user) end
-    end
-  end
-end
-redis.call('DEL', KEYS[2])
-return gone)");
-
-const Script* const kScripts[] = {&kClaim,    &kTakeOver,   &kRelease,
-                                  &kRegister, &kUnregister, &kSweep};
+using namespace redis_scripts;  // NOLINT: the scripts, by name
 
 std::string Ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
 
