@@ -1,6 +1,7 @@
 #include "store/postgres/pg_conn.hpp"
 
 #include <arpa/inet.h>
+#include <spdlog/spdlog.h>
 
 #include <cstring>
 #include <string_view>
@@ -159,6 +160,12 @@ Result<std::unique_ptr<Conn>> Conn::Open(const std::string& url, std::string set
     PQfinish(c);
     return Fail(Errc::kUnavailable, "postgresql: " + message);
   }
+  // The server's NOTICEs ("relation ... already exists, skipping" from the
+  // idempotent schema statements every node runs at start) go to the debug
+  // log instead of libpq's default, stderr.
+  PQsetNoticeProcessor(
+      c, [](void*, const char* message) { spdlog::debug("postgresql: {}", OneLine(message)); },
+      nullptr);
   std::unique_ptr<Conn> conn(new Conn(c, std::move(settings)));
   if (!conn->settings_.empty()) {
     if (auto s = conn->Run(conn->settings_); !s) return std::unexpected(s.error());
