@@ -4,31 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "media/media_helpers.hpp"
+#include "support/base64.hpp"
 
 namespace parley::test {
 namespace {
-
-std::string Base64(const std::string& s) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < s.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(s[i]) << 16) |
-                       (static_cast<unsigned char>(s[i + 1]) << 8) |
-                       static_cast<unsigned char>(s[i + 2]);
-    for (int k = 3; k >= 0; --k) out.push_back(kAlphabet[(v >> (6 * k)) & 63]);
-  }
-  if (i + 1 == s.size()) {
-    const unsigned v = static_cast<unsigned char>(s[i]) << 16;
-    out += {kAlphabet[(v >> 18) & 63], kAlphabet[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == s.size()) {
-    const unsigned v =
-        (static_cast<unsigned char>(s[i]) << 16) | (static_cast<unsigned char>(s[i + 1]) << 8);
-    out += {kAlphabet[(v >> 18) & 63], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], '='};
-  }
-  return out;
-}
 
 class MediaHardeningTest : public ::testing::Test {
  protected:
@@ -112,11 +91,10 @@ TEST_F(MediaHardeningTest, FilenamesAreSanitised) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.given);
     const std::string bytes = "<b>hi</b>";
-    auto create =
-        Http(server_.endpoint(), "POST", "/v1/uploads", "",
-             TusHeaders(alice_, {{"Upload-Length", std::to_string(bytes.size())},
-                                 {"Upload-Metadata", "content_type " + Base64("text/html") +
-                                                         ",filename " + Base64(c.given)}}));
+    auto create = Http(server_.endpoint(), "POST", "/v1/uploads", "",
+                       TusHeaders(alice_, {{"Upload-Length", std::to_string(bytes.size())},
+                                           {"Upload-Metadata", "content_type " + B64("text/html") +
+                                                                   ",filename " + B64(c.given)}}));
     ASSERT_EQ(create.status, 201) << create.body;
     const std::string path = create.headers["location"];
     auto patch = Http(server_.endpoint(), "PATCH", path, bytes,
@@ -137,7 +115,7 @@ TEST_F(MediaHardeningTest, FilenamesAreSanitised) {
   // Nothing left once sanitised: no filename at all.
   auto create = Http(server_.endpoint(), "POST", "/v1/uploads", "",
                      TusHeaders(alice_, {{"Upload-Length", "1"},
-                                         {"Upload-Metadata", "filename " + Base64("../..")}}));
+                                         {"Upload-Metadata", "filename " + B64("../..")}}));
   ASSERT_EQ(create.status, 201) << create.body;
   const std::string path = create.headers["location"];
   ASSERT_EQ(Http(server_.endpoint(), "PATCH", path, "x",
