@@ -196,7 +196,11 @@ class Bus {
   // heartbeat refreshes them, so a dead node's entries vanish by themselves;
   // sooner than that, a live node sweeps the entries of a node whose
   // heartbeat stopped (node_ttl) and hands the users that left offline to
-  // its own on_presence. Registrations are re-asserted after a reconnect. `done` may be null; it
+  // its own on_presence (online = false, origin = this instance). A node
+  // that finds it was swept (it was paused past node_ttl) registers its
+  // devices again at once and hands the users that makes online again to
+  // its own on_presence (online = true, origin = this instance).
+  // Registrations are re-asserted after a reconnect. `done` may be null; it
   // gets kUnavailable while the bus is down.
   virtual void Register(UserId user, DeviceId device, std::function<void(Result<bool>)> done) = 0;
   virtual void Unregister(UserId user, DeviceId device, std::function<void(Result<bool>)> done) = 0;

@@ -162,6 +162,12 @@ void Core::SetBusHandlers(bus::Handlers& h) {
   h.on_control = [this](const bus::Control& c) { OnControl(c); };
   h.on_presence = [this](const bus::PresenceChange& p) {
     if (bus != nullptr && p.origin == bus->instance()) {
+      if (p.online) {
+        // This node was swept for dead while it was paused, and its
+        // devices are registered again: its users are back.
+        if (sessions.IsOnline(p.user)) presence.CameOnline(p.user);
+        return;
+      }
       // The sweep of a dead node found the user offline everywhere: this
       // node stands in for the dead one (last_seen, and the others hear it).
       if (!sessions.IsOnline(p.user)) presence.WentOffline(p.user, p.last_seen_ms);

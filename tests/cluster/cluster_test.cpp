@@ -234,6 +234,38 @@ TEST_F(ClusterTest, UsersOfAKilledNodeGoOfflineWithinTenSeconds) {
   ASSERT_TRUE(cluster_->Restart(2));
 }
 
+// A node paused past node_ttl is swept for dead by the others (its users
+// announced offline); once it runs again it finds the sweep at its next
+// heartbeat, registers its devices again and announces them online.
+TEST_F(ClusterTest, UsersOfASweptNodeComeBackOnlineWhenItRunsAgain) {
+  auto [watcher, ww] = OnlineUser(0);
+  auto [b, wb] = OnlineUser(2);
+  ASSERT_TRUE(ww && wb);
+  auto sub = ww->Request({{"op", "presence.subscribe"}, {"users", json::array{b.user_id}}});
+  ASSERT_TRUE(sub);
+  ASSERT_TRUE((*sub).at("statuses").as_array().at(0).as_object().at("online").as_bool());
+  ASSERT_TRUE(cluster_->Pause(2));
+  auto off = ww->ReceiveOp("presence", 12s);
+  if (!off) {
+    ASSERT_TRUE(cluster_->Resume(2));
+  }
+  ASSERT_TRUE(off) << "no offline transition while the node was paused";
+  EXPECT_FALSE((*off).at("online").as_bool());
+  const auto resumed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(cluster_->Resume(2));
+  auto on = ww->ReceiveOp("presence", 8s);
+  const auto took = std::chrono::steady_clock::now() - resumed;
+  ASSERT_TRUE(on) << "the user's socket is still open on the resumed node, but nobody said so";
+  EXPECT_EQ((*on)["user"], b.user_id);
+  EXPECT_TRUE((*on).at("online").as_bool());
+  EXPECT_LE(took, 5s);  // the next heartbeat (every 2 s), not the next refresh (10 s)
+  // And a watcher asking now sees the registry's answer: online.
+  auto again = ww->Request({{"op", "presence.subscribe"}, {"users", json::array{b.user_id}}});
+  ASSERT_TRUE(again);
+  EXPECT_TRUE((*again).at("statuses").as_array().at(0).as_object().at("online").as_bool());
+  EXPECT_TRUE(cluster_->WaitReady(2, 200, 10s));
+}
+
 TEST_F(ClusterTest, RemovedAndRevokedDevicesAreClosedOnTheirNode) {
   Account peer = NewUser(0);
   Account b1 = NewUser(1);

@@ -333,6 +333,10 @@ class RedisBus final : public Bus {
       PLOG_INFO("bus reconnected", "what=commands node={}", o_.node_id);
     cmd_was_up_ = true;
     cmd_failures_ = 0;
+    // On a new connection (Redis may have restarted, empty) the first
+    // heartbeat's entry in `nodes` is new by rights; the registrations are
+    // written again just below.
+    listed_ = false;
     for (const Script* s : kScripts) cmd_->Command({"SCRIPT", "LOAD", s->text}, nullptr);
     Heartbeat();
     if (claim_wanted_ && !claimed_) TryClaim();
@@ -375,7 +379,15 @@ class RedisBus final : public Bus {
                    std::to_string(started_ms_), "heartbeat_ms", std::to_string(now)},
                   nullptr);
     cmd_->Command({"PEXPIRE", NodeKey(), Ms(o_.node_ttl)}, nullptr);
-    cmd_->Command({"ZADD", "nodes", std::to_string(now), instance_}, nullptr);
+    cmd_->Command({"ZADD", "nodes", std::to_string(now), instance_}, [this](Result<ReplyPtr> r) {
+      if (!r || (*r)->type != REDIS_REPLY_INTEGER) return;
+      // Our entry was there since our last heartbeat on this connection
+      // unless a sweep removed it: another node took this one for dead (a
+      // pause longer than node_ttl) and announced its users offline.
+      const bool swept = listed_ && (*r)->integer == 1;
+      listed_ = true;
+      if (swept) Reregister();
+    });
     cmd_->Command({"ZREMRANGEBYSCORE", "nodes", "-inf", std::to_string(now - 3600 * 1000)},
                   nullptr);
     SweepDeadNodes(now);
@@ -423,6 +435,27 @@ class RedisBus final : public Bus {
       if (!user || !handlers_.on_presence) continue;
       PresenceChange p{.user = *user, .online = false, .last_seen_ms = now, .origin = instance_};
       gate_.Post([h = handlers_.on_presence, p = std::move(p)] { h(p); });
+    }
+  }
+
+  // After a sweep took this node for dead: every registration is written
+  // again at once, and the users it makes online again (none of their
+  // devices registered anywhere) go to on_presence as online, so that this
+  // node announces them as it announced them when they connected.
+  void Reregister() {
+    PLOG_WARN("this node was taken for dead and swept; registering its devices again",
+              "node={} registrations={}", o_.node_id, registrations_.size());
+    const auto now = NowMs();
+    for (const auto& [user, device] : registrations_) {
+      Eval(kRegister, {PresenceKey(user), NodeSetKey()},
+           {Member(device), std::to_string(now + o_.registry_ttl.count()), std::to_string(now),
+            NodeSetMember(user, device), Ms(o_.registry_ttl)},
+           [this, user](Result<ReplyPtr> r) {
+             auto back = IntegerResult(r);
+             if (!back || !*back || !handlers_.on_presence) return;
+             PresenceChange p{.user = user, .online = true, .last_seen_ms = 0, .origin = instance_};
+             gate_.Post([h = handlers_.on_presence, p = std::move(p)] { h(p); });
+           });
     }
   }
 
@@ -714,6 +747,7 @@ class RedisBus final : public Bus {
   std::shared_ptr<RespConnection> cmd_;
   bool cmd_up_ = false;
   bool cmd_was_up_ = false;
+  bool listed_ = false;  // our entry in `nodes` written on this connection
   std::uint32_t cmd_failures_ = 0;
   std::chrono::milliseconds cmd_backoff_{100};
 
