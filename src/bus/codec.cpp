@@ -54,6 +54,23 @@ std::optional<std::pair<json::object, std::string>> Open(std::string_view payloa
   return std::make_pair(std::move(o), std::move(type));
 }
 
+// A frame another node rendered for clients goes to them as it is, so it is
+// checked as a client would read it: one JSON object whose "op" is `op`
+// and, for an event, whose "seq" is the wake's own (a wake stands for
+// exactly the seq it names) and whose "event" is an object.
+bool ValidClientFrame(std::string_view frame, std::string_view op, const std::string* seq) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(frame, ec);
+  if (ec || !v.is_object()) return false;
+  const auto& o = v.get_object();
+  const auto* got = Str(o, "op", 16);
+  if (got == nullptr || *got != op) return false;
+  if (seq == nullptr) return true;
+  const auto* s = Str(o, "seq", 20);
+  auto event = o.find("event");
+  return s != nullptr && *s == *seq && event != o.end() && event->value().is_object();
+}
+
 }  // namespace
 
 bool ValidInstance(std::string_view instance) {
@@ -120,7 +137,8 @@ std::optional<UserMessage> DecodeUserMessage(UserId user, std::string_view paylo
     w.seq = *seq;
     if (o.contains("f")) {
       const auto* f = Str(o, "f", kMaxInlineBytes);
-      if (f == nullptr) return std::nullopt;
+      const std::string seq_text = std::to_string(w.seq);
+      if (f == nullptr || !ValidClientFrame(*f, "event", &seq_text)) return std::nullopt;
       w.frame.assign(f->data(), f->size());
     }
     if (auto us = o.find("us"); us != o.end()) {
@@ -135,7 +153,7 @@ std::optional<UserMessage> DecodeUserMessage(UserId user, std::string_view paylo
     t.to = user;
     auto from = Id(o, "from");
     const auto* f = Str(o, "f", kMaxInlineBytes);
-    if (!from || f == nullptr || f->empty()) return std::nullopt;
+    if (!from || f == nullptr || !ValidClientFrame(*f, "typing", nullptr)) return std::nullopt;
     t.from = *from;
     t.frame.assign(f->data(), f->size());
     t.origin = std::move(origin);

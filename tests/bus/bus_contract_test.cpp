@@ -225,9 +225,9 @@ TEST_P(BusContract, WakesReachSubscribersOfTheUserOnly) {
   auto c = Started("c");
   ASSERT_TRUE(SubscribeAndWait(*b->bus, 7));
   ASSERT_TRUE(SubscribeAndWait(*c->bus, 8));
-  a->bus->PublishWake({7, 3, R"({"op":"event","seq":"3"})", ""});
+  a->bus->PublishWake({7, 3, R"({"op":"event","seq":"3","event":{}})", ""});
   a->bus->PublishWake({7, 4, "", ""});
-  EXPECT_TRUE(b->inbox.Wait(R"(wake 7 3 {"op":"event","seq":"3"})"));
+  EXPECT_TRUE(b->inbox.Wait(R"(wake 7 3 {"op":"event","seq":"3","event":{}})"));
   EXPECT_TRUE(b->inbox.Wait("wake 7 4 "));
   // c heard nothing of user 7: a marker on its own user arrives after it.
   a->bus->PublishWake({8, 1, "", ""});
@@ -422,17 +422,21 @@ TEST_F(RedisBus, GarbageOnChannelsIsCountedAndDropped) {
   auto a = Started("a");
   auto b = Started("b");
   ASSERT_TRUE(SubscribeAndWait(*b->bus, 7));
-  const std::vector<std::string> garbage = {"not json",
-                                            "[]",
-                                            R"({"v":2,"t":"w","o":"ab","s":"1"})",
-                                            R"({"v":1,"t":"x","o":"ab"})",
-                                            R"({"v":1,"t":"w","o":"ab","s":"0"})",
-                                            R"({"v":1,"t":"w","o":"XYZ","s":"1"})",
-                                            R"({"v":1,"t":"c","o":"ab","k":9,"d":"1"})",
-                                            R"({"v":1,"t":"c","o":"ab","k":2,"d":"1"})",
-                                            R"({"v":1,"t":"w","o":"ab","s":"1","us":-1})",
-                                            R"({"v":1,"t":"w","o":"ab","s":"1","us":"1"})",
-                                            std::string(70000, 'x')};
+  const std::vector<std::string> garbage = {
+      "not json", "[]", R"({"v":2,"t":"w","o":"ab","s":"1"})", R"({"v":1,"t":"x","o":"ab"})",
+      R"({"v":1,"t":"w","o":"ab","s":"0"})", R"({"v":1,"t":"w","o":"XYZ","s":"1"})",
+      R"({"v":1,"t":"c","o":"ab","k":9,"d":"1"})", R"({"v":1,"t":"c","o":"ab","k":2,"d":"1"})",
+      R"({"v":1,"t":"w","o":"ab","s":"1","us":-1})", R"({"v":1,"t":"w","o":"ab","s":"1","us":"1"})",
+      // Inline frames go to clients as they are: a
+      // frame that is not the event of this very seq,
+      // or not a typing frame, is dropped.
+      R"({"v":1,"t":"w","o":"ab","s":"1","f":"<b>hi"})",
+      R"({"v":1,"t":"w","o":"ab","s":"1","f":"[1]"})",
+      R"({"v":1,"t":"w","o":"ab","s":"1","f":"{\"op\":\"event\",\"seq\":\"2\",\"event\":{}}"})",
+      R"({"v":1,"t":"w","o":"ab","s":"1","f":"{\"op\":\"ok\",\"seq\":\"1\",\"event\":{}}"})",
+      R"({"v":1,"t":"w","o":"ab","s":"1","f":"{\"op\":\"event\",\"seq\":\"1\",\"event\":3}"})",
+      R"({"v":1,"t":"t","o":"ab","from":"2","f":"{\"op\":\"event\"}"})",
+      R"({"v":1,"t":"t","o":"ab","from":"2","f":"{\"op\":\"typing\""})", std::string(70000, 'x')};
   for (const auto& g : garbage) backend_.redis().Command({"PUBLISH", "u:7", g});
   backend_.redis().Command({"PUBLISH", "presence", R"({"v":1,"t":"p","o":"ab","u":"1"})"});
   a->bus->PublishWake({7, 5, "", ""});
@@ -441,6 +445,11 @@ TEST_F(RedisBus, GarbageOnChannelsIsCountedAndDropped) {
   // A well-formed message from a process that is not a node is still only a hint.
   backend_.redis().Command({"PUBLISH", "u:7", R"({"v":1,"t":"w","o":"abc","s":"6"})"});
   EXPECT_TRUE(b->inbox.Wait("wake 7 6 "));
+  // And the frame of its own seq passes.
+  backend_.redis().Command(
+      {"PUBLISH", "u:7",
+       R"({"v":1,"t":"w","o":"abc","s":"8","f":"{\"op\":\"event\",\"seq\":\"8\",\"event\":{}}"})"});
+  EXPECT_TRUE(b->inbox.Wait(R"(wake 7 8 {"op":"event","seq":"8","event":{}})"));
   EXPECT_TRUE(b->bus->connected());
 }
 
