@@ -511,6 +511,9 @@ std::shared_ptr<net::RequestBody> MediaApi::Patch(const net::HttpRequest& head, 
     Unlock(upload.id);
     if (writer.error().code == Errc::kNotFound) {
       respond(Tus(NotFound("no such upload")));
+    } else if (writer.error().code == Errc::kConflict) {
+      // A PATCH of it on another node (a shared --media-dir).
+      respond(TusError(423, code::kUploadLocked, "another PATCH of this upload is in progress"));
     } else {
       respond(Tus(Internal(writer.error(), "upload_open")));
     }

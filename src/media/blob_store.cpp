@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sodium.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,6 +166,16 @@ class LocalBlobStore final : public BlobStore {
     const std::string path = PartialPath(id);
     int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0) return Errno("open", path);
+    // One writer per upload across every process sharing this directory
+    // (the nodes of a cluster share --media-dir): the lock is the open
+    // file's and goes with its last descriptor. Taken before the size is
+    // read, so that the size is the offset this writer appends at.
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd);
+      if (err == EWOULDBLOCK) return Fail(Errc::kConflict, "another writer holds " + path);
+      return Errno("flock", path, err);
+    }
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
       auto e = Errno("stat", path);

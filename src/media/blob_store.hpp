@@ -56,6 +56,8 @@ class BlobStore {
   virtual Status CreatePartial(BlobId id) = 0;
   // kNotFound when there is none.
   virtual Result<std::uint64_t> PartialSize(BlobId id) = 0;
+  // kNotFound when there is none; kConflict while another writer holds it
+  // (in any process whose store shares this directory).
   virtual Result<std::unique_ptr<BlobWriter>> AppendPartial(BlobId id) = 0;
   // fsync, then rename the partial file to the blob `id`.
   virtual Status PublishPartial(BlobId id) = 0;
