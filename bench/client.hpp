@@ -30,7 +30,7 @@ struct Endpoint {
 // nodes: a session connects to nodes[node % size] (Account::node unless
 // Session::Create is given another).
 struct Target {
-  std::vector<Endpoint> nodes{Endpoint{}};
+  std::vector<Endpoint> nodes;  // SetTarget makes it one default Endpoint if empty
   bool ipv6 = false;
   int source_addrs = 8;
 };
