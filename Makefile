@@ -10,7 +10,7 @@ ARGS ?=
 
 FORMAT_DIRS := $(wildcard src tests sdk cli bench)
 
-.PHONY: all build bootstrap run test test-cluster asan fuzz bench bench-micro format clean cluster
+.PHONY: all build bootstrap run test test-cluster asan fuzz bench bench-cluster bench-micro format clean cluster
 
 all: build
 
@@ -67,6 +67,16 @@ bench: bootstrap
 	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target parleyd parley-bench
 	./bench/run.sh $(BUILD_DIR)
+
+# The cluster scale run (bench/cluster_scale.sh; docs/benchmarks.md): PostgreSQL,
+# Redis and 7 parleyd on loopback, 100,000 sessions (SESSIONS=...), 1,000
+# msgs/s across nodes, one node SIGKILLed. Not part of `make test`; it takes
+# the whole machine for a few minutes.
+bench-cluster: bootstrap
+	@test -f $(BUILD_DIR)/build.ninja || \
+	  cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target parleyd parley-bench
+	./bench/cluster_scale.sh $(BUILD_DIR)
 
 # Google Benchmark micro-benchmarks of the hot paths (bench/micro/micro.cpp):
 # frame parse and render, fan-out render, the store's append and ack path

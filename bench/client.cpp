@@ -58,6 +58,7 @@ class SessionImpl;
 
 void SetTarget(const Target& target) {
   g_target = target;
+  if (g_target.nodes.empty()) g_target.nodes.emplace_back();
   g_sources.clear();
   if (!target.ipv6 && target.source_addrs > 1) {
     for (int i = 0; i < target.source_addrs; ++i) {
@@ -65,6 +66,8 @@ void SetTarget(const Target& target) {
     }
   }
 }
+
+int TargetNodes() { return static_cast<int>(g_target.nodes.size()); }
 
 struct Loop::Impl {
   asio::io_context ioc{1};
@@ -80,13 +83,19 @@ namespace {
 
 class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl> {
  public:
-  SessionImpl(Loop::Impl& loop, const Account& a, std::uint32_t id, SessionListener* listener)
+  SessionImpl(Loop::Impl& loop, const Account& a, std::uint32_t id, SessionListener* listener,
+              int node, std::uint64_t resume_after)
       : Session(id),
         loop_(loop),
         ws_(loop.ioc),
         timer_(loop.ioc),
         token_(a.access_token),
-        listener_(listener) {}
+        listener_(listener),
+        resume_after_(resume_after),
+        highest_(resume_after),
+        acked_(resume_after) {
+    this->node = (node < 0 ? a.node : node) % TargetNodes();
+  }
 
   void Start(std::chrono::milliseconds timeout) override {
     if (state_ != State::kIdle) return;
@@ -110,7 +119,8 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
       sock.bind(tcp::endpoint(src, 0), ec);
     }
     if (ec) return Fail("socket: " + ec.message());
-    const tcp::endpoint ep(asio::ip::make_address(g_target.host), g_target.port);
+    const Endpoint& to = g_target.nodes[static_cast<std::size_t>(node)];
+    const tcp::endpoint ep(asio::ip::make_address(to.host), to.port);
     sock.async_connect(ep, [self](error_code ec) { self->OnConnect(ec); });
   }
 
@@ -138,6 +148,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
 
   bool open() const override { return state_ == State::kOpen; }
   std::size_t queued() const override { return wq_.size(); }
+  std::uint64_t highest_seq() const override { return highest_; }
 
   // Sends the ack for everything seen, if anything is new.
   void FlushAck() {
@@ -158,8 +169,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
     ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
       req.set(beast::http::field::user_agent, "parley-bench");
     }));
-    const std::string host = g_target.ipv6 ? "[" + g_target.host + "]" : g_target.host;
-    ws_.async_handshake(host + ":" + std::to_string(g_target.port), "/v1/ws",
+    const Endpoint& to = g_target.nodes[static_cast<std::size_t>(node)];
+    const std::string host = g_target.ipv6 ? "[" + to.host + "]" : to.host;
+    ws_.async_handshake(host + ":" + std::to_string(to.port), "/v1/ws",
                         [self = shared_from_this()](error_code ec) { self->OnUpgrade(ec); });
   }
 
@@ -169,7 +181,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
     upgraded_at = Clock::now();
     ws_.text(true);
     state_ = State::kHello;
-    Send(R"({"op":"hello","rid":"hello","token":")" + token_ + "\"}");
+    std::string hello = R"({"op":"hello","rid":"hello","token":")" + token_ + '"';
+    if (resume_after_ > 0) hello += R"(,"resume_after":")" + std::to_string(resume_after_) + '"';
+    Send(hello + "}");
     hello_at = Clock::now();
     DoRead();
   }
@@ -283,6 +297,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   bool writing_ = false;
   bool reported_ = false;  // OnHello was called
   bool ack_listed_ = false;
+  std::uint64_t resume_after_ = 0;
   std::uint64_t highest_ = 0;
   std::uint64_t acked_ = 0;
 };
@@ -369,8 +384,9 @@ void Timer::Cancel() {
 }
 
 std::shared_ptr<Session> Session::Create(Loop& loop, const Account& account, std::uint32_t id,
-                                         SessionListener* listener) {
-  return std::make_shared<SessionImpl>(loop.impl(), account, id, listener);
+                                         SessionListener* listener, int node,
+                                         std::uint64_t resume_after) {
+  return std::make_shared<SessionImpl>(loop.impl(), account, id, listener, node, resume_after);
 }
 
 }  // namespace parley::bench

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "provision.hpp"
 
@@ -18,15 +19,22 @@ namespace parley::bench {
 
 using Clock = std::chrono::steady_clock;
 
-// Where sessions connect, and from which loopback source addresses: one
-// address has about 28,000 ephemeral ports towards one server port, so
-// sockets are spread over 127.0.0.1 .. 127.0.0.<source_addrs>.
-struct Target {
+struct Endpoint {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
+};
+
+// Where sessions connect, and from which loopback source addresses: one
+// address has about 28,000 ephemeral ports towards one server port, so
+// sockets are spread over 127.0.0.1 .. 127.0.0.<source_addrs>. Several
+// nodes: a session connects to nodes[node % size] (Account::node unless
+// Session::Create is given another).
+struct Target {
+  std::vector<Endpoint> nodes;  // SetTarget makes it one default Endpoint if empty
   bool ipv6 = false;
   int source_addrs = 8;
 };
+int TargetNodes();                     // nodes in the target (at least 1)
 void SetTarget(const Target& target);  // before any session starts
 
 // One io_context on its own thread, plus a 10 ms tick that flushes batched acks.
@@ -89,19 +97,24 @@ class SessionListener {
 
 class Session {
  public:
+  // `node` < 0: the account's node. `resume_after` > 0: hello carries it
+  // (a reconnecting client that has seen events up to it).
   static std::shared_ptr<Session> Create(Loop& loop, const Account& account, std::uint32_t id,
-                                         SessionListener* listener);
+                                         SessionListener* listener, int node = -1,
+                                         std::uint64_t resume_after = 0);
   virtual ~Session() = default;
 
   // TCP connect, WebSocket upgrade and hello, within `timeout`.
   virtual void Start(std::chrono::milliseconds timeout) = 0;
-  virtual void Send(std::string frame) = 0;  // dropped unless open
-  virtual void Close() = 0;                  // normal closure, after queued frames
-  virtual void Abort() = 0;                  // drop the socket; no callbacks
-  virtual bool open() const = 0;             // hello answered ok, not closed
-  virtual std::size_t queued() const = 0;    // frames not yet written
+  virtual void Send(std::string frame) = 0;       // dropped unless open
+  virtual void Close() = 0;                       // normal closure, after queued frames
+  virtual void Abort() = 0;                       // drop the socket; no callbacks
+  virtual bool open() const = 0;                  // hello answered ok, not closed
+  virtual std::size_t queued() const = 0;         // frames not yet written
+  virtual std::uint64_t highest_seq() const = 0;  // of the events received (or resumed after)
 
   std::uint32_t id() const { return id_; }
+  int node = 0;                     // index into Target::nodes
   std::uint64_t head_seq = 0;       // from hello
   Clock::time_point started_at{};   // Start()
   Clock::time_point upgraded_at{};  // WebSocket upgrade done

@@ -197,10 +197,43 @@ int Driver::Fail(const std::string& message) {
 }
 
 ServerMetrics Driver::Scrape(const std::string& label) {
-  ServerMetrics m = ScrapeMetrics(opt_.host, opt_.port);
-  server_[label] = m.ToJson();
-  metrics_[label] = m;
-  return m;
+  if (opt_.nodes.size() <= 1) {
+    ServerMetrics m = ScrapeMetrics(opt_.host, opt_.port);
+    server_[label] = m.ToJson();
+    metrics_[label] = m;
+    return m;
+  }
+  ServerMetrics sum;
+  sum.ok = true;
+  std::vector<ServerMetrics> each;
+  json::array nodes;
+  for (const auto& n : opt_.nodes) {
+    each.push_back(ScrapeMetrics(n.host, n.port));
+    const ServerMetrics& m = each.back();
+    sum.ok = sum.ok && m.ok;
+    sum.rss_bytes += m.rss_bytes;
+    sum.cpu_seconds += m.cpu_seconds;
+    sum.open_fds += m.open_fds;
+    sum.mono_s = std::max(sum.mono_s, m.mono_s);
+    json::object o = m.ToJson();
+    o["url"] = n.url;
+    nodes.push_back(std::move(o));
+  }
+  json::object o = sum.ToJson();
+  o["nodes"] = std::move(nodes);
+  server_[label] = std::move(o);
+  metrics_[label] = sum;
+  node_metrics_[label] = std::move(each);
+  return sum;
+}
+
+std::vector<ServerMetrics> Driver::NodeMetrics(const std::string& label) const {
+  if (opt_.nodes.size() <= 1) {
+    auto one = metrics_.find(label);
+    return one == metrics_.end() ? std::vector<ServerMetrics>{} : std::vector{one->second};
+  }
+  auto it = node_metrics_.find(label);
+  return it == node_metrics_.end() ? std::vector<ServerMetrics>{} : it->second;
 }
 
 ServerMetrics Driver::Metrics(const std::string& label) const {
@@ -267,9 +300,15 @@ int Driver::DecideProcs(std::size_t accounts, std::string* note) {
 json::object Driver::Params() const {
   json::object p;
   const std::string& s = opt_.scenario;
-  const bool timed = s == "chat" || s == "storm" || s == "fanout";
+  const bool timed = s == "chat" || s == "storm" || s == "fanout" || s == "scale";
   p["url"] = opt_.url;
-  if (s == "chat" || s == "connect" || s == "storm") p["users"] = sc_.Accounts(opt_);
+  if (opt_.nodes.size() > 1) {
+    json::array urls;
+    for (const auto& n : opt_.nodes) urls.push_back(json::value(n.url));
+    p["urls"] = std::move(urls);
+  }
+  if (s == "chat" || s == "connect" || s == "storm" || s == "scale")
+    p["users"] = sc_.Accounts(opt_);
   if (timed) {
     p["rate"] = opt_.rate_max ? json::value("max") : json::value(opt_.rate);
     p["duration_s"] = opt_.duration_s;
@@ -298,10 +337,12 @@ int Driver::Run() {
                                          std::chrono::system_clock::now().time_since_epoch())
                                          .count();
   const double load_start = LoadAverage1();
-  auto health = HttpBlocking(opt_.host, opt_.port, "GET", "/health", "", std::chrono::seconds(5));
-  if (health.status != 200) {
-    return Fail("no parleyd answers GET /health at " + opt_.url +
-                (health.error.empty() ? "" : " (" + health.error + ")"));
+  for (const auto& n : opt_.nodes) {
+    auto health = HttpBlocking(n.host, n.port, "GET", "/health", "", std::chrono::seconds(5));
+    if (health.status != 200) {
+      return Fail("no parleyd answers GET /health at " + n.url +
+                  (health.error.empty() ? "" : " (" + health.error + ")"));
+    }
   }
 
   // Accounts, in this (still single-threaded) process, before any fork.
@@ -321,6 +362,12 @@ int Driver::Run() {
     }
     return Fail("only " + std::to_string(accounts.size()) + " of " + std::to_string(wanted) +
                 " accounts could be made:" + why + hint);
+  }
+
+  // Account i's sessions go to node i mod N: the accounts of one worker
+  // (a contiguous share) reach every node.
+  for (std::size_t i = 0; i < accounts.size(); ++i) {
+    accounts[i].node = static_cast<int>(i % opt_.nodes.size());
   }
 
   std::string note;
@@ -359,6 +406,7 @@ int Driver::Run() {
 
   // Go: a common start a little ahead, so every worker begins on time.
   const std::int64_t start_ns = MonoNs() + 100'000'000;
+  start_ns_ = start_ns;
   json::object go;
   go["type"] = "go";
   go["start_ns"] = start_ns;
@@ -373,7 +421,11 @@ int Driver::Run() {
   if (!pool_.Gather(
           "result", result_deadline, &results,
           [this](int w, const json::object& m) { OnProgress(w, m); },
-          [this] { ShowProgress("run"); }, &error)) {
+          [this] {
+            sc_.DuringRun(opt_, *this);
+            ShowProgress("run");
+          },
+          &error)) {
     return Fail(error);
   }
   progress_.Clear();

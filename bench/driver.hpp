@@ -24,11 +24,17 @@ class Driver {
   // progress; false if a worker died meanwhile.
   bool Hold(double seconds, const std::string& label);
   // Reads the server's /metrics and keeps it under `label` in the report.
+  // Several nodes: their sum (ok when every node answered), and each node's
+  // under label.nodes in the report and NodeMetrics(label) here.
   ServerMetrics Scrape(const std::string& label);
   // What Scrape(label) read (ok == false when it was not read).
   ServerMetrics Metrics(const std::string& label) const;
+  std::vector<ServerMetrics> NodeMetrics(const std::string& label) const;
   const Merged& setup() const { return setup_; }
   int procs() const { return pool_.size(); }
+  // While the run goes on: to every worker; and when it started (go).
+  void Broadcast(const boost::json::object& msg) { pool_.Broadcast(msg); }
+  std::int64_t start_ns() const { return start_ns_; }
 
  private:
   int Fail(const std::string& message);
@@ -49,6 +55,8 @@ class Driver {
   Merged setup_;
   boost::json::object server_;  // label -> metrics, for the report
   std::map<std::string, ServerMetrics> metrics_;
+  std::map<std::string, std::vector<ServerMetrics>> node_metrics_;
+  std::int64_t start_ns_ = 0;
 };
 
 }  // namespace parley::bench

@@ -59,7 +59,22 @@ void Fleet::StartNext(int l) {
   }
 }
 
+void Fleet::Reconnect(std::size_t i, int node, std::uint64_t resume_after,
+                      std::chrono::milliseconds timeout) {
+  // The closed session may still be running its own callback: it keeps
+  // itself alive through it, so replacing it here is safe.
+  state_[i] = 4;
+  sessions_[i] = Session::Create(loop(loop_of(i)), ctx_.accounts[account_of_[i]],
+                                 static_cast<std::uint32_t>(i), this, node, resume_after);
+  sessions_[i]->Start(timeout);
+}
+
 void Fleet::OnHello(Session& s, bool ok, std::string_view error) {
+  if (state_[s.id()] == 4) {
+    state_[s.id()] = ok ? 1 : 3;
+    if (ok) open_now_.fetch_add(1, std::memory_order_relaxed);
+    return OnReconnected(s, ok, error);
+  }
   const int l = loop_of(s.id());
   LoopOpen& lo = *open_[static_cast<std::size_t>(l)];
   --lo.inflight;

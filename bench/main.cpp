@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "client.hpp"
 #include "driver.hpp"
@@ -39,11 +41,20 @@ Scenarios:
             at --rate (default 100/s); latency to each member and to the last
   storm     new sessions (connect, upgrade, hello, close) at --rate per second
             (default 200) or max (--window at once, default 64)
+  scale     chat over a cluster (several --url): --users sessions spread over
+            the nodes are held --hold seconds (parleyd RSS per session per
+            node; --at-ready CMD runs then), then 1:1 traffic at --rate
+            (send->delivered split cross-node / same node), then with
+            --kill-pid PID that parleyd is SIGKILLed and its clients reconnect
+            (hello with resume_after) to the other nodes: kill -> back p50/p99
   summary FILE...  one line per --json report (what `make bench` prints)
 
 Target and accounts:
-  --url URL                  parleyd, http://HOST:PORT (default http://127.0.0.1:8080);
-                             HOST must be loopback: 127.x.x.x, ::1 or localhost
+  --url URL[,URL...]         parleyd, http://HOST:PORT (default http://127.0.0.1:8080);
+                             HOST must be loopback: 127.x.x.x, ::1 or localhost.
+                             Repeated (or a comma list): the nodes of a cluster;
+                             account i connects to node i mod N, sign-up and
+                             the one-time codes go through the first
   --otp-file PATH            the file parleyd writes one-time codes to
                              (parleyd --sms-provider file:PATH); needed to sign up
   --accounts FILE            cache of signed-up accounts (JSON lines), reused by
@@ -72,6 +83,10 @@ Load:
   --members N      fanout group size, creator included (default 256, the maximum)
   --random-sender  fanout: random members send, not only the creator
   --body-bytes N   extra bytes of padding in each message body (default 0)
+  --at-ready CMD   scale: run CMD (sh -c) once every session is open and held
+  --kill-pid PID   scale: SIGKILL this parleyd (its /proc comm must be parleyd)
+                   after the traffic and the drain
+  --kill-wait S    scale: wait at most this long for its clients (default 30)
 
 Execution:
   --threads N               io threads per worker process (default 1: on a small
@@ -113,7 +128,9 @@ int ToInt(const std::string& flag, const std::string& v, int lo, int hi) {
 
 // http://HOST[:PORT][/], HOST loopback only: a load generator aimed at
 // someone else's server is an attack, not a benchmark.
-void ParseUrl(Options& o) {
+parley::bench::Node ParseUrl(const std::string& url) {
+  parley::bench::Node o;
+  o.url = url;
   std::string rest = o.url;
   if (rest.starts_with("https://"))
     Die("--url: https is not supported; use parleyd's plain listener");
@@ -145,14 +162,41 @@ void ParseUrl(Options& o) {
   }
   o.host = addr.to_string();
   o.ipv6 = addr.is_v6();
+  return o;
+}
+
+// Every --url (each may be a comma list) as nodes; the first is also
+// opt.url/host/port/ipv6, where sign-up goes.
+void ParseUrls(Options& o, const std::vector<std::string>& urls) {
+  for (const auto& arg : urls.empty() ? std::vector<std::string>{o.url} : urls) {
+    std::size_t from = 0;
+    // Bounded by the argument's length.
+    while (from <= arg.size()) {
+      const auto comma = std::min(arg.find(',', from), arg.size());
+      const std::string one = arg.substr(from, comma - from);
+      if (one.empty()) Die("--url: empty URL in \"" + arg + "\"");
+      o.nodes.push_back(ParseUrl(one));
+      from = comma + 1;
+    }
+  }
+  if (o.nodes.size() > 64) Die("--url: at most 64 nodes");
+  for (const auto& n : o.nodes) {
+    if (n.ipv6 != o.nodes.front().ipv6) Die("--url: nodes must all be IPv4 or all IPv6");
+  }
+  const auto& first = o.nodes.front();
+  o.url = first.url;
+  o.host = first.host;
+  o.port = first.port;
+  o.ipv6 = first.ipv6;
 }
 
 Options Parse(int argc, char** argv) {
   Options o;
+  std::vector<std::string> urls;
   for (int i = 0; i < argc; ++i) o.argv.emplace_back(argv[i]);
-  if (argc < 2) Die("which scenario? connect, chat, sync, fanout or storm");
+  if (argc < 2) Die("which scenario? connect, chat, sync, fanout, storm or scale");
   std::map<std::string, std::function<void(const std::string&)>> with_value = {
-      {"--url", [&](const std::string& v) { o.url = v; }},
+      {"--url", [&](const std::string& v) { urls.push_back(v); }},
       {"--otp-file", [&](const std::string& v) { o.otp_file = v; }},
       {"--accounts", [&](const std::string& v) { o.accounts_file = v; }},
       {"--phone-prefix", [&](const std::string& v) { o.phone_prefix = v; }},
@@ -193,6 +237,11 @@ Options Parse(int argc, char** argv) {
          o.setup_timeout_s = ToDouble("--setup-timeout", v, 1, 86'400);
        }},
       {"--seed", [&](const std::string& v) { o.seed = std::strtoull(v.c_str(), nullptr, 10); }},
+      {"--at-ready", [&](const std::string& v) { o.at_ready = v; }},
+      {"--kill-pid",
+       [&](const std::string& v) { o.kill_pid = ToInt("--kill-pid", v, 2, 1 << 30); }},
+      {"--kill-wait",
+       [&](const std::string& v) { o.kill_wait_s = ToDouble("--kill-wait", v, 1, 3600); }},
   };
   std::map<std::string, std::function<void()>> flags = {
       {"--json", [&] { o.json = true; }},
@@ -227,7 +276,7 @@ Options Parse(int argc, char** argv) {
       Die("unknown option " + a);
     }
   }
-  ParseUrl(o);
+  ParseUrls(o, urls);
   if (o.progress < 0) o.progress = ::isatty(STDERR_FILENO) ? 1 : 0;
   return o;
 }
@@ -250,17 +299,28 @@ int main(int argc, char** argv) {
   } else if (opt.scenario == "fanout") {
     scenario = MakeFanout();
     if (!opt.rate_max && opt.rate == 0) opt.rate = 100;
+  } else if (opt.scenario == "scale") {
+    scenario = MakeScale();
+    if (!opt.rate_max && opt.rate == 0) opt.rate = 1000;
+    if (opt.users == 1) Die("scale: --users must be at least 2");
   } else if (opt.scenario == "storm") {
     scenario = MakeStorm();
     if (!opt.rate_max && opt.rate == 0) opt.rate = 200;
   } else {
-    Die(opt.scenario.empty() ? "which scenario? connect, chat, sync, fanout or storm"
+    Die(opt.scenario.empty() ? "which scenario? connect, chat, sync, fanout, storm or scale"
                              : "unknown scenario \"" + opt.scenario + "\"");
   }
-  if (opt.window == 0) opt.window = opt.scenario == "chat" ? 8 : 64;
+  if (opt.window == 0) opt.window = opt.scenario == "chat" || opt.scenario == "scale" ? 8 : 64;
+  if ((!opt.at_ready.empty() || opt.kill_pid != 0) && opt.scenario != "scale") {
+    Die("--at-ready and --kill-pid are for the scale scenario");
+  }
   // A worker that dies must not take the parent with it through a pipe write.
   ::signal(SIGPIPE, SIG_IGN);
-  SetTarget(Target{opt.host, opt.port, opt.ipv6, opt.ipv6 ? 1 : opt.source_addrs});
+  Target target;
+  for (const auto& n : opt.nodes) target.nodes.push_back(Endpoint{n.host, n.port});
+  target.ipv6 = opt.ipv6;
+  target.source_addrs = opt.ipv6 ? 1 : opt.source_addrs;
+  SetTarget(target);
   Driver driver(opt, *scenario);
   return driver.Run();
 }

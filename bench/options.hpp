@@ -7,12 +7,22 @@
 
 namespace parley::bench {
 
-struct Options {
-  std::string scenario;  // connect, chat, sync, fanout, storm
-
-  // Target (loopback only: see main.cpp).
+// One parleyd of the target (loopback only: see main.cpp).
+struct Node {
   std::string url = "http://127.0.0.1:8080";
   std::string host = "127.0.0.1";  // numeric, after resolving "localhost"
+  std::uint16_t port = 8080;
+  bool ipv6 = false;
+};
+
+struct Options {
+  std::string scenario;  // connect, chat, sync, fanout, storm, scale
+
+  // Target: every --url, in order (account i connects to nodes[i % size]).
+  // url/host/port/ipv6 are the first node's: sign-up goes there.
+  std::vector<Node> nodes;
+  std::string url = "http://127.0.0.1:8080";
+  std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
   bool ipv6 = false;
 
@@ -35,6 +45,13 @@ struct Options {
   int members = 256;           // fanout
   bool random_sender = false;  // fanout: random members send, not only the creator
   int body_bytes = 0;          // extra padding in each message body
+
+  // scale (several nodes): a command run once every session is open and
+  // held (the caller measures memory there), and a parleyd to SIGKILL
+  // after the traffic, whose clients then reconnect to the other nodes.
+  std::string at_ready;
+  int kill_pid = 0;
+  double kill_wait_s = 30;  // the longest wait for the killed node's clients
 
   // Execution.
   int threads = 1;  // io_context threads per worker process

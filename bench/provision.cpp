@@ -98,8 +98,13 @@ std::vector<Account> LoadCache(const std::string& path) {
     auto v = json::parse(line, ec);
     if (ec || !v.is_object()) continue;
     const auto& o = v.as_object();
-    Account a{Str(o, "phone"),        Str(o, "user_id"),       Str(o, "device_id"),
-              Str(o, "access_token"), Str(o, "refresh_token"), 0};
+    Account a{Str(o, "phone"),
+              Str(o, "user_id"),
+              Str(o, "device_id"),
+              Str(o, "access_token"),
+              Str(o, "refresh_token"),
+              0,
+              0};
     if (a.phone.empty() || a.refresh_token.empty()) continue;
     a.access_exp_s = JwtExp(a.access_token);
     out.push_back(std::move(a));

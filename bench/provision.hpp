@@ -23,6 +23,7 @@ struct Account {
   std::string access_token;
   std::string refresh_token;
   std::int64_t access_exp_s = 0;  // the JWT's exp claim (Unix seconds)
+  int node = 0;                   // which --url its sessions use (index i mod nodes)
 };
 
 struct ProvisionReport {

@@ -102,6 +102,8 @@ class Scenario {
   virtual int Worker(WorkerContext& ctx) = 0;
   // In the parent, once every worker is ready and before go.
   virtual void AfterReady(const Options&, Driver&) {}
+  // In the parent, about every 200 ms from go until every result is in.
+  virtual void DuringRun(const Options&, Driver&) {}
   // In the parent: the scenario's figures from the merged results.
   virtual void Summarize(const Options& opt, const Merged& merged, Driver& driver,
                          boost::json::object& results) = 0;
@@ -116,6 +118,7 @@ std::unique_ptr<Scenario> MakeStorm();
 std::unique_ptr<Scenario> MakeChat();
 std::unique_ptr<Scenario> MakeSync();
 std::unique_ptr<Scenario> MakeFanout();
+std::unique_ptr<Scenario> MakeScale();
 
 // Opens sessions for a set of accounts over a worker's loops with bounded
 // concurrency and records how that went. Scenarios derive from it, handle
@@ -143,10 +146,17 @@ class Fleet : public SessionListener {
   OpenStats Open(const std::vector<std::size_t>& account_indices, Clock::time_point deadline,
                  const std::function<void(std::size_t ok, std::size_t failed)>& tick = {});
 
+  // On session i's loop: replaces it (closed) by a new session of the same
+  // account on `node`, started at once, whose hello carries resume_after
+  // when it is not 0. Its outcome goes to OnReconnected, not to Open's figures.
+  void Reconnect(std::size_t i, int node, std::uint64_t resume_after,
+                 std::chrono::milliseconds timeout);
+
   void OnHello(Session& s, bool ok, std::string_view error) final;
   void OnClosed(Session& s, std::string_view why) final;
   virtual void OnSessionReady(Session&) {}                     // on the session's loop
   virtual void OnSessionClosed(Session&, std::string_view) {}  // after a successful hello
+  virtual void OnReconnected(Session&, bool /*ok*/, std::string_view /*error*/) {}
 
   std::size_t size() const { return count_; }
   Session& session(std::size_t i) { return *sessions_[i]; }
@@ -173,7 +183,8 @@ class Fleet : public SessionListener {
   // Sized once (capacity) so that loops may index it while Open appends.
   std::vector<std::shared_ptr<Session>> sessions_;
   std::vector<std::size_t> account_of_;
-  std::vector<std::uint8_t> state_;  // per session: 0 pending, 1 open, 2 failed, 3 closed
+  // Per session: 0 pending, 1 open, 2 failed, 3 closed, 4 reconnecting.
+  std::vector<std::uint8_t> state_;
   std::size_t count_ = 0;
   std::atomic<std::size_t> open_now_{0};
 };
