@@ -26,6 +26,9 @@ struct Target {
   std::uint16_t port = 8080;
   bool ipv6 = false;
   int source_addrs = 8;
+  // false: hello asks not to be sent the copies of the session's own sends
+  // (skip_own_copy, docs/protocol.md); the ok's seq then counts as received.
+  bool own_copy = false;
 };
 void SetTarget(const Target& target);  // before any session starts
 

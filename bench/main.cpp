@@ -82,6 +82,8 @@ Execution:
   --connect-concurrency N   handshakes in flight while connecting (default 256)
   --setup-timeout S         limit for provisioning+connecting (default 180)
   --seed N                  random seed (default: random)
+  --own-copy                do not ask hello to skip the copies of a session's own
+                            sends (skip_own_copy); for comparing with the old behaviour
 
 Output:
   --json           one JSON object on stdout with every figure and parameter
@@ -199,6 +201,7 @@ Options Parse(int argc, char** argv) {
       {"--progress", [&] { o.progress = 1; }},
       {"--no-progress", [&] { o.progress = 0; }},
       {"--random-sender", [&] { o.random_sender = true; }},
+      {"--own-copy", [&] { o.own_copy = true; }},
   };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -260,7 +263,7 @@ int main(int argc, char** argv) {
   if (opt.window == 0) opt.window = opt.scenario == "chat" ? 8 : 64;
   // A worker that dies must not take the parent with it through a pipe write.
   ::signal(SIGPIPE, SIG_IGN);
-  SetTarget(Target{opt.host, opt.port, opt.ipv6, opt.ipv6 ? 1 : opt.source_addrs});
+  SetTarget(Target{opt.host, opt.port, opt.ipv6, opt.ipv6 ? 1 : opt.source_addrs, opt.own_copy});
   Driver driver(opt, *scenario);
   return driver.Run();
 }
