@@ -183,6 +183,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
     state_ = State::kHello;
     std::string hello = R"({"op":"hello","rid":"hello","token":")" + token_ + '"';
     if (resume_after_ > 0) hello += R"(,"resume_after":")" + std::to_string(resume_after_) + '"';
+    if (!g_target.own_copy) hello += R"(,"skip_own_copy":true)";
     Send(hello + "}");
     hello_at = Clock::now();
     DoRead();
@@ -216,13 +217,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
     const std::string_view op = StrOf(f, "op");
     if (op == "event") {
       const std::uint64_t seq = ToU64(StrOf(f, "seq"));
-      if (seq > highest_) highest_ = seq;
-      if (highest_ - acked_ >= kAckEvery) {
-        FlushAck();
-      } else if (!ack_listed_) {
-        ack_listed_ = true;
-        loop_.ack_due.push_back(shared_from_this());
-      }
+      Received(seq);
       if (const auto* e = f.if_contains("event"); e != nullptr && e->is_object()) {
         listener_->OnEvent(*this, seq, e->as_object());
       }
@@ -237,12 +232,34 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
       state_ = State::kOpen;
       ready_at = Clock::now();
       head_seq = ToU64(StrOf(f, "head_seq"));
+      const auto* skip = f.if_contains("skip_own_copy");
+      own_skipped_ = skip != nullptr && skip->is_bool() && skip->as_bool();
       timer_.cancel();
       reported_ = true;
       listener_->OnHello(*this, true, {});
       return;
     }
+    if (ok && own_skipped_) {
+      // A send's copy in this mailbox is not sent to this session: its seq
+      // counts as received (and acknowledged like any event).
+      const auto* dup = f.if_contains("duplicate");
+      if (const std::uint64_t seq = ToU64(StrOf(f, "seq"));
+          seq != 0 && !(dup != nullptr && dup->is_bool() && dup->as_bool())) {
+        Received(seq);
+      }
+    }
     listener_->OnAnswer(*this, rid, f, ok, code);
+  }
+
+  // An event seq seen: acked with the others (see kAckEvery).
+  void Received(std::uint64_t seq) {
+    if (seq > highest_) highest_ = seq;
+    if (highest_ - acked_ >= kAckEvery) {
+      FlushAck();
+    } else if (!ack_listed_ && highest_ > acked_) {
+      ack_listed_ = true;
+      loop_.ack_due.push_back(shared_from_this());
+    }
   }
 
   void DoWrite() {
@@ -298,6 +315,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   bool reported_ = false;  // OnHello was called
   bool ack_listed_ = false;
   std::uint64_t resume_after_ = 0;
+  bool own_skipped_ = false;  // hello granted skip_own_copy
   std::uint64_t highest_ = 0;
   std::uint64_t acked_ = 0;
 };

@@ -33,6 +33,9 @@ struct Target {
   std::vector<Endpoint> nodes;  // SetTarget makes it one default Endpoint if empty
   bool ipv6 = false;
   int source_addrs = 8;
+  // false: hello asks not to be sent the copies of the session's own sends
+  // (skip_own_copy, docs/protocol.md); the ok's seq then counts as received.
+  bool own_copy = false;
 };
 int TargetNodes();                     // nodes in the target (at least 1)
 void SetTarget(const Target& target);  // before any session starts

@@ -326,6 +326,7 @@ json::object Driver::Params() const {
   p["source_addrs"] = opt_.source_addrs;
   p["connect_concurrency"] = opt_.connect_concurrency;
   p["body_bytes"] = opt_.body_bytes;
+  p["own_copy"] = opt_.own_copy;
   std::string cmd;
   for (const auto& a : opt_.argv) cmd += (cmd.empty() ? "" : " ") + a;
   p["command"] = cmd;

@@ -97,6 +97,8 @@ Execution:
   --connect-concurrency N   handshakes in flight while connecting (default 256)
   --setup-timeout S         limit for provisioning+connecting (default 180)
   --seed N                  random seed (default: random)
+  --own-copy                do not ask hello to skip the copies of a session's own
+                            sends (skip_own_copy); for comparing with the old behaviour
 
 Output:
   --json           one JSON object on stdout with every figure and parameter
@@ -248,6 +250,7 @@ Options Parse(int argc, char** argv) {
       {"--progress", [&] { o.progress = 1; }},
       {"--no-progress", [&] { o.progress = 0; }},
       {"--random-sender", [&] { o.random_sender = true; }},
+      {"--own-copy", [&] { o.own_copy = true; }},
   };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -320,6 +323,7 @@ int main(int argc, char** argv) {
   for (const auto& n : opt.nodes) target.nodes.push_back(Endpoint{n.host, n.port});
   target.ipv6 = opt.ipv6;
   target.source_addrs = opt.ipv6 ? 1 : opt.source_addrs;
+  target.own_copy = opt.own_copy;
   SetTarget(target);
   Driver driver(opt, *scenario);
   return driver.Run();

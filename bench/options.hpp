@@ -45,6 +45,7 @@ struct Options {
   int members = 256;           // fanout
   bool random_sender = false;  // fanout: random members send, not only the creator
   int body_bytes = 0;          // extra padding in each message body
+  bool own_copy = false;       // --own-copy: do not ask hello to skip the copies of own sends
 
   // scale (several nodes): a command run once every session is open and
   // held (the caller measures memory there), and a parleyd to SIGKILL

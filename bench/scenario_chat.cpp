@@ -170,6 +170,7 @@ class ChatFleet final : public Fleet {
       c["warmup_sent"] += static_cast<double>(st->warmup_sent);
       c["receipts_delivered"] += static_cast<double>(st->receipts_delivered);
       c["receipts_read"] += static_cast<double>(st->receipts_read);
+      c["receipt_events"] += static_cast<double>(st->receipt_events);
       c["sessions_closed"] += static_cast<double>(st->closed);
       c["delivered_cross_node"] += static_cast<double>(st->cross_lat.count());
       c["delivered_same_node"] += static_cast<double>(st->same_lat.count());
@@ -246,6 +247,7 @@ class ChatFleet final : public Fleet {
       const auto* ids = e.if_contains("msg_ids");
       const auto* status = e.if_contains("status");
       const std::uint64_t n = ids && ids->is_array() ? ids->as_array().size() : 1;
+      ++st.receipt_events;
       if (status && status->is_string() && status->as_string() == "read") {
         st.receipts_read += n;
       } else {
@@ -338,7 +340,8 @@ class ChatFleet final : public Fleet {
     std::mt19937_64 rng;
     std::uint64_t inflight = 0;
     std::uint64_t sent = 0, ok = 0, failed = 0, delivered = 0, skipped = 0, warmup_sent = 0;
-    std::uint64_t receipts_delivered = 0, receipts_read = 0, closed = 0;
+    // receipts_*: msg_ids in receipts; receipt_events: the receipt events carrying them.
+    std::uint64_t receipts_delivered = 0, receipts_read = 0, receipt_events = 0, closed = 0;
     Histogram ok_lat;
     Histogram deliver_lat;  // under progress_mu (the progress snapshot reads it)
     std::mutex progress_mu;
@@ -591,8 +594,9 @@ class Chat final : public Scenario {
     if (o.rate_max) out["window_per_user"] = o.window > 0 ? o.window : 8;
     out["users"] = UsersOr(o, 1000);
     out["measured_seconds"] = dur;
-    for (const char* k : {"sent", "ok", "failed", "unanswered", "delivered", "skipped",
-                          "receipts_delivered", "receipts_read", "sessions_closed"}) {
+    for (const char* k :
+         {"sent", "ok", "failed", "unanswered", "delivered", "skipped", "receipts_delivered",
+          "receipts_read", "receipt_events", "sessions_closed"}) {
       out[k] = m.Counter(k);
     }
     out["sent_per_s"] = m.Counter("sent") / dur;

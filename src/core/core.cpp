@@ -104,7 +104,7 @@ void Core::Wake(const std::vector<store::Appended>& appended) {
 }
 
 void Core::Deliver(const std::shared_ptr<const store::Message>& message,
-                   const std::vector<store::Appended>& appended) {
+                   const std::vector<store::Appended>& appended, const Session* skip) {
   // Encrypted kinds: the event is rendered once without ciphertexts and
   // each device's own ciphertext is spliced in (e2ee.hpp).
   EncryptedFrames encrypted;
@@ -115,6 +115,7 @@ void Core::Deliver(const std::shared_ptr<const store::Message>& message,
   const bool clustered = Clustered();
   for (const auto& a : appended) {
     auto targets = sessions.ForUser(a.user);
+    if (skip != nullptr) std::erase_if(targets, [skip](const auto& s) { return s.get() == skip; });
     if (targets.empty() && !clustered) continue;
     auto event = std::make_shared<store::MailboxEvent>();
     event->seq = a.seq;

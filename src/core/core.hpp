@@ -75,8 +75,10 @@ class Core {
   void Wake(const std::vector<store::Appended>& appended);
   // The same for a new message, which is rendered once per mailbox here
   // (per device for e2ee) instead of being read back by every session.
+  // `skip`: a session not to tell (the sending connection, when it asked
+  // not to get its own copy: it counts the seq itself, Session::SkipOwnCopy).
   void Deliver(const std::shared_ptr<const store::Message>& message,
-               const std::vector<store::Appended>& appended);
+               const std::vector<store::Appended>& appended, const Session* skip = nullptr);
 
   // Deletes what is older than the retention period, in small batches so
   // that the writer never stalls behind it. Safe to call while one runs.

@@ -85,6 +85,25 @@ void Session::OnAppended(store::Seq seq, std::shared_ptr<const store::MailboxEve
   Pump();
 }
 
+void Session::SkipOwnCopy(store::Seq seq) {
+  auto self = shared_from_this();
+  // Posted before Deliver's Notify of any later seq, so the strand sees it in
+  // that order; the session itself is left out of the seq's Notify.
+  conn_->Post([self, seq] {
+    if (!self->delivering_ || self->closed_) return;
+    if (seq > self->head_) self->head_ = seq;
+    if (seq < self->next_ || self->ahead_.contains(seq)) return;  // sent already
+    if (seq == self->next_ && self->ahead_.empty()) {
+      // Caught up: counted as sent (and against the window) as if it had been.
+      self->next_ = seq + 1;
+      return;
+    }
+    // Behind a backlog: the stream passes over it as over an event sent
+    // ahead. Past kMaxAhead it is simply sent when the stream gets there.
+    if (self->ahead_.size() < kMaxAhead) self->ahead_.insert(seq);
+  });
+}
+
 void Session::Pump() {
   while (!closed_ && next_ <= head_ && next_ - 1 < cursor_ + kWindow) {
     const std::size_t room = static_cast<std::size_t>(cursor_ + kWindow - (next_ - 1));

@@ -139,7 +139,14 @@ void Session::Send(const json::object& req, const Rid& rid) {
                               result["ts_ms"] = r->ts_ms;
                               result["duplicate"] = r->duplicate;
                               self->Ok(rid, std::move(result));
-                              if (!r->duplicate) self->core_.Deliver(message, r->appended);
+                              if (r->duplicate) return;
+                              // The sending connection's own copy: its ok said it all.
+                              const Session* skip = nullptr;
+                              if (self->skip_own_copy_) {
+                                self->SkipOwnCopy(r->seq);
+                                skip = self.get();
+                              }
+                              self->core_.Deliver(message, r->appended, skip);
                             });
 }
 

@@ -226,6 +226,11 @@ void Session::Hello(const json::object& req, const Rid& rid) {
     if (!r || *r < 0) return Error(rid, code::kBadRequest, "resume_after: a sequence number");
     resume_after = static_cast<store::Seq>(*r);
   }
+  bool skip_own_copy = false;
+  if (auto it = req.find("skip_own_copy"); it != req.end() && !it->value().is_null()) {
+    if (!it->value().is_bool()) return Error(rid, code::kBadRequest, "skip_own_copy: a boolean");
+    skip_own_copy = it->value().get_bool();
+  }
   auto id = core_.Authenticate(presented);
   if (!id) {
     Error(rid, id.error().code, id.error().message);
@@ -233,6 +238,7 @@ void Session::Hello(const json::object& req, const Rid& rid) {
   }
   identity_ = *id;
   authenticated_ = true;
+  skip_own_copy_ = skip_own_copy;
   conn_->MarkAuthenticated();
   core_.metrics.sessions_authenticated.Add(1);
   bool came_online = false;
@@ -299,6 +305,7 @@ void Session::FinishHello(const Rid& rid, std::optional<store::Seq> resume_after
   result["device_id"] = IdToString(identity_.device);
   result["head_seq"] = std::to_string(*head);
   result["server_time_ms"] = now;
+  if (skip_own_copy_) result["skip_own_copy"] = true;  // granted: the client may rely on it
   Ok(rid, std::move(result));
   // The answer goes first, then the stream: a client sees hello's ok before
   // any event.

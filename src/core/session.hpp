@@ -90,6 +90,9 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
                   std::shared_ptr<const std::string> frame);
   void Pump();
   bool SendEvent(const store::MailboxEvent& e, const std::string* frame);
+  // Thread-safe: `seq` is the copy of a send this connection was answered
+  // `ok` for, which a skip_own_copy session counts as sent without sending.
+  void SkipOwnCopy(store::Seq seq);
   void AckOp(const json::object& req, const Rid& rid);
   // Writes the cursor; called with the ack slot taken (see acks_).
   void SubmitAck(store::Seq seq);
@@ -154,6 +157,9 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   std::string header_token_;
   bool authenticated_ = false;
   bool closed_ = false;
+  // hello asked not to be sent the copies of this connection's own sends
+  // (extension, docs/protocol.md); set before any send, read by its callbacks.
+  bool skip_own_copy_ = false;
   Identity identity_;
   std::vector<double> bad_frames_;  // when, for the five-in-a-minute rule (at most 5)
   std::uint32_t refused_in_a_row_ = 0;
