@@ -13,7 +13,9 @@
 // Send() is called from any thread and must answer at once, so the queued
 // byte count and the closing flag are atomics; the queue itself lives on the
 // strand. Timers hold only weak references: a session ends when its socket
-// does, never later because a timer is still armed.
+// does, never later because a timer is still armed. The one exception is a
+// paused read (the handler's cap on requests in flight): the session then
+// holds itself until reading resumes or the server is destroyed.
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/post.hpp>
@@ -220,6 +222,7 @@ class WsSession final : public Connection,
     if (state_.destroying()) return;
     asio::post(executor_, [self = this->shared_from_this()] { self->Drain(); });
   }
+  void ReleaseSelf() override { paused_self_.reset(); }
   void ForceClose() override {
     if (state_.destroying()) return;
     asio::post(executor_, [self = this->shared_from_this()] {
@@ -268,6 +271,7 @@ class WsSession final : public Connection,
     asio::post(executor_, [self = this->shared_from_this()] {
       if (!self->paused_ || self->finished_) return;
       self->paused_ = false;
+      self->paused_self_.reset();  // `self` holds us to the end of this handler
       // The quiet while paused was ours, not the peer's.
       self->last_received_ = Clock::now();
       self->DoRead();
@@ -350,7 +354,14 @@ class WsSession final : public Connection,
       // A large message's buffer is not kept for the idle time after it.
       if (read_buf_.capacity() > kIdleReadChunk) read_buf_.shrink_to_fit();
       if (handler_ && !close_started_ && !handler_->ReadyForMore()) {
-        paused_ = true;  // until ResumeReading
+        // Until ResumeReading. With no read pending, nothing else may hold
+        // this session (a write, if any, ends soon; timers and core hold
+        // weak references): without this reference the session, and its
+        // socket, would be destroyed right here, the requests in flight
+        // answered to no one, and the peer reset (issue 14: a pipelining
+        // client with max_requests_in_flight set lost its connection).
+        paused_ = true;
+        paused_self_ = this->shared_from_this();
         return;
       }
     }
@@ -380,6 +391,7 @@ class WsSession final : public Connection,
   void Unpause() {
     if (!paused_ || finished_) return;
     paused_ = false;
+    const auto keep = std::move(paused_self_);  // the read holds us from here on
     DoRead();
   }
 
@@ -581,10 +593,11 @@ class WsSession final : public Connection,
   bool accepted_ = false;
   bool writing_ = false;
   bool ping_queued_ = false;
-  bool close_started_ = false;  // bye queued
-  bool close_sent_ = false;     // close frame handed to Beast
-  bool paused_ = false;         // no read pending: the handler is not ReadyForMore
-  bool finished_ = false;       // read loop over, OnClose called
+  bool close_started_ = false;              // bye queued
+  bool close_sent_ = false;                 // close frame handed to Beast
+  bool paused_ = false;                     // no read pending: the handler is not ReadyForMore
+  std::shared_ptr<WsSession> paused_self_;  // while paused_: what keeps the session alive
+  bool finished_ = false;                   // read loop over, OnClose called
 };
 
 template <class Stream>
