@@ -154,6 +154,9 @@ int Serve(Config cfg) {
   auto blobs = media::OpenLocalBlobStore(media_dir);
   if (!blobs) throw std::runtime_error("media: " + blobs.error().message);
   core::MediaApi media_api(core, **blobs);
+  const media::VolumeReserve media_volume(media_dir,
+                                          static_cast<std::uint64_t>(cfg.media_min_free_mib) << 20);
+  core.media_volume = &media_volume;
   std::optional<core::WebStatic> web;
   if (auto web_dir = core::WebStatic::Resolve(cfg.web_dir)) {
     web.emplace(*web_dir, !cfg.tls_cert.empty() && !cfg.tls_key.empty());

@@ -52,6 +52,7 @@ struct Config {
   std::string store = "rocksdb";  // rocksdb (under data_dir) | postgresql://USER@HOST:PORT/DB
   std::uint32_t retention_days = 365;
   std::uint32_t store_min_free_mib = 64;  // writes refused (storage_full) below this free space
+  std::uint32_t media_min_free_mib = 64;  // /ready 503 (storage_full) below this on media_dir
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss
 
   // Media.

@@ -28,6 +28,7 @@
 #include "core/sessions.hpp"
 #include "core/sms.hpp"
 #include "core/tokens.hpp"
+#include "media/volume_reserve.hpp"
 #include "store/store.hpp"
 
 namespace parley::core {
@@ -112,6 +113,9 @@ class Core {
   // The bus to the other nodes (set by main before serving; null in tests
   // that run without one). /ready answers 503 while it is disconnected.
   parley::bus::Bus* bus = nullptr;
+  // The media volume's reserve (set by main; null: not checked). /ready
+  // answers 503 storage_full while it is below the reserve.
+  const media::VolumeReserve* media_volume = nullptr;
 
   // ---- Delivery across nodes (core.cpp; docs/architecture.md "Delivery
   // across nodes"). Everything is stored first; the bus only tells the

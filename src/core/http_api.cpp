@@ -112,7 +112,9 @@ void HttpApi::Handle(net::HttpRequest request, net::HttpRespond respond) {
   if (path == "/ready") {
     if (!only("GET")) return;
     const bool readable = core_.store.GetUser(0).has_value();
-    const auto writable = core_.store.Writable();
+    auto writable = core_.store.Writable();
+    // The media directory may be a volume of its own (docs/operations.md).
+    if (writable && core_.media_volume != nullptr) writable = core_.media_volume->Check();
     const bool bus_up = core_.bus == nullptr || core_.bus->connected();
     const bool ok = readable && writable.has_value() && bus_up;
     json::object o;

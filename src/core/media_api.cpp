@@ -537,16 +537,19 @@ void MediaApi::Completed(store::Media media, net::HttpRespond respond, net::Http
   const bool process = media::ShouldProcess(media.content_type);
   media.status = process ? store::MediaStatus::kProcessing : store::MediaStatus::kReady;
   store::Media copy = media;
-  core_.store.PutMedia(std::move(media),
-                       [this, copy = std::move(copy), process, respond = std::move(respond),
-                        ok = std::move(ok)](Status st) mutable {
-                         if (!st) {
-                           (void)blobs_.Remove(copy.id);
-                           return respond(Internal(st.error(), "put_media"));
-                         }
-                         respond(std::move(ok));
-                         if (process) ProcessLater(std::move(copy));
-                       });
+  // The quota is checked again in the write itself: the check before the
+  // body could not see uploads of the same user finishing meanwhile.
+  core_.store.PutMediaWithin(
+      std::move(media), Quota(),
+      [this, copy = std::move(copy), process, respond = std::move(respond),
+       ok = std::move(ok)](Result<store::MediaQuotaVerdict> r) mutable {
+        if (!r || *r != store::MediaQuotaVerdict::kWithin) {
+          (void)blobs_.Remove(copy.id);
+          return respond(r ? QuotaResponse(*r) : Internal(r.error(), "put_media"));
+        }
+        respond(std::move(ok));
+        if (process) ProcessLater(std::move(copy));
+      });
 }
 
 void MediaApi::ProcessLater(store::Media media) {
@@ -725,17 +728,20 @@ void MediaApi::CreateUpload(const net::HttpRequest& request, const Identity& who
       return respond(Tus(Internal(s.error(), "upload_create")));
     }
     const auto id = m.id;
-    core_.store.PutMedia(std::move(m), [this, id, respond = std::move(respond)](Status st) {
-      if (!st) {
-        (void)blobs_.RemovePartial(id);
-        return respond(Tus(Internal(st.error(), "put_media")));
-      }
-      net::HttpResponse r = Tus(NoContent());
-      r.status = 201;
-      r.headers.push_back({"Location", "/v1/uploads/" + IdToString(id)});
-      r.headers.push_back({"Upload-Offset", "0"});
-      respond(std::move(r));
-    });
+    // Upload-Length is reserved here, checked in the same write.
+    core_.store.PutMediaWithin(
+        std::move(m), Quota(),
+        [this, id, respond = std::move(respond)](Result<store::MediaQuotaVerdict> v) {
+          if (!v || *v != store::MediaQuotaVerdict::kWithin) {
+            (void)blobs_.RemovePartial(id);
+            return respond(Tus(v ? QuotaResponse(*v) : Internal(v.error(), "put_media")));
+          }
+          net::HttpResponse r = Tus(NoContent());
+          r.status = 201;
+          r.headers.push_back({"Location", "/v1/uploads/" + IdToString(id)});
+          r.headers.push_back({"Upload-Offset", "0"});
+          respond(std::move(r));
+        });
   });
 }
 

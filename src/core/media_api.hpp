@@ -75,6 +75,10 @@ class MediaApi {
   // bytes still allowed. Otherwise the response to give.
   std::optional<net::HttpResponse> QuotaRefusal(store::UserId owner, std::uint64_t bytes,
                                                 bool resumable, std::uint64_t* room = nullptr);
+  // The same limits, for the store to check in the write that adds the
+  // record (Store::PutMediaWithin), and the answer to a record refused there.
+  store::MediaQuota Quota() const;
+  net::HttpResponse QuotaResponse(store::MediaQuotaVerdict verdict) const;
   void Sweep(bool orphans);
   void SweepStale();
   void SweepExpired();

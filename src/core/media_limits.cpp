@@ -77,6 +77,34 @@ std::optional<net::HttpResponse> MediaApi::QuotaRefusal(store::UserId owner, std
   return std::nullopt;
 }
 
+store::MediaQuota MediaApi::Quota() const {
+  const Config& cfg = core_.config;
+  return store::MediaQuota{.stored_bytes = static_cast<std::uint64_t>(cfg.media_quota_mib) << 20,
+                           .day_bytes = static_cast<std::uint64_t>(cfg.media_quota_mib_per_day)
+                                        << 20,
+                           .uploading = cfg.media_uploads_in_progress};
+}
+
+net::HttpResponse MediaApi::QuotaResponse(store::MediaQuotaVerdict verdict) const {
+  const Config& cfg = core_.config;
+  switch (verdict) {
+    case store::MediaQuotaVerdict::kUploading:
+      return ErrorResponse(429, code::kTooManyUploads,
+                           "at most " + std::to_string(cfg.media_uploads_in_progress) +
+                               " unfinished uploads; finish or delete one first");
+    case store::MediaQuotaVerdict::kDayBytes:
+      return ErrorResponse(413, code::kQuotaExceeded,
+                           "over the daily upload quota of " +
+                               Mib(static_cast<std::uint64_t>(cfg.media_quota_mib_per_day) << 20));
+    case store::MediaQuotaVerdict::kStoredBytes:
+    case store::MediaQuotaVerdict::kWithin:
+      break;
+  }
+  return ErrorResponse(
+      413, code::kQuotaExceeded,
+      "over the media quota of " + Mib(static_cast<std::uint64_t>(cfg.media_quota_mib) << 20));
+}
+
 void MediaApi::SweepStaleUploads() {
   if (!sweeper_ || sweeping_.exchange(true)) return;  // one sweep at a time
   sweeper_->Post([this] {

@@ -288,4 +288,15 @@ struct MediaUsage {
   std::uint64_t day_bytes = 0;     // sizes of records created on that day
 };
 
+// The limits a media record must keep its owner within, checked in the same
+// write as the record (Store::PutMediaWithin); 0: no limit.
+struct MediaQuota {
+  std::uint64_t stored_bytes = 0;  // MediaUsage::stored_bytes
+  std::uint64_t day_bytes = 0;     // MediaUsage::day_bytes of the record's UTC day
+  std::uint32_t uploading = 0;     // MediaUsage::uploading
+};
+
+// Which limit of a MediaQuota a record would have passed.
+enum class MediaQuotaVerdict { kWithin, kStoredBytes, kDayBytes, kUploading };
+
 }  // namespace parley::store

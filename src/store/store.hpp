@@ -309,6 +309,13 @@ class Store {
   // is added to day_bytes of the UTC day of its created_ms (a new day
   // starts from 0); replacing never adds to day_bytes.
   virtual void PutMedia(Media media, Callback<void> done) = 0;
+  // PutMedia, only if the owner's usage after it stays within `quota`,
+  // checked in the same write (one job of the writer; on PostgreSQL with
+  // the owner's usage row locked), so concurrent uploads of one user, on
+  // any node, never pass a limit together. A limit is checked only when the
+  // record adds to what it counts (a replaced record no larger passes).
+  // Answers kWithin once written; any other verdict wrote nothing.
+  virtual void PutMediaWithin(Media media, MediaQuota quota, Callback<MediaQuotaVerdict> done) = 0;
   // Deletes the record, its grants and its last-reference time, and takes its
   // size (and upload) back from the owner's MediaUsage (day_bytes stays);
   // deleting a missing one is not an error.

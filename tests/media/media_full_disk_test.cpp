@@ -4,7 +4,10 @@
 // small tmpfs of the test's own.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
+#include <string>
+#include <thread>
 
 #include "media/media_helpers.hpp"
 #include "support/tmpfs.hpp"
@@ -78,6 +81,63 @@ TEST(MediaFullDisk, UploadsAnswer507AndLeaveNothingHalfWritten) {
     EXPECT_TRUE(whole.body == half + rest) << "resumed upload differs";
     auto after = UploadMedia(server, alice, RandomBytes(1 << 20, 6), "application/octet-stream");
     EXPECT_EQ(after.status, 201) << after.body;
+    server.Terminate();
+  }
+  fs::remove_all(data);
+}
+
+int ReadyStatus(Parleyd& server, std::string* body = nullptr) {
+  auto r = Http(server.endpoint(), "GET", "/ready");
+  if (body != nullptr) *body = r.body;
+  return r.status;
+}
+
+bool WaitReady(Parleyd& server, int want, std::chrono::seconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (ReadyStatus(server) == want) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+// The media directory on a volume of its own (--media-dir): below its
+// reserve the node is not ready, with the store's reason, and it is ready
+// again by itself once space is freed. Messaging is not refused meanwhile.
+TEST(MediaFullDisk, ReadyAnswers503WhileTheMediaVolumeIsBelowItsReserve) {
+  char tmpl[] = "/tmp/parley-mediaready-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string data = tmpl;
+  {
+    Tmpfs volume(data + "/media-volume", 8ull << 20);
+    if (!volume.mounted()) {
+      fs::remove_all(data);
+      GTEST_SKIP() << "media full-disk test skipped: " << volume.why();
+    }
+    Parleyd::Options options;
+    options.data_dir = data + "/data";
+    options.args = {"--media-dir", volume.dir(), "--media-min-free-mib", "2"};
+    Parleyd server(options);
+    ASSERT_TRUE(server.Start()) << server.Log();
+    const Account alice = SignIn(server, NextPhone());
+    const Account bob = SignIn(server, NextPhone());
+    EXPECT_TRUE(WaitReady(server, 200, 10s)) << "/ready stays " << ReadyStatus(server);
+
+    ASSERT_GT(volume.Fill(), 0u);
+    EXPECT_TRUE(WaitReady(server, 503, 10s)) << "/ready stays " << ReadyStatus(server);
+    std::string body;
+    EXPECT_EQ(ReadyStatus(server, &body), 503);
+    EXPECT_NE(body.find("storage_full"), std::string::npos) << body;
+    EXPECT_EQ(Http(server.endpoint(), "GET", "/health").status, 200);
+    // The store's volume has room: messages are still taken.
+    auto ws = Connect(server, alice);
+    ASSERT_TRUE(ws);
+    auto sent = SendText(*ws, bob.user_id, "media is full, text is not");
+    ASSERT_TRUE(sent);
+    EXPECT_EQ(Str(*sent, "op"), "ok") << json::serialize(*sent);
+
+    volume.Unfill();
+    EXPECT_TRUE(WaitReady(server, 200, 10s)) << "/ready stays " << ReadyStatus(server);
     server.Terminate();
   }
   fs::remove_all(data);

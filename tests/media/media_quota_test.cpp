@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "media/media_helpers.hpp"
 
@@ -78,6 +81,65 @@ TEST(MediaQuota, UploadsInProgressAreLimited) {
                                        {"Content-Type", "application/offset+octet-stream"}}));
   ASSERT_EQ(patch.status, 204) << patch.body;
   EXPECT_EQ(CreateUpload(server, alice, 10).status, 201);
+}
+
+// Statuses of `n` requests made at once, one thread each.
+template <class F>
+std::vector<int> AtOnce(int n, F request) {
+  std::vector<int> status(n, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back([&, i] { status[i] = request(i); });
+  for (auto& t : threads) t.join();
+  return status;
+}
+
+int Count(const std::vector<int>& statuses, int status) {
+  return static_cast<int>(std::count(statuses.begin(), statuses.end(), status));
+}
+
+// Concurrent uploads at a nearly full quota: the check before the body and
+// the record written after it were two steps, and every upload in between
+// passed the first (16 one-shot uploads of 200 KiB with 424 KiB left all
+// went through). The store now checks in the write that adds the record.
+TEST(MediaQuota, ConcurrentUploadsNeverGoPastTheQuota) {
+  constexpr int kConcurrent = 16;
+  constexpr std::size_t kEach = 200 << 10;
+  Parleyd server(Parleyd::Options{.args = {"--media-quota-mib", "1", "--media-quota-mib-per-day",
+                                           "0", "--media-uploads-in-progress", "3"}});
+  ASSERT_TRUE(server.Start()) << server.Log();
+  const Account alice = SignIn(server, NextPhone());
+  const Account bob = SignIn(server, NextPhone());
+  const Account carol = SignIn(server, NextPhone());
+  ASSERT_EQ(
+      UploadMedia(server, alice, RandomBytes(600 << 10, 1), "application/octet-stream").status,
+      201);
+
+  // One-shot uploads: 424 KiB left, room for two.
+  const std::string bytes = RandomBytes(kEach, 2);
+  auto one_shot = AtOnce(kConcurrent, [&](int) {
+    auto r = UploadMedia(server, alice, bytes, "application/octet-stream");
+    EXPECT_TRUE(r.status == 201 || r.ErrorCode() == "quota_exceeded") << r.status << r.body;
+    return r.status;
+  });
+  EXPECT_EQ(Count(one_shot, 201), 2) << "uploads stored past the quota";
+  EXPECT_EQ(Count(one_shot, 413), kConcurrent - 2);
+  const fs::path media = fs::path(server.data_dir()) / "media";
+  // A refused upload keeps no file.
+  EXPECT_EQ(FilesIn(media / "blobs"), static_cast<std::size_t>(1 + Count(one_shot, 201)));
+  EXPECT_EQ(FilesIn(media / "tmp"), 0u);
+
+  // Resumable uploads reserve their Upload-Length when created.
+  ASSERT_EQ(UploadMedia(server, bob, RandomBytes(600 << 10, 3), "application/octet-stream").status,
+            201);
+  auto created = AtOnce(kConcurrent, [&](int) { return CreateUpload(server, bob, kEach).status; });
+  EXPECT_EQ(Count(created, 201), 2) << "uploads created past the quota";
+  EXPECT_EQ(Count(created, 413), kConcurrent - 2);
+
+  // And uploads in progress, their own limit (3).
+  auto started = AtOnce(kConcurrent, [&](int) { return CreateUpload(server, carol, 10).status; });
+  EXPECT_EQ(Count(started, 201), 3) << "more uploads in progress than allowed";
+  EXPECT_EQ(Count(started, 429), kConcurrent - 3);
+  EXPECT_EQ(FilesIn(media / "partial"), static_cast<std::size_t>(2 + 3));
 }
 
 void Age(const fs::path& p) {

@@ -3,6 +3,9 @@
 // against every backend that instantiates StoreMessagingContractTest.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <vector>
+
 #include "common/ids.hpp"
 #include "unit/store_messaging_contract.hpp"
 
@@ -145,6 +148,94 @@ TEST_P(StoreMessagingContractTest, MediaUsageFollowsRecordsPerOwner) {
   EXPECT_EQ(u.day, kNow / kDay + 1);
   EXPECT_EQ(u.day_bytes, 3u);
   EXPECT_EQ(u.stored_bytes, 503u);
+}
+
+// The quota is checked in the write that adds the record: 30 records of one
+// owner queued at once (one group commit, as concurrent uploads finishing
+// together are), where only 10 fit, leave exactly 10 and nothing past the
+// limit. Before, a caller could only check GetMediaUsage first, and every
+// one of the 30 would have seen room.
+TEST_P(StoreMessagingContractTest, MediaQuotaIsCheckedInTheWriteThatAddsTheRecord) {
+  constexpr int kTried = 30;
+  constexpr std::uint64_t kSize = 1000;
+  const MediaQuota quota{.stored_bytes = 10 * kSize + kSize / 2};
+  std::vector<Pending<MediaQuotaVerdict>> pending(kTried);
+  {
+    WriterHold hold(store());
+    for (int i = 0; i < kTried; ++i) {
+      Media m = Blob(IdFloorForTime(kNow) + 400 + i, kAlice, MediaStatus::kReady);
+      m.size = kSize;
+      store().PutMediaWithin(std::move(m), quota, pending[i].callback());
+    }
+  }
+  std::map<MediaQuotaVerdict, int> verdicts;
+  for (int i = 0; i < kTried; ++i) {
+    auto v = pending[i].Get();
+    ASSERT_TRUE(v) << v.error().message;
+    ++verdicts[*v];
+    // In order: the first ten fit, and a refused record was not written.
+    EXPECT_EQ(*v, i < 10 ? MediaQuotaVerdict::kWithin : MediaQuotaVerdict::kStoredBytes) << i;
+    EXPECT_EQ(store().GetMedia(IdFloorForTime(kNow) + 400 + i).value().has_value(), i < 10) << i;
+  }
+  EXPECT_EQ(verdicts[MediaQuotaVerdict::kWithin], 10);
+  auto u = store().GetMediaUsage(kAlice).value();
+  EXPECT_EQ(u.stored_bytes, 10 * kSize);
+  EXPECT_EQ(u.day_bytes, 10 * kSize);
+
+  // Replacing a record with one no larger passes at the limit (an upload
+  // that finishes); a larger one is checked for what it adds.
+  Media first = Blob(IdFloorForTime(kNow) + 400, kAlice, MediaStatus::kReady);
+  first.size = kSize;
+  first.thumbnail = true;
+  auto same = Wait<MediaQuotaVerdict>([&](auto cb) { store().PutMediaWithin(first, quota, cb); });
+  ASSERT_TRUE(same);
+  EXPECT_EQ(*same, MediaQuotaVerdict::kWithin);
+  first.size = kSize + kSize / 2;  // exactly at the limit
+  auto grown = Wait<MediaQuotaVerdict>([&](auto cb) { store().PutMediaWithin(first, quota, cb); });
+  ASSERT_TRUE(grown);
+  EXPECT_EQ(*grown, MediaQuotaVerdict::kWithin);
+  first.size = kSize * 2;
+  auto over = Wait<MediaQuotaVerdict>([&](auto cb) { store().PutMediaWithin(first, quota, cb); });
+  ASSERT_TRUE(over);
+  EXPECT_EQ(*over, MediaQuotaVerdict::kStoredBytes);
+  EXPECT_EQ(store().GetMedia(first.id).value()->size, kSize + kSize / 2);
+  EXPECT_EQ(store().GetMediaUsage(kAlice).value().stored_bytes, 10 * kSize + kSize / 2);
+  // Another owner has a quota of its own.
+  Media bobs = Blob(IdFloorForTime(kNow) + 450, kBob, MediaStatus::kReady);
+  bobs.size = kSize;
+  auto other = Wait<MediaQuotaVerdict>([&](auto cb) { store().PutMediaWithin(bobs, quota, cb); });
+  ASSERT_TRUE(other);
+  EXPECT_EQ(*other, MediaQuotaVerdict::kWithin);
+}
+
+TEST_P(StoreMessagingContractTest, MediaDayQuotaAndUploadsInProgressAreCheckedInTheWrite) {
+  constexpr std::uint64_t kSize = 1000;
+  auto put = [&](MediaId id, MediaStatus status, std::int64_t created_ms, MediaQuota q) {
+    Media m = Blob(id, kCarol, status, created_ms);
+    m.size = kSize;
+    auto v = Wait<MediaQuotaVerdict>([&](auto cb) { store().PutMediaWithin(m, q, cb); });
+    EXPECT_TRUE(v) << v.error().message;
+    return v ? *v : MediaQuotaVerdict::kWithin;
+  };
+  const MediaId base = IdFloorForTime(kNow) + 500;
+  // Bytes per UTC day count records created that day, deleted or not.
+  const MediaQuota day{.day_bytes = 2 * kSize};
+  EXPECT_EQ(put(base, MediaStatus::kReady, kNow, day), MediaQuotaVerdict::kWithin);
+  ASSERT_TRUE(Wait<void>([&](auto cb) { store().DeleteMedia(base, cb); }));
+  EXPECT_EQ(put(base + 1, MediaStatus::kReady, kNow, day), MediaQuotaVerdict::kWithin);
+  EXPECT_EQ(put(base + 2, MediaStatus::kReady, kNow, day), MediaQuotaVerdict::kDayBytes);
+  EXPECT_FALSE(store().GetMedia(base + 2).value().has_value());
+  const MediaId next_day = IdFloorForTime(kNow + kDay) + 500;
+  EXPECT_EQ(put(next_day, MediaStatus::kReady, kNow + kDay, day), MediaQuotaVerdict::kWithin);
+  // Uploads in progress: a new one past the limit is refused; finishing
+  // one is never refused, and makes room.
+  const MediaQuota uploads{.uploading = 2};
+  EXPECT_EQ(put(base + 10, MediaStatus::kUploading, kNow, uploads), MediaQuotaVerdict::kWithin);
+  EXPECT_EQ(put(base + 11, MediaStatus::kUploading, kNow, uploads), MediaQuotaVerdict::kWithin);
+  EXPECT_EQ(put(base + 12, MediaStatus::kUploading, kNow, uploads), MediaQuotaVerdict::kUploading);
+  EXPECT_EQ(put(base + 10, MediaStatus::kProcessing, kNow, uploads), MediaQuotaVerdict::kWithin);
+  EXPECT_EQ(put(base + 12, MediaStatus::kUploading, kNow, uploads), MediaQuotaVerdict::kWithin);
+  EXPECT_EQ(store().GetMediaUsage(kCarol).value().uploading, 2u);
 }
 
 TEST_P(StoreMessagingContractTest, ExpiredMediaIsWhatNoLiveMessageCarries) {

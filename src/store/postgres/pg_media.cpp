@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/ids.hpp"
+#include "store/common/media_quota.hpp"
 #include "store/postgres/pg_store_impl.hpp"
 
 namespace parley::store::pg {
@@ -109,50 +110,96 @@ void AdjustUsage(Tx& tx, UserId owner, std::int64_t d_stored, std::int64_t d_upl
           .Bool(is_new));
 }
 
+// Writes the record over `before` (what TxnCounted found) and adjusts the
+// usage of its owner (and of a previous owner).
+void WriteMedia(Tx& tx, const std::optional<Counted>& before, const Media& media) {
+  const auto size = static_cast<std::int64_t>(media.size);
+  const std::int64_t uploading = media.status == MediaStatus::kUploading ? 1 : 0;
+  const bool is_new = !before.has_value();
+  const std::int64_t day = DayOf(media.created_ms);
+  if (before && before->owner == media.owner) {
+    AdjustUsage(tx, media.owner, size - before->size, uploading - (before->uploading ? 1 : 0),
+                is_new, day, size);
+  } else {
+    if (before) {
+      AdjustUsage(tx, before->owner, -before->size, before->uploading ? -1 : 0, false, 0, 0);
+    }
+    AdjustUsage(tx, media.owner, size, uploading, is_new, day, size);
+  }
+  tx.Write(
+      "INSERT INTO media (media_id, owner, content_type, filename, size, sha256, status, "
+      "reason, width, height, duration_ms, thumbnail, created_ms) VALUES ($1, $2, $3, $4, $5, "
+      "$6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (media_id) DO UPDATE SET owner = "
+      "excluded.owner, content_type = excluded.content_type, filename = excluded.filename, "
+      "size = excluded.size, sha256 = excluded.sha256, status = excluded.status, reason = "
+      "excluded.reason, width = excluded.width, height = excluded.height, duration_ms = "
+      "excluded.duration_ms, thumbnail = excluded.thumbnail, created_ms = excluded.created_ms",
+      Params()
+          .U64(media.id)
+          .U64(media.owner)
+          .Bytes(media.content_type)
+          .Bytes(media.filename)
+          .U64(media.size)
+          .Bytes(media.sha256)
+          .I16(static_cast<std::int16_t>(media.status))
+          .Bytes(media.reason)
+          .I64(media.width)
+          .I64(media.height)
+          .I64(media.duration_ms)
+          .Bool(media.thumbnail)
+          .I64(media.created_ms));
+}
+
 }  // namespace
 
 void PgStore::PutMedia(Media media, Callback<void> done) {
   Submit<void>("put_media", {}, std::move(done), [media = std::move(media)](Tx& tx) -> Status {
     auto before = TxnCounted(tx, media.id);
     if (!before) return std::unexpected(before.error());
-    const auto size = static_cast<std::int64_t>(media.size);
-    const std::int64_t uploading = media.status == MediaStatus::kUploading ? 1 : 0;
-    const bool is_new = !before->has_value();
-    const std::int64_t day = DayOf(media.created_ms);
-    if (*before && (*before)->owner == media.owner) {
-      AdjustUsage(tx, media.owner, size - (*before)->size,
-                  uploading - ((*before)->uploading ? 1 : 0), is_new, day, size);
-    } else {
-      if (*before) {
-        AdjustUsage(tx, (*before)->owner, -(*before)->size, (*before)->uploading ? -1 : 0, false, 0,
-                    0);
-      }
-      AdjustUsage(tx, media.owner, size, uploading, is_new, day, size);
-    }
-    tx.Write(
-        "INSERT INTO media (media_id, owner, content_type, filename, size, sha256, status, "
-        "reason, width, height, duration_ms, thumbnail, created_ms) VALUES ($1, $2, $3, $4, $5, "
-        "$6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (media_id) DO UPDATE SET owner = "
-        "excluded.owner, content_type = excluded.content_type, filename = excluded.filename, "
-        "size = excluded.size, sha256 = excluded.sha256, status = excluded.status, reason = "
-        "excluded.reason, width = excluded.width, height = excluded.height, duration_ms = "
-        "excluded.duration_ms, thumbnail = excluded.thumbnail, created_ms = excluded.created_ms",
-        Params()
-            .U64(media.id)
-            .U64(media.owner)
-            .Bytes(media.content_type)
-            .Bytes(media.filename)
-            .U64(media.size)
-            .Bytes(media.sha256)
-            .I16(static_cast<std::int16_t>(media.status))
-            .Bytes(media.reason)
-            .I64(media.width)
-            .I64(media.height)
-            .I64(media.duration_ms)
-            .Bool(media.thumbnail)
-            .I64(media.created_ms));
+    WriteMedia(tx, *before, media);
     return Ok();
   });
+}
+
+// The owner's usage row is created if missing and locked before it is read,
+// so an upload of the same owner on another node waits until this one has
+// committed and then sees it; within this node the writer runs one job at a
+// time and a job sees the writes of the jobs before it.
+void PgStore::PutMediaWithin(Media media, MediaQuota quota, Callback<MediaQuotaVerdict> done) {
+  Submit<MediaQuotaVerdict>(
+      "put_media", {}, std::move(done),
+      [media = std::move(media), quota](Tx& tx) -> Result<MediaQuotaVerdict> {
+        if (auto r = tx.Read(
+                "INSERT INTO media_usage (owner, stored_bytes, uploading, day, day_bytes) VALUES "
+                "($1, 0, 0, 0, 0) ON CONFLICT (owner) DO NOTHING",
+                Params().U64(media.owner));
+            !r) {
+          return Failed(r);
+        }
+        auto u = tx.Read(
+            "SELECT stored_bytes, uploading, day, day_bytes FROM media_usage WHERE owner = $1 "
+            "FOR UPDATE",
+            Params().U64(media.owner));
+        if (!u) return Failed(u);
+        MediaUsage usage;
+        if (!u->empty()) {
+          usage = MediaUsage{.stored_bytes = u->U64(0, 0),
+                             .uploading = static_cast<std::uint32_t>(u->I64(0, 1)),
+                             .day = u->I64(0, 2),
+                             .day_bytes = u->U64(0, 3)};
+        }
+        auto before = TxnCounted(tx, media.id);
+        if (!before) return std::unexpected(before.error());
+        std::optional<CountedMedia> counted;
+        if (*before) {
+          counted = CountedMedia{.owner = (*before)->owner,
+                                 .size = static_cast<std::uint64_t>((*before)->size),
+                                 .uploading = (*before)->uploading};
+        }
+        const auto verdict = JudgeMediaQuota(usage, counted, media, quota);
+        if (verdict == MediaQuotaVerdict::kWithin) WriteMedia(tx, *before, media);
+        return verdict;
+      });
 }
 
 void PgStore::DeleteMedia(MediaId id, Callback<void> done) {

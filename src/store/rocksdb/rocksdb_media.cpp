@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "common/ids.hpp"
+#include "store/common/media_quota.hpp"
 #include "store/rocksdb/rocksdb_store_impl.hpp"
 
 namespace parley::store::rocks {
@@ -66,6 +67,13 @@ Result<std::optional<Media>> TxnMedia(WriteTxn& txn, rocksdb::ColumnFamilyHandle
 
 std::int64_t DayOf(std::int64_t ms) { return ms >= 0 ? ms / kDayMs : (ms - kDayMs + 1) / kDayMs; }
 
+Result<MediaUsage> TxnUsage(WriteTxn& txn, rocksdb::ColumnFamilyHandle* family, UserId owner) {
+  auto value = txn.Get(family, MediaUsageKey(owner));
+  if (!value) return std::unexpected(value.error());
+  if (!*value) return MediaUsage{};
+  return DecodeMediaUsage(**value);
+}
+
 }  // namespace
 
 Status RocksStore::AdjustUsage(WriteTxn& txn, const std::optional<Media>& before,
@@ -120,6 +128,32 @@ void RocksStore::PutMedia(Media media, Callback<void> done) {
                  if (auto s = AdjustUsage(txn, *before, &media); !s) return s;
                  return txn.Put(cf(Cf::kMedia), IdKey(media.id), EncodeMedia(media));
                });
+}
+
+// The writer runs one job at a time, so the usage read here is the one the
+// write below adjusts: no other upload of the owner comes in between.
+void RocksStore::PutMediaWithin(Media media, MediaQuota quota, Callback<MediaQuotaVerdict> done) {
+  Submit<MediaQuotaVerdict>(
+      "put_media", std::move(done),
+      [this, media = std::move(media), quota](WriteTxn& txn) -> Result<MediaQuotaVerdict> {
+        auto before = TxnMedia(txn, cf(Cf::kMedia), media.id);
+        if (!before) return std::unexpected(before.error());
+        auto usage = TxnUsage(txn, cf(Cf::kMediaIndex), media.owner);
+        if (!usage) return std::unexpected(usage.error());
+        std::optional<CountedMedia> counted;
+        if (*before) {
+          counted = CountedMedia{.owner = (*before)->owner,
+                                 .size = (*before)->size,
+                                 .uploading = (*before)->status == MediaStatus::kUploading};
+        }
+        const auto verdict = JudgeMediaQuota(*usage, counted, media, quota);
+        if (verdict != MediaQuotaVerdict::kWithin) return verdict;
+        if (auto s = AdjustUsage(txn, *before, &media); !s) return std::unexpected(s.error());
+        if (auto s = txn.Put(cf(Cf::kMedia), IdKey(media.id), EncodeMedia(media)); !s) {
+          return std::unexpected(s.error());
+        }
+        return verdict;
+      });
 }
 
 Result<MediaUsage> RocksStore::GetMediaUsage(UserId owner) {

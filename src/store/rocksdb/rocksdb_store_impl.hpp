@@ -129,6 +129,7 @@ class RocksStore final : public Store {
   Result<bool> MediaGranted(MediaId id, UserId user) override;
   Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) override;
   void PutMedia(Media media, Callback<void> done) override;
+  void PutMediaWithin(Media media, MediaQuota quota, Callback<MediaQuotaVerdict> done) override;
   void DeleteMedia(MediaId id, Callback<void> done) override;
   Result<MediaUsage> GetMediaUsage(UserId owner) override;
   Result<std::vector<Media>> ExpiredMedia(std::int64_t cutoff_ms, MediaId after,
