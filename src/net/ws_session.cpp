@@ -268,6 +268,7 @@ class WsSession final : public Connection,
     asio::post(executor_, [self = this->shared_from_this()] {
       if (!self->paused_ || self->finished_) return;
       self->paused_ = false;
+      self->paused_self_.reset();
       // The quiet while paused was ours, not the peer's.
       self->last_received_ = Clock::now();
       self->DoRead();
@@ -351,6 +352,9 @@ class WsSession final : public Connection,
       if (read_buf_.capacity() > kIdleReadChunk) read_buf_.shrink_to_fit();
       if (handler_ && !close_started_ && !handler_->ReadyForMore()) {
         paused_ = true;  // until ResumeReading
+        // No read is pending now, and timers hold weak references: this keeps
+        // the session alive until reading resumes.
+        paused_self_ = this->shared_from_this();
         return;
       }
     }
@@ -380,6 +384,7 @@ class WsSession final : public Connection,
   void Unpause() {
     if (!paused_ || finished_) return;
     paused_ = false;
+    paused_self_.reset();
     DoRead();
   }
 
@@ -581,10 +586,11 @@ class WsSession final : public Connection,
   bool accepted_ = false;
   bool writing_ = false;
   bool ping_queued_ = false;
-  bool close_started_ = false;  // bye queued
-  bool close_sent_ = false;     // close frame handed to Beast
-  bool paused_ = false;         // no read pending: the handler is not ReadyForMore
-  bool finished_ = false;       // read loop over, OnClose called
+  bool close_started_ = false;              // bye queued
+  bool close_sent_ = false;                 // close frame handed to Beast
+  bool paused_ = false;                     // no read pending: the handler is not ReadyForMore
+  std::shared_ptr<WsSession> paused_self_;  // while paused_
+  bool finished_ = false;                   // read loop over, OnClose called
 };
 
 template <class Stream>
