@@ -113,7 +113,8 @@ int Serve(Config cfg) {
   std::string secret;
   if (store::IsPostgresUrl(cfg.store)) {
     // Shared by every node: schema and secrets live in the database.
-    auto opened = store::OpenPostgresStore({.url = cfg.store, .observer = observer});
+    auto opened = store::OpenPostgresStore(
+        {.url = cfg.store, .readers = cfg.store_readers + 2u, .observer = observer});
     if (!opened) throw std::runtime_error("store: " + opened.error().message);
     store = std::move(*opened);
     if (!cfg.jwt_secret.empty()) {
@@ -243,6 +244,9 @@ int Serve(Config cfg) {
     server.Every(std::chrono::seconds(1), [&core] { core.CheckHeads(1000); });
   }
   server.Run();
+  // Requests and session tasks the read pool still holds finish before what
+  // they use stops (the App and MediaApi go before core).
+  core.reads.Stop();
   media_api.Stop();  // answers still owed go out before the store closes
   the_bus->Stop();   // withdraws this node's claim and registrations
   core.bus = nullptr;

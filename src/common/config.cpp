@@ -82,6 +82,10 @@ const std::array kKeys = {
            &Config::store},
     KeyDef{"store_sync", "fsync every commit (false may lose the last writes on power loss)",
            &Config::store_sync},
+    KeyDef{"store_readers",
+           "PostgreSQL store: threads, each with its own connection, that run WebSocket ops and "
+           "HTTP requests which read (at least 1; unused with rocksdb)",
+           &Config::store_readers},
     KeyDef{"media_dir", "directory for media blobs (empty: <data_dir>/media)", &Config::media_dir},
     KeyDef{"media_min_free_mib",
            "MiB kept free on the media volume: below it /ready answers 503 (0: not checked)",

@@ -54,6 +54,9 @@ struct Config {
   std::uint32_t store_min_free_mib = 64;  // writes refused (storage_full) below this free space
   std::uint32_t media_min_free_mib = 64;  // /ready 503 (storage_full) below this on media_dir
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss
+  // PostgreSQL: threads (each with a connection of its own) that run the
+  // work which reads, off the I/O threads (core/store_reads.hpp).
+  std::uint32_t store_readers = 8;
 
   // Media.
   std::string media_dir;                         // empty: <data_dir>/media

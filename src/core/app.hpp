@@ -1,5 +1,6 @@
 // core's side of the net::Service seam: HTTP requests go to HttpApi, each
-// WebSocket gets a Session.
+// WebSocket gets a Session. With a store whose reads block, requests that
+// may read run on core's read pool (store_reads.hpp), not the I/O thread.
 #pragma once
 
 #include "core/core.hpp"
@@ -25,6 +26,10 @@ class App final : public net::Service {
                                                 const net::HttpRequest& upgrade) override;
 
  private:
+  // The request's handler, on the I/O thread or (a store whose reads block)
+  // on the read pool.
+  void Route(net::HttpRequest request, net::HttpRespond respond);
+
   Core& core_;
   HttpApi http_;
   MediaApi* media_;

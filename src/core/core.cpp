@@ -1,5 +1,7 @@
 #include "core/core.hpp"
 
+#include <algorithm>
+
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "core/e2ee.hpp"
@@ -93,7 +95,10 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       fanout_limiter(cfg.device_fanout_rate, 4.0 * cfg.device_fanout_rate),
       write_share(cfg.user_writes_in_flight),
       abuse(cfg),
+      reads(st.ReadsBlock() ? std::max<std::size_t>(cfg.store_readers, 1) : 0),
       clustered_(cfg.bus != "none") {}
+
+Core::~Core() { reads.Stop(); }
 
 void Core::Wake(const std::vector<store::Appended>& appended) {
   const bool clustered = Clustered();
@@ -178,7 +183,12 @@ void Core::SetBusHandlers(bus::Handlers& h) {
   };
   // Whatever was published while the subscriber was away is lost: every
   // local session reads its mailbox again.
-  h.on_resubscribed = [this] { PumpUsers(sessions.Users()); };
+  h.on_resubscribed = [this] {
+    // A head read per local user: on the read pool when reads block, so
+    // that the bus's callbacks (wakes) are not held up behind them.
+    if (!reads.Active()) return PumpUsers(sessions.Users());
+    reads.Post([this] { PumpUsers(sessions.Users()); });
+  };
 }
 
 void Core::OnWake(const bus::Wake& w) {
@@ -261,6 +271,20 @@ void Core::PumpUsers(const std::vector<store::UserId>& users) {
 }
 
 void Core::CheckHeads(std::size_t max_users) {
+  if (reads.Active()) {
+    // Up to max_users round trips: never on the I/O thread whose timer
+    // calls this, and never two checks at once.
+    if (head_check_running_.exchange(true)) return;
+    reads.Post([this, max_users] {
+      RunGuarded("check_heads", [&] { CheckHeadsNow(max_users); });
+      head_check_running_.store(false);
+    });
+    return;
+  }
+  CheckHeadsNow(max_users);
+}
+
+void Core::CheckHeadsNow(std::size_t max_users) {
   std::vector<store::UserId> batch;
   {
     std::lock_guard lock(head_check_mu_);

@@ -1,7 +1,9 @@
 // The domain's shared state: the components every handler uses, wired once
-// by main. Handlers run on I/O threads and never block there: reads go to the
-// store directly (they never wait for the writer), writes answer through
-// store callbacks.
+// by main. Handlers never block an I/O thread: reads go to the store directly
+// (they never wait for the writer), on the I/O thread when the store's reads
+// are local (RocksDB) and on `reads`, the read pool, when they wait on the
+// network (PostgreSQL; store_reads.hpp); writes answer through store
+// callbacks.
 #pragma once
 
 #include <atomic>
@@ -27,6 +29,7 @@
 #include "core/rate_limit.hpp"
 #include "core/sessions.hpp"
 #include "core/sms.hpp"
+#include "core/store_reads.hpp"
 #include "core/tokens.hpp"
 #include "media/volume_reserve.hpp"
 #include "store/store.hpp"
@@ -68,6 +71,10 @@ class Core {
  public:
   Core(const Config& config, store::Store& store, Registry& metrics, TokenService& tokens,
        SmsSender& sms, std::string node_name);
+  // Runs what the read pool has queued first: its tasks use the rest.
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
 
   // Checks an access token and that its device still holds that generation.
   std::expected<Identity, AuthFailure> Authenticate(std::string_view token);
@@ -130,7 +137,9 @@ class Core {
   void SetBusHandlers(parley::bus::Handlers& handlers);
   // The periodic head check: reads the mailbox head of up to `max_users`
   // users with a device here (round robin over calls) and pumps their
-  // sessions, for a writer that died between its commit and its wake.
+  // sessions, for a writer that died between its commit and its wake. With
+  // a read pool it runs there (at most one check at a time) and returns at
+  // once.
   void CheckHeads(std::size_t max_users);
   // Closes the device's socket here and on whichever node holds it
   // (kRemoved: 4403, kRevoked: 4401).
@@ -158,6 +167,10 @@ class Core {
   WriteShare write_share;
   AbuseLimits abuse;  // lookups, prekeys, sign-in (abuse_limits.hpp)
 
+  // Where work that reads runs when the store's reads block (store_reads.hpp);
+  // inactive (no threads) otherwise. Stopped first by ~Core.
+  StoreReadPool reads;
+
  private:
   void PurgeBatch(std::int64_t cutoff_ms);
   void PublishWake(store::UserId user, store::Seq seq, std::string frame);
@@ -165,6 +178,7 @@ class Core {
   void OnControl(const parley::bus::Control& control);
   // Pumps every local session from its mailbox head (after a resubscribe).
   void PumpUsers(const std::vector<store::UserId>& users);
+  void CheckHeadsNow(std::size_t max_users);
   std::atomic<bool> purging_{false};
 
   const bool clustered_;
@@ -172,6 +186,7 @@ class Core {
   std::unordered_set<store::UserId> online_elsewhere_;  // online per the transitions heard
   std::mutex head_check_mu_;
   std::vector<store::UserId> head_check_queue_;  // users still to check this round
+  std::atomic<bool> head_check_running_{false};  // on the read pool
 };
 
 }  // namespace parley::core

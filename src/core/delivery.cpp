@@ -5,13 +5,14 @@
 // seq order, at most kWindow events beyond what the device acknowledged, and
 // each ack opens the window further. An event appended while the session is
 // connected is announced by Notify (from the store's writer thread, posted
-// onto the connection's strand). If the stream has caught up, the event is
-// simply the next one and goes out at once. If the backlog is still
-// streaming, the event is sent ahead of it (the contract allows that; the
-// client orders by seq) and remembered in ahead_, so that the stream skips it
-// when it gets there: no seq is sent twice on a connection, and no gap stays
-// unfilled. A lost notification costs latency only: the next ack or append
-// pumps the stream again from the store.
+// to the session's home: the connection's strand, or its read-pool strand).
+// If the stream has caught up, the event is simply the next one and goes
+// out at once. If the backlog is still streaming, the event is sent ahead of
+// it (the contract allows that; the client orders by seq) and remembered in
+// ahead_, so that the stream skips it when it gets there: no seq is sent
+// twice on a connection, and no gap stays unfilled. A lost notification
+// costs latency only: the next ack or append pumps the stream again from
+// the store.
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "core/render.hpp"
@@ -33,7 +34,7 @@ constexpr std::size_t kMaxAhead = 4096;
 void Session::Notify(store::Seq seq, std::shared_ptr<const store::MailboxEvent> event,
                      std::shared_ptr<const std::string> frame) {
   auto self = shared_from_this();
-  conn_->Post([self, seq, event = std::move(event), frame = std::move(frame)]() mutable {
+  RunHome([self, seq, event = std::move(event), frame = std::move(frame)]() mutable {
     self->OnAppended(seq, std::move(event), std::move(frame));
   });
 }

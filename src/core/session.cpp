@@ -1,5 +1,7 @@
 #include "core/session.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "proto/errors.hpp"
@@ -13,11 +15,34 @@ namespace {
 constexpr std::size_t kMaxBadFrames = 5;  // the fifth in a minute closes with 4400
 constexpr double kBadFrameWindowS = 60;
 constexpr std::size_t kMaxRidLength = 64;
+// Read pool: frames of one connection waiting for its strand, at most (net
+// stops reading the socket past either bound, so TCP holds the client back).
+constexpr std::uint32_t kMaxQueuedFrames = 32;
+constexpr std::size_t kMaxQueuedBytes = 1 << 20;
 }  // namespace
 
 Session::Session(Core& core, std::shared_ptr<net::WsConnection> connection,
                  std::string header_token)
-    : core_(core), conn_(std::move(connection)), header_token_(std::move(header_token)) {}
+    : core_(core), conn_(std::move(connection)), header_token_(std::move(header_token)) {
+  if (core_.reads.Active()) home_.emplace(core_.reads.MakeStrand());
+}
+
+void Session::RunHome(std::function<void()> fn) {
+  if (!home_) return conn_->Post(std::move(fn));
+  boost::asio::post(*home_, [fn = std::move(fn)] { RunGuarded("session", fn); });
+}
+
+bool Session::QueueHasRoom() const {
+  return queued_frames_.load() < kMaxQueuedFrames && queued_bytes_.load() < kMaxQueuedBytes;
+}
+
+void Session::FrameDone(std::size_t bytes) {
+  queued_bytes_.fetch_sub(bytes);
+  queued_frames_.fetch_sub(1);
+  // Either this sees the flag ReadyForMore set, or ReadyForMore's second
+  // look sees this room: a pause is never left without its resume.
+  if (QueueHasRoom() && resume_wanted_.exchange(false)) conn_->ResumeReading();
+}
 
 const std::unordered_map<std::string_view, Session::Handler>& Session::Handlers() {
   static const std::unordered_map<std::string_view, Handler> handlers = {
@@ -51,6 +76,17 @@ const std::unordered_map<std::string_view, Session::Handler>& Session::Handlers(
 }
 
 void Session::OnFrame(std::string_view text) {
+  if (!home_) return HandleFrame(text);
+  // Read pool: the I/O thread only queues the frame on the session's strand.
+  queued_frames_.fetch_add(1);
+  queued_bytes_.fetch_add(text.size());
+  boost::asio::post(*home_, [self = shared_from_this(), frame = std::string(text)] {
+    if (!self->gone_.load()) RunGuarded("frame", [&] { self->HandleFrame(frame); });
+    self->FrameDone(frame.size());
+  });
+}
+
+void Session::HandleFrame(std::string_view text) {
   if (closed_) return;
   auto parsed = proto::ParseObject(text);
   if (!parsed) return BadFrame(parsed.error().message);
@@ -85,7 +121,11 @@ void Session::OnFrame(std::string_view text) {
 
 bool Session::ReadyForMore() {
   const std::uint32_t cap = core_.config.max_requests_in_flight;
-  return cap == 0 || in_flight_.load() < cap;
+  if (cap != 0 && in_flight_.load() >= cap) return false;
+  if (!home_ || QueueHasRoom()) return true;
+  resume_wanted_.store(true);
+  // The strand may have made room meanwhile without seeing the flag.
+  return QueueHasRoom() && resume_wanted_.exchange(false);
 }
 
 std::shared_ptr<Session::WriteTicket> Session::BeginWrite(const Rid& rid) {
@@ -111,6 +151,13 @@ void Session::WriteTicket::Done() {
 }
 
 void Session::OnClose() {
+  if (!home_) return HandleClose();
+  // Behind the frames already queued, which now only drop their answers.
+  gone_.store(true);
+  RunHome([self = shared_from_this()] { self->HandleClose(); });
+}
+
+void Session::HandleClose() {
   if (closed_) return;
   closed_ = true;
   if (authenticated_) {
@@ -270,7 +317,7 @@ void Session::Hello(const json::object& req, const Rid& rid) {
     // place (or the bus is down, and on_resubscribed pumps later).
     auto self = shared_from_this();
     core_.bus->Subscribe(user, [self, rid, resume_after](bool) {
-      self->conn_->Post([self, rid, resume_after] { self->FinishHello(rid, resume_after); });
+      self->RunHome([self, rid, resume_after] { self->FinishHello(rid, resume_after); });
     });
     return;
   }
@@ -280,7 +327,7 @@ void Session::Hello(const json::object& req, const Rid& rid) {
 
 void Session::CatchUp(store::Seq head) {
   auto self = shared_from_this();
-  conn_->Post([self, head] {
+  RunHome([self, head] {
     if (!self->delivering_ || self->closed_) return;
     if (head > self->head_) self->head_ = head;
     self->Pump();

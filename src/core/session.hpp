@@ -1,15 +1,26 @@
 // One WebSocket session (PROTOCOL.md sections 2, 4 and 5): authentication by
 // `hello`, the op dispatch, the error model and bad-frame accounting.
 //
-// Threading: net/ calls OnFrame and OnClose on the connection's strand, one at
-// a time; everything the session mutates lives on that path. Answers that
-// come back from store callbacks (the writer thread) only call the thread-safe
+// Threading: everything the session mutates lives on its home, a serial
+// executor: one handler at a time, in order. net/ calls OnFrame, OnClose,
+// ReadyForMore and Idle on the connection's strand. With a store whose reads
+// are local (RocksDB) the home is that strand: OnFrame and OnClose do the
+// work right there, as they always did. With a store whose reads block
+// (PostgreSQL) the home is a strand of core's read pool (store_reads.hpp):
+// OnFrame only queues the frame there and OnClose queues the close behind
+// it, so no store read ever runs on an I/O thread; the queue is bounded
+// (ReadyForMore pauses the socket). Either way, code that must touch the
+// session's state from elsewhere goes through RunHome, never through
+// WsConnection::Post (which is the connection's strand, not the home), and
+// what runs on the connection's strand reads only atomics. Answers that come
+// back from store callbacks (the writer thread) only call the thread-safe
 // Send/Close, and read the identity, which is fixed before the session is
 // published in the registry.
 #pragma once
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,9 +49,10 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   void OnFrame(std::string_view text) override;
   void OnClose() override;
   // False while the connection has max_requests_in_flight requests waiting
-  // for the store (fairness.hpp).
+  // for the store (fairness.hpp), or (read pool) kMaxQueuedFrames frames or
+  // kMaxQueuedBytes waiting for the session's strand.
   bool ReadyForMore() override;
-  bool Idle() override { return in_flight_.load() == 0; }
+  bool Idle() override { return in_flight_.load() == 0 && queued_frames_.load() == 0; }
 
   // Thread-safe.
   void SendFrame(std::string_view op, json::object frame);
@@ -66,6 +78,15 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
  private:
   using Handler = void (Session::*)(const json::object&, const Rid&);
   static const std::unordered_map<std::string_view, Handler>& Handlers();
+
+  // The op dispatch of one frame, on the home.
+  void HandleFrame(std::string_view text);
+  void HandleClose();
+  // Runs fn on the session's home (see Threading above), from any thread.
+  void RunHome(std::function<void()> fn);
+  // A queued frame was handled (read pool): resume reading if that made room.
+  void FrameDone(std::size_t bytes);
+  bool QueueHasRoom() const;
 
   void BadFrame(std::string_view why);
   void StoreError(const Rid& rid, const parley::Error& e, std::string_view op);
@@ -154,6 +175,14 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
 
   Core& core_;
   std::shared_ptr<net::WsConnection> conn_;
+  // The read pool's strand when the store's reads block; empty: the
+  // connection's strand is home.
+  std::optional<StoreReadPool::Strand> home_;
+  // Frames handed to home_ and not handled yet (read pool only).
+  std::atomic<std::uint32_t> queued_frames_{0};
+  std::atomic<std::size_t> queued_bytes_{0};
+  std::atomic<bool> resume_wanted_{false};  // ReadyForMore said no for the queue
+  std::atomic<bool> gone_{false};           // OnClose was called: skip queued frames
   std::string header_token_;
   bool authenticated_ = false;
   bool closed_ = false;

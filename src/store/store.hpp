@@ -332,6 +332,11 @@ class Store {
 
   // ---- Lifecycle ----------------------------------------------------------
 
+  // Whether a read may wait on the network (a round trip to a database
+  // server) rather than being a local lookup of microseconds. Core runs the
+  // work that reads off the I/O threads when true (core/store_reads.hpp).
+  virtual bool ReadsBlock() const { return false; }
+
   // Whether writes can be expected to succeed now: Ok, or kNoSpace while the
   // backend's volume is full (every write then fails with kNoSpace and
   // applies nothing), kUnavailable while it refuses writes for another

@@ -97,6 +97,8 @@ class PgStore final : public Store {
   ~PgStore() override;
 
   bool Reachable();
+  // Every read is a round trip to the server.
+  bool ReadsBlock() const override { return true; }
 
   // ---- Accounts (pg_accounts.cpp) -----------------------------------------
   Result<std::optional<User>> GetUser(UserId id) override;
