@@ -33,15 +33,25 @@ void Session::RunHome(std::function<void()> fn) {
 }
 
 bool Session::QueueHasRoom() const {
-  return queued_frames_.load() < kMaxQueuedFrames && queued_bytes_.load() < kMaxQueuedBytes;
+  // The request cap counts the frames read and not handled yet as well as
+  // the writes waiting for the store: with the read pool, frames wait for
+  // the session's strand after net has read them.
+  const std::uint32_t queued = queued_frames_.load();
+  const std::uint32_t cap = core_.config.max_requests_in_flight;
+  if (cap != 0 && in_flight_.load() + queued >= cap) return false;
+  return queued < kMaxQueuedFrames && queued_bytes_.load() < kMaxQueuedBytes;
+}
+
+void Session::MaybeResume() {
+  // Either this sees the flag ReadyForMore set, or ReadyForMore's second
+  // look sees this room: a pause is never left without its resume.
+  if (QueueHasRoom() && resume_wanted_.exchange(false)) conn_->ResumeReading();
 }
 
 void Session::FrameDone(std::size_t bytes) {
   queued_bytes_.fetch_sub(bytes);
   queued_frames_.fetch_sub(1);
-  // Either this sees the flag ReadyForMore set, or ReadyForMore's second
-  // look sees this room: a pause is never left without its resume.
-  if (QueueHasRoom() && resume_wanted_.exchange(false)) conn_->ResumeReading();
+  MaybeResume();
 }
 
 const std::unordered_map<std::string_view, Session::Handler>& Session::Handlers() {
@@ -120,11 +130,10 @@ void Session::HandleFrame(std::string_view text) {
 }
 
 bool Session::ReadyForMore() {
-  const std::uint32_t cap = core_.config.max_requests_in_flight;
-  if (cap != 0 && in_flight_.load() >= cap) return false;
-  if (!home_ || QueueHasRoom()) return true;
+  if (QueueHasRoom()) return true;
   resume_wanted_.store(true);
-  // The strand may have made room meanwhile without seeing the flag.
+  // An answer or the strand may have made room meanwhile without seeing
+  // the flag.
   return QueueHasRoom() && resume_wanted_.exchange(false);
 }
 
@@ -144,10 +153,9 @@ void Session::WriteTicket::Done() {
   done_ = true;
   Session& s = *session_;
   s.core_.write_share.Release(s.identity_.user);
-  const std::uint32_t before = s.in_flight_.fetch_sub(1);
-  const std::uint32_t cap = s.core_.config.max_requests_in_flight;
+  s.in_flight_.fetch_sub(1);
   // Net may have stopped reading at the cap: this answer makes room.
-  if (cap != 0 && before >= cap) s.conn_->ResumeReading();
+  s.MaybeResume();
 }
 
 void Session::OnClose() {

@@ -86,7 +86,12 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   void RunHome(std::function<void()> fn);
   // A queued frame was handled (read pool): resume reading if that made room.
   void FrameDone(std::size_t bytes);
+  // Room for another frame: under max_requests_in_flight (writes waiting
+  // plus frames not handled yet) and, with the read pool, under the queue's
+  // bounds.
   bool QueueHasRoom() const;
+  // Resumes net's reading when ReadyForMore paused it and there is room.
+  void MaybeResume();
 
   void BadFrame(std::string_view why);
   void StoreError(const Rid& rid, const parley::Error& e, std::string_view op);
@@ -181,7 +186,7 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   // Frames handed to home_ and not handled yet (read pool only).
   std::atomic<std::uint32_t> queued_frames_{0};
   std::atomic<std::size_t> queued_bytes_{0};
-  std::atomic<bool> resume_wanted_{false};  // ReadyForMore said no for the queue
+  std::atomic<bool> resume_wanted_{false};  // ReadyForMore said no
   std::atomic<bool> gone_{false};           // OnClose was called: skip queued frames
   std::string header_token_;
   bool authenticated_ = false;
