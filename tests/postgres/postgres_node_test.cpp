@@ -1,6 +1,7 @@
 // parleyd on PostgreSQL: start-up failures, two nodes sharing one store, and
 // the database going away and coming back under a running node.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,6 +96,52 @@ TEST(PostgresNode, TwoNodesShareAccountsTokensAndMailboxes) {
   ASSERT_NE(ws_bob, nullptr);
   auto event = NextEventOfType(*ws_bob, "message");
   ASSERT_TRUE(event.has_value());
+}
+
+// Another node's batch holding a recipient's mailbox head longer than
+// lock_timeout (2 s) must delay a send, not fail it: the waiting batch is
+// rolled back and runs again (pg_writer.hpp). A session of our own stands
+// in for the other node and holds bob's head row for 3.5 s.
+TEST(PostgresNode, ASendWaitingPastTheLockTimeoutIsRetriedNotFailed) {
+  const std::string url = FreshDb("lockwait");
+  Parleyd node({.args = {"--store", url}});
+  ASSERT_TRUE(node.Start());
+  Account alice = SignIn(node, NextPhone());
+  Account bob = SignIn(node, NextPhone());
+  auto ws = Connect(node, alice);
+  ASSERT_NE(ws, nullptr);
+  ASSERT_EQ((*SendText(*ws, bob.user_id, "first"))["op"], "ok");
+
+  PGconn* other = PQconnectdb(url.c_str());
+  ASSERT_EQ(PQstatus(other), CONNECTION_OK) << PQerrorMessage(other);
+  auto exec = [&](const std::string& sql) {
+    PGresult* r = PQexec(other, sql.c_str());
+    const auto status = PQresultStatus(r);
+    PQclear(r);
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+  };
+  ASSERT_TRUE(exec("BEGIN"));
+  ASSERT_TRUE(exec("SELECT head FROM mailbox_head WHERE user_id = " + bob.user_id + " FOR UPDATE"));
+  std::thread release([&] {
+    std::this_thread::sleep_for(3500ms);
+    exec("COMMIT");
+  });
+  const auto start = Clock::now();
+  auto sent = SendText(*ws, bob.user_id, "waits for the lock", "", 20s);
+  const auto took = Clock::now() - start;
+  release.join();
+  PQfinish(other);
+  ASSERT_TRUE(sent.has_value()) << "no answer";
+  EXPECT_EQ((*sent)["op"], "ok") << json::serialize(*sent);
+  EXPECT_GE(took, 3s) << "answered before the lock was released";
+  // Delivered once, in order.
+  auto ws_bob = Connect(node, bob);
+  ASSERT_NE(ws_bob, nullptr);
+  std::vector<std::string> texts;
+  while (auto e = NextEventOfType(*ws_bob, "message", 2s)) {
+    texts.push_back(std::string(EventOf(*e).at("body").as_object().at("text").as_string()));
+  }
+  EXPECT_EQ(texts, (std::vector<std::string>{"first", "waits for the lock"}));
 }
 
 TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {

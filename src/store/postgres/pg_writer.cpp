@@ -294,6 +294,30 @@ Status Writer::Begin(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx) {
   return tx.Lock(std::move(users));
 }
 
+bool Writer::LostALockWait(const Error& e) {
+  // Conn::ErrorOf puts the SQLSTATE in brackets.
+  return e.message.find("[55P03]") != std::string::npos ||
+         e.message.find("[40P01]") != std::string::npos;
+}
+
+void Writer::Retry(std::deque<std::unique_ptr<WriteJob>>& jobs) {
+  std::deque<std::unique_ptr<WriteJob>> again;
+  std::deque<std::unique_ptr<WriteJob>> failed;
+  for (auto& job : jobs) {
+    if (job->retries() >= kMaxLockRetries) {
+      failed.push_back(std::move(job));
+    } else {
+      job->Retried();
+      again.push_back(std::move(job));
+    }
+  }
+  jobs.swap(failed);
+  if (again.empty()) return;
+  retried_.fetch_add(1);
+  std::lock_guard lock(mu_);
+  for (auto it = again.rbegin(); it != again.rend(); ++it) queue_.push_front(std::move(*it));
+}
+
 void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   Tx tx(*conn_);
   Status commit = Begin(jobs, tx);
@@ -333,6 +357,7 @@ void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   if (!commit) {
     commit.error().code = Errc::kInternal;
     if (conn_->healthy() && conn_->in_transaction()) (void)conn_->Run("ROLLBACK");
+    if (LostALockWait(commit.error()) && conn_->healthy()) Retry(jobs);
   }
   healthy_.store(conn_->healthy());
   for (auto& job : jobs) {
