@@ -317,16 +317,23 @@ void Session::Hello(const json::object& req, const Rid& rid) {
                                .origin = {}});
     // Online when this is the user's first device on every node; without
     // the bus, as far as this node knows.
-    core_.bus->Register(user, identity_.device,
-                        [core = &core_, user, came_online](Result<bool> first) {
-                          if (first ? *first : came_online) core->presence.CameOnline(user);
-                        });
-    // Subscribe before read: the head is read once the subscription is in
-    // place (or the bus is down, and on_resubscribed pumps later).
+    // hello is answered once both the registration (so that anyone asking
+    // for this user's presence from now on hears "online") and the
+    // subscription are in place. Subscribe before read: the head is read
+    // once the subscription is in place (or the bus is down, and
+    // on_resubscribed pumps later).
     auto self = shared_from_this();
-    core_.bus->Subscribe(user, [self, rid, resume_after](bool) {
+    auto pending = std::make_shared<std::atomic<int>>(2);
+    auto finish = [self, rid, resume_after, pending] {
+      if (pending->fetch_sub(1) != 1) return;
       self->RunHome([self, rid, resume_after] { self->FinishHello(rid, resume_after); });
-    });
+    };
+    core_.bus->Register(user, identity_.device,
+                        [core = &core_, user, came_online, finish](Result<bool> first) {
+                          if (first ? *first : came_online) core->presence.CameOnline(user);
+                          finish();
+                        });
+    core_.bus->Subscribe(user, [finish](bool) { finish(); });
     return;
   }
   if (came_online) core_.presence.CameOnline(identity_.user);
