@@ -1,4 +1,4 @@
-// A WebSocket session (src/core/session.cpp and every op's validation):
+// A WebSocket session (src/core/session/session.cpp and every op's validation):
 // the input is up to 32 text frames, one per line, sent by a signed-in
 // device (alice) after its hello, against a real core on RocksDB. The
 // placeholders @A @B @D @G @T in the input become alice's and bob's ids,

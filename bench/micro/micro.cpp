@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "common/ids.hpp"
-#include "core/render.hpp"
+#include "core/session/render.hpp"
 #include "proto/json.hpp"
 #include "store/rocksdb/rocksdb_store.hpp"
 

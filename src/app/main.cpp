@@ -22,7 +22,7 @@
 #include "common/metrics.hpp"
 #include "core/app.hpp"
 #include "core/core.hpp"
-#include "core/media_api.hpp"
+#include "core/media/media_api.hpp"
 #include "media/blob_store.hpp"
 #include "media/processor.hpp"
 #include "net/server.hpp"

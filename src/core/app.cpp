@@ -4,7 +4,7 @@
 #include <optional>
 #include <utility>
 
-#include "core/session.hpp"
+#include "core/session/session.hpp"
 
 namespace parley::core {
 

@@ -4,9 +4,9 @@
 #pragma once
 
 #include "core/core.hpp"
-#include "core/http_api.hpp"
-#include "core/media_api.hpp"
-#include "core/web_static.hpp"
+#include "core/http/http_api.hpp"
+#include "core/media/media_api.hpp"
+#include "core/http/web_static.hpp"
 #include "net/service.hpp"
 
 namespace parley::core {

@@ -4,9 +4,9 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "core/e2ee.hpp"
-#include "core/render.hpp"
-#include "core/session.hpp"
+#include "core/account/e2ee.hpp"
+#include "core/session/render.hpp"
+#include "core/session/session.hpp"
 #include "proto/errors.hpp"
 
 namespace parley::core {

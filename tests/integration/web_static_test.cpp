@@ -1,5 +1,5 @@
 // The web client's files, served by a real parleyd (PROTOCOL.md section 9,
-// src/core/web_static.cpp): index.html for / and any non-API path, uncached;
+// src/core/http/web_static.cpp): index.html for / and any non-API path, uncached;
 // hashed assets immutable; a strict CSP; nothing outside the folder.
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "core/abuse_limits.hpp"
+#include "core/account/abuse_limits.hpp"
 
 #include <gtest/gtest.h>
 

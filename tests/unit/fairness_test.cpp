@@ -1,4 +1,4 @@
-#include "core/fairness.hpp"
+#include "core/session/fairness.hpp"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 
 #include "common/clock.hpp"
 #include "common/ids.hpp"
-#include "core/session.hpp"
+#include "core/session/session.hpp"
 #include "proto/errors.hpp"
 
 namespace parley::core {

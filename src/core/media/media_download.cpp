@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <memory>
 
-#include "core/media_api.hpp"
+#include "core/media/media_api.hpp"
 //
-#include "core/media_http.hpp"
+#include "core/media/media_http.hpp"
 
 namespace parley::core {
 

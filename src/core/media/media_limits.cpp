@@ -7,9 +7,9 @@
 #include "common/clock.hpp"
 #include "common/ids.hpp"
 #include "common/log.hpp"
-#include "core/http_api.hpp"
-#include "core/media_api.hpp"
-#include "core/media_http.hpp"
+#include "core/http/http_api.hpp"
+#include "core/media/media_api.hpp"
+#include "core/media/media_http.hpp"
 #include "proto/errors.hpp"
 
 namespace parley::core {

@@ -15,8 +15,8 @@
 // the store.
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "core/render.hpp"
-#include "core/session.hpp"
+#include "core/session/render.hpp"
+#include "core/session/session.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/sessions.hpp"
+#include "core/session/sessions.hpp"
 
 namespace parley::core {
 

@@ -6,9 +6,9 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "core/groups.hpp"
-#include "core/render.hpp"
-#include "core/session.hpp"
+#include "core/messaging/groups.hpp"
+#include "core/session/render.hpp"
+#include "core/session/session.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/media_api.hpp"
+#include "core/media/media_api.hpp"
 
 #include <sodium.h>
 #include <sys/stat.h>
@@ -11,8 +11,8 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "core/http_api.hpp"
-#include "core/media_http.hpp"
+#include "core/http/http_api.hpp"
+#include "core/media/media_http.hpp"
 #include "media/processor.hpp"
 #include "proto/errors.hpp"
 

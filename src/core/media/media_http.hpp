@@ -14,7 +14,7 @@
 #include "common/ids.hpp"
 #include "common/log.hpp"
 #include "common/result.hpp"
-#include "core/http_api.hpp"
+#include "core/http/http_api.hpp"
 #include "net/service.hpp"
 #include "proto/errors.hpp"
 #include "store/records.hpp"

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/media_http.hpp"
+#include "core/media/media_http.hpp"
 
 namespace parley::core::media_http {
 

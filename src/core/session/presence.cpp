@@ -1,8 +1,8 @@
-#include "core/presence.hpp"
+#include "core/session/presence.hpp"
 
 #include "common/ids.hpp"
 #include "core/core.hpp"
-#include "core/session.hpp"
+#include "core/session/session.hpp"
 
 namespace parley::core {
 

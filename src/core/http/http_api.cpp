@@ -1,4 +1,4 @@
-#include "core/http_api.hpp"
+#include "core/http/http_api.hpp"
 
 #include <strings.h>
 
@@ -7,7 +7,7 @@
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "core/session.hpp"
+#include "core/session/session.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/render.hpp"
+#include "core/session/render.hpp"
 
 #include "common/ids.hpp"
 

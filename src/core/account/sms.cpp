@@ -1,4 +1,4 @@
-#include "core/sms.hpp"
+#include "core/account/sms.hpp"
 
 #include <fcntl.h>
 #include <netdb.h>

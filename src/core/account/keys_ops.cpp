@@ -4,9 +4,9 @@
 #include <set>
 
 #include "common/clock.hpp"
-#include "core/e2ee.hpp"
-#include "core/session.hpp"
-#include "core/session_limits.hpp"
+#include "core/account/e2ee.hpp"
+#include "core/session/session.hpp"
+#include "core/session/session_limits.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 

@@ -1,4 +1,4 @@
-#include "core/groups.hpp"
+#include "core/messaging/groups.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "core/tokens.hpp"
+#include "core/account/tokens.hpp"
 
 #include <fcntl.h>
 #include <jwt.h>

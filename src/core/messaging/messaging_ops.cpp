@@ -4,11 +4,11 @@
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
-#include "core/e2ee.hpp"
-#include "core/groups.hpp"
-#include "core/render.hpp"
-#include "core/session.hpp"
-#include "core/session_limits.hpp"
+#include "core/account/e2ee.hpp"
+#include "core/messaging/groups.hpp"
+#include "core/session/render.hpp"
+#include "core/session/session.hpp"
+#include "core/session/session_limits.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
 

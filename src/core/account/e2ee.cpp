@@ -1,9 +1,9 @@
-#include "core/e2ee.hpp"
+#include "core/account/e2ee.hpp"
 
 #include <set>
 
 #include "common/ids.hpp"
-#include "core/render.hpp"
+#include "core/session/render.hpp"
 
 namespace parley::core {
 

@@ -1,4 +1,4 @@
-#include "core/fairness.hpp"
+#include "core/session/fairness.hpp"
 
 namespace parley::core {
 

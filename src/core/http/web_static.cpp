@@ -1,4 +1,4 @@
-#include "core/web_static.hpp"
+#include "core/http/web_static.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,7 +7,7 @@
 #include <array>
 #include <filesystem>
 
-#include "core/http_api.hpp"
+#include "core/http/http_api.hpp"
 #include "proto/errors.hpp"
 
 namespace parley::core {
