@@ -9,20 +9,8 @@
 namespace parley::test {
 namespace {
 
-class GroupsTest : public ::testing::Test {
+class GroupsTest : public SharedParleydTest<GroupsTest> {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{
-        .args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0", "--device-send-rate",
-                 "0", "--device-write-rate", "0", "--device-fanout-rate", "0"}});
-    ASSERT_TRUE(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void TearDown() override { EXPECT_EQ(Http(server_->endpoint(), "GET", "/health").status, 200); }
-
   struct Member {
     Account account;
     std::unique_ptr<WsClient> ws;
@@ -57,9 +45,7 @@ class GroupsTest : public ::testing::Test {
                        {"kind", "text"},
                        {"body", {{"text", text}}}});
   }
-  static Parleyd* server_;
 };
-Parleyd* GroupsTest::server_ = nullptr;
 
 TEST_F(GroupsTest, CreateAnnouncesToEveryMemberAndInfoShowsRoles) {
   auto u = Users(3);

@@ -170,3 +170,32 @@ inline std::optional<json::object> NextEventOfType(WsClient& ws, const std::stri
 }
 
 }  // namespace parley::test
+
+namespace parley::test {
+
+// One parleyd for every test of a suite (`class MySuite : public
+// SharedParleydTest<MySuite>`), started with the limits that would slow a
+// test of many sign-ins and sends switched off, plus the suite's own flags
+// (a public `static std::vector<std::string> ExtraArgs()` in the suite), and checked
+// to still serve after each test, whatever the test threw at it.
+template <class Suite>
+class SharedParleydTest : public ::testing::Test {
+ protected:
+  static std::vector<std::string> ExtraArgs() { return {}; }
+  static void SetUpTestSuite() {
+    std::vector<std::string> args = {"--otp-per-address-per-hour", "0", "--otp-per-phone",     "0",
+                                     "--device-send-rate",         "0", "--device-write-rate", "0",
+                                     "--device-fanout-rate",       "0"};
+    for (auto& a : Suite::ExtraArgs()) args.push_back(std::move(a));
+    server_ = new Parleyd(Parleyd::Options{.args = std::move(args)});
+    ASSERT_TRUE(server_->Start());
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void TearDown() override { EXPECT_EQ(Http(server_->endpoint(), "GET", "/health").status, 200); }
+  static inline Parleyd* server_ = nullptr;
+};
+
+}  // namespace parley::test

@@ -64,20 +64,8 @@ std::optional<json::object> NextKeysChanged(WsClient& ws, const Account& about,
   return std::nullopt;
 }
 
-class KeysTest : public ::testing::Test {
+class KeysTest : public SharedParleydTest<KeysTest> {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{
-        .args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0", "--device-send-rate",
-                 "0", "--device-write-rate", "0", "--device-fanout-rate", "0"}});
-    ASSERT_TRUE(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void TearDown() override { EXPECT_EQ(Http(server_->endpoint(), "GET", "/health").status, 200); }
-
   static void ExpectOk(const std::optional<json::object>& r) {
     ASSERT_TRUE(r.has_value()) << "no answer";
     EXPECT_EQ(Str(*r, "op"), "ok") << json::serialize(*r);
@@ -89,10 +77,7 @@ class KeysTest : public ::testing::Test {
     EXPECT_EQ(Str(*r, "code"), code) << json::serialize(*r);
     EXPECT_TRUE(Str(*r, "message").starts_with(message_prefix)) << json::serialize(*r);
   }
-
-  static Parleyd* server_;
 };
-Parleyd* KeysTest::server_ = nullptr;
 
 TEST_F(KeysTest, UploadCountAndBundleRoundTrip) {
   Account a = SignIn(*server_, NextPhone()), b = SignIn(*server_, NextPhone());

@@ -9,23 +9,10 @@
 namespace parley::test {
 namespace {
 
-class MessagingTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    server_ = new Parleyd(
-        Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
-                                  "--device-send-rate", "0", "--device-write-rate", "0",
-                                  "--device-fanout-rate", "0", "--user-writes-in-flight", "0"}});
-    ASSERT_TRUE(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void TearDown() override { EXPECT_EQ(Http(server_->endpoint(), "GET", "/health").status, 200); }
-  static Parleyd* server_;
+class MessagingTest : public SharedParleydTest<MessagingTest> {
+ public:
+  static std::vector<std::string> ExtraArgs() { return {"--user-writes-in-flight", "0"}; }
 };
-Parleyd* MessagingTest::server_ = nullptr;
 
 TEST_F(MessagingTest, LiveDeliveryReachesEveryDeviceOfBothUsers) {
   const std::string pa = NextPhone(), pb = NextPhone();

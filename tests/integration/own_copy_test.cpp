@@ -10,21 +10,11 @@
 namespace parley::test {
 namespace {
 
-class OwnCopyTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    server_ = new Parleyd(
-        Parleyd::Options{.args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0",
-                                  "--device-send-rate", "0", "--device-write-rate", "0",
-                                  "--device-fanout-rate", "0", "--user-writes-in-flight", "0"}});
-    ASSERT_TRUE(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void TearDown() override { EXPECT_EQ(Http(server_->endpoint(), "GET", "/health").status, 200); }
+class OwnCopyTest : public SharedParleydTest<OwnCopyTest> {
+ public:
+  static std::vector<std::string> ExtraArgs() { return {"--user-writes-in-flight", "0"}; }
 
+ protected:
   // A WebSocket whose hello asked for skip_own_copy (and was granted it).
   static std::unique_ptr<WsClient> ConnectSkipping(const Account& account) {
     auto ws = WsClient::Connect(server_->endpoint());
@@ -42,10 +32,7 @@ class OwnCopyTest : public ::testing::Test {
   }
 
   static std::uint64_t SeqOfOk(const json::object& ok) { return std::stoull(Str(ok, "seq")); }
-
-  static Parleyd* server_;
 };
-Parleyd* OwnCopyTest::server_ = nullptr;
 
 TEST_F(OwnCopyTest, WithoutTheFlagTheSendingConnectionGetsItsCopy) {
   Account a = SignIn(*server_, NextPhone()), b = SignIn(*server_, NextPhone());

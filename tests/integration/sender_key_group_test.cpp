@@ -7,21 +7,9 @@
 namespace parley::test {
 namespace {
 
-class SenderKeyGroupTest : public ::testing::Test {
+class SenderKeyGroupTest : public SharedParleydTest<SenderKeyGroupTest> {
  protected:
-  static void SetUpTestSuite() {
-    server_ = new Parleyd(Parleyd::Options{
-        .args = {"--otp-per-address-per-hour", "0", "--otp-per-phone", "0", "--device-send-rate",
-                 "0", "--device-write-rate", "0", "--device-fanout-rate", "0"}});
-    ASSERT_TRUE(server_->Start());
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  static Parleyd* server_;
 };
-Parleyd* SenderKeyGroupTest::server_ = nullptr;
 
 json::object GroupSend(const json::object& to, json::value body) {
   return {{"op", "send"},
