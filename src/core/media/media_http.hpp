@@ -1,6 +1,6 @@
 // Helpers shared by the media endpoints' files (media_api.cpp: uploads and
-// tus; media_download.cpp: downloads, metadata and thumbnails). Private to
-// src/core.
+// PATCH; media_tus.cpp: tus create, HEAD and DELETE; media_download.cpp:
+// downloads, metadata and thumbnails). Private to src/core.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +22,43 @@
 namespace parley::core::media_http {
 
 namespace code = proto::code;
+
+constexpr std::string_view kTusVersion = "1.0.0";
+constexpr std::size_t kMaxFilenameBytes = 255;
+
+// A tus response: carries Tus-Resumable.
+inline net::HttpResponse Tus(net::HttpResponse r) {
+  r.headers.push_back({"Tus-Resumable", std::string(kTusVersion)});
+  return r;
+}
+
+inline net::HttpResponse TusError(int status, std::string_view error_code,
+                                  std::string_view message) {
+  return Tus(ErrorResponse(status, error_code, message));
+}
+
+// 412 for a tus request that does not speak our version, else nothing.
+inline std::optional<net::HttpResponse> WrongTusVersion(const net::HttpRequest& r) {
+  if (r.GetHeader("Tus-Resumable") == kTusVersion) return std::nullopt;
+  auto out = TusError(412, code::kTusVersion, "Tus-Resumable: only 1.0.0 is supported");
+  out.headers.push_back({"Tus-Version", std::string(kTusVersion)});
+  return out;
+}
+
+inline net::HttpResponse TooLarge(std::uint64_t limit) {
+  return ErrorResponse(413, code::kTooLarge,
+                       "media larger than the limit of " + std::to_string(limit) + " bytes");
+}
+
+inline net::HttpResponse NoContent() {
+  net::HttpResponse r;
+  r.status = 204;
+  r.content_type.clear();
+  return r;
+}
+
+// Standard base64 (Upload-Metadata values); nothing if it is not.
+std::optional<std::string> DecodeBase64(std::string_view b64);
 
 inline bool IEquals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {

@@ -1,5 +1,7 @@
 // What a media download tells the browser about the bytes: whether they may
 // be shown inline, and the file name (media_http.hpp).
+#include <sodium.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -9,8 +11,6 @@
 namespace parley::core::media_http {
 
 namespace {
-
-constexpr std::size_t kMaxFilenameBytes = 255;
 
 // The code point at s[i] and its length, or 0 for a malformed sequence
 // (overlong forms, surrogates and values past U+10FFFF are malformed).
@@ -129,6 +129,17 @@ std::string ContentDisposition(bool inline_ok, std::string_view filename) {
     }
   }
   out += "; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded;
+  return out;
+}
+
+std::optional<std::string> DecodeBase64(std::string_view b64) {
+  std::string out(b64.size(), '\0');
+  std::size_t len = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), b64.data(),
+                        b64.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0) {
+    return std::nullopt;
+  }
+  out.resize(len);
   return out;
 }
 
