@@ -103,7 +103,8 @@ Core::~Core() { reads.Stop(); }
 void Core::Wake(const std::vector<store::Appended>& appended) {
   const bool clustered = Clustered();
   for (const auto& a : appended) {
-    for (auto& s : sessions.ForUser(a.user)) s->Notify(a.seq, nullptr, nullptr);
+    // With the event at hand each session renders it instead of reading it back.
+    for (auto& s : sessions.ForUser(a.user)) s->Notify(a.seq, a.event, nullptr);
     if (clustered) PublishWake(a.user, a.seq, {});
   }
 }

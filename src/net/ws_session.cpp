@@ -18,6 +18,7 @@
 // holds itself until reading resumes or the server is destroyed.
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -240,7 +241,10 @@ class WsSession final : public Connection,
       RequestClose(1013, "slow consumer", true);
       return false;
     }
-    asio::post(executor_, [self = this->shared_from_this(), f = std::move(frame)]() mutable {
+    // On the strand already (core answering a frame, or delivering an event
+    // posted there) the frame is queued at once, with no second trip through
+    // the strand: frames queued by one handler then leave in one write.
+    asio::dispatch(executor_, [self = this->shared_from_this(), f = std::move(frame)]() mutable {
       self->Enqueue(Outgoing{std::move(f), false, true});
     });
     return true;

@@ -127,6 +127,10 @@ struct MailboxEvent {
 struct Appended {
   UserId user = 0;
   Seq seq = 0;
+  // The event itself when the store has it at hand (a delivered receipt of
+  // the RocksDB store): sessions then send it without reading the mailbox.
+  // Null otherwise; valid once the write that appended it has committed.
+  std::shared_ptr<const MailboxEvent> event;
 };
 
 struct ReceiptEntry {

@@ -38,6 +38,47 @@ json::value BodyFor(const store::Message& m, store::UserId viewer, store::Device
   return body;
 }
 
+void AppendQuoted(std::string& out, std::string_view s) { out += json::serialize(s); }
+
+void AppendConv(std::string& out, const store::Conversation& conv) {
+  out += conv.kind == store::Conversation::Kind::kGroup ? R"({"group":")" : R"({"user":")";
+  out += IdToString(conv.id);
+  out += "\"}";
+}
+
+// MessageJson serialized, for the kinds whose body every viewer sees as it
+// was stored: the body is spliced in as stored (it is what json::serialize
+// made of the sender's body) rather than parsed and serialized again.
+std::string PlainMessageBody(const store::Message& m, store::UserId viewer) {
+  const bool outgoing = m.sender == viewer;
+  std::string out;
+  out.reserve(m.body.size() + m.client_msg_id.size() + m.media_id.size() + 200);
+  out += R"({"type":"message","msg_id":")";
+  out += IdToString(m.msg_id);
+  out += R"(","client_msg_id":)";
+  AppendQuoted(out, m.client_msg_id);
+  out += R"(,"conv":)";
+  AppendConv(out, m.to.kind == store::Conversation::Kind::kGroup || outgoing
+                      ? m.to
+                      : store::Conversation{store::Conversation::Kind::kUser, m.sender});
+  out += R"(,"from":{"user":")";
+  out += IdToString(m.sender);
+  out += R"(","device":")";
+  out += IdToString(m.sender_device);
+  out += R"("},"kind":)";
+  AppendQuoted(out, m.kind);
+  out += R"(,"body":)";
+  out += m.body.empty() ? std::string_view("null") : std::string_view(m.body);
+  if (!m.media_id.empty()) {
+    out += R"(,"media_id":)";
+    AppendQuoted(out, m.media_id);
+  }
+  out += R"(,"ts_ms":)";
+  out += std::to_string(m.ts_ms);
+  out += outgoing ? R"(,"outgoing":true})" : R"(,"outgoing":false})";
+  return out;
+}
+
 }  // namespace
 
 json::object MessageJson(const store::Message& m, store::UserId viewer,
@@ -81,6 +122,9 @@ std::string EventBody(const store::MailboxEvent& e, store::UserId viewer,
   switch (e.type) {
     case store::EventType::kMessage:
       if (!e.message) return {};
+      if (e.message->kind != "e2ee" && e.message->kind != "sender_key") {
+        return PlainMessageBody(*e.message, viewer);
+      }
       event = MessageJson(*e.message, viewer, viewer_device);
       break;
     case store::EventType::kReceipt: {

@@ -339,7 +339,11 @@ Result<Seq> RocksStore::AppendMessageRow(WriteTxn& txn, UserId owner, const Mess
       !s) {
     return std::unexpected(s.error());
   }
-  if (!row.outgoing) NoteIncoming(owner, *seq);
+  if (!row.outgoing) {
+    NoteIncoming(owner, *seq);
+    incoming_.Note(owner, *seq - 1,
+                   {.seq = *seq, .msg_id = row.msg_id, .sender = row.sender, .conv = row.conv});
+  }
   appended.push_back({owner, *seq});
   return seq;
 }
@@ -490,13 +494,14 @@ Result<AckResult> RocksStore::ApplyAck(WriteTxn& txn, UserId user, DeviceId devi
 
   // The scan is only needed if an incoming message may lie in the range.
   if (IncomingMark(user, *head) > state->delivered_seq) {
-    if (auto s =
-            WriteDeliveredReceipts(txn, user, state->delivered_seq, up_to, now_ms, result.appended);
+    if (auto s = WriteDeliveredReceipts(txn, user, state->delivered_seq, up_to, *head, now_ms,
+                                        result.appended);
         !s) {
       return Failed(s);
     }
   }
   state->delivered_seq = up_to;
+  incoming_.Delivered(user, up_to);
   if (auto s = txn.Put(cf(Cf::kUserState), IdKey(user), EncodeUserState(*state)); !s) {
     return std::unexpected(s.error());
   }
@@ -504,14 +509,12 @@ Result<AckResult> RocksStore::ApplyAck(WriteTxn& txn, UserId user, DeviceId devi
 }
 
 Status RocksStore::WriteDeliveredReceipts(WriteTxn& txn, UserId user, Seq after, Seq up_to,
-                                          std::int64_t now_ms, std::vector<Appended>& appended) {
-  struct Incoming {
-    MsgId msg_id;
-    UserId sender;
-    Conversation conv;
-  };
-  std::vector<Incoming> incoming;
-  {
+                                          Seq head, std::int64_t now_ms,
+                                          std::vector<Appended>& appended) {
+  std::vector<IncomingIndex::Row> incoming;
+  // The writer's index, when it knows the whole range; else the mailbox.
+  if (!incoming_.Collect(user, after, up_to, incoming)) {
+    ReadTimer timer(observer_, "ack_scan");
     const auto lower = MailboxKey(user, after + 1);
     const auto upper = MailboxKey(user, up_to + 1);  // up_to <= head < kMaxSeq
     const rocksdb::Slice upper_slice(upper.bytes.data(), upper.bytes.size());
@@ -523,9 +526,13 @@ Status RocksStore::WriteDeliveredReceipts(WriteTxn& txn, UserId user, Seq after,
       auto header = DecodeRowHeader(it->value().ToStringView());
       if (!header) return Failed(header);
       if (header->type != EventType::kMessage || header->message.outgoing) continue;
-      incoming.push_back({header->message.msg_id, header->message.sender, header->message.conv});
+      incoming.push_back({.msg_id = header->message.msg_id,
+                          .sender = header->message.sender,
+                          .conv = header->message.conv});
     }
     if (!it->status().ok()) return std::unexpected(FromRocks(it->status(), "ack scan"));
+    // From here on the index can answer for this user's newer rows.
+    incoming_.Track(user, head);
   }
 
   ReceiptGroups groups;
@@ -541,13 +548,18 @@ Status RocksStore::WriteDeliveredReceipts(WriteTxn& txn, UserId user, Seq after,
     }
     groups.Add(m.sender, SenderView(m.conv, user), m.msg_id);
   }
-  MailboxEvent receipt{.type = EventType::kReceipt, .ts_ms = now_ms, .by = user};
   for (const auto& g : groups.groups()) {
-    receipt.conv = g.conv;
-    receipt.msg_ids = g.msg_ids;
-    if (auto seq = AppendEventRow(txn, g.sender, receipt, appended); !seq) {
-      return Failed(seq);
-    }
+    auto receipt = std::make_shared<MailboxEvent>(MailboxEvent{.type = EventType::kReceipt,
+                                                               .ts_ms = now_ms,
+                                                               .conv = g.conv,
+                                                               .msg_ids = g.msg_ids,
+                                                               .by = user});
+    auto seq = AppendEventRow(txn, g.sender, *receipt, appended);
+    if (!seq) return Failed(seq);
+    // Handed to the sender's sessions with the wake (Core::Wake): they send
+    // it as it is instead of reading it back from the mailbox.
+    receipt->seq = *seq;
+    appended.back().event = std::move(receipt);
   }
   return Ok();
 }

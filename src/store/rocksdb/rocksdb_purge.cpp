@@ -169,6 +169,9 @@ Status RocksStore::PurgeMailbox(WriteTxn& txn, std::int64_t cutoff_ms, PurgeCurs
     cursor.resume.clear();
   }
 
+  // The writer's index of undelivered incoming rows must not name a row
+  // that is gone: it starts over (acks scan until it has caught up).
+  if (!doomed.empty()) incoming_.Clear();
   for (const auto& d : doomed) {
     if (auto s = txn.Delete(cf(Cf::kMailbox), MailboxKey(d.user, d.seq)); !s) return s;
     if (d.header.type == EventType::kMessage) {

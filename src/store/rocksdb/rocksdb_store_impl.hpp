@@ -30,6 +30,7 @@
 #include "store/rocksdb/codec.hpp"
 #include "store/rocksdb/group_cache.hpp"
 #include "store/rocksdb/group_writer.hpp"
+#include "store/rocksdb/incoming_index.hpp"
 #include "store/rocksdb/mailbox_heads.hpp"
 #include "store/rocksdb/message_cache.hpp"
 #include "store/rocksdb/peer_cache.hpp"
@@ -318,10 +319,14 @@ class RocksStore final : public Store {
   // The delivered receipts for the incoming messages in (after, up_to] of
   // `user`'s mailbox: receipt rows, and one receipt event per sender and
   // conversation into the senders' mailboxes.
-  Status WriteDeliveredReceipts(WriteTxn& txn, UserId user, Seq after, Seq up_to,
+  // `head` is the mailbox's current head.
+  Status WriteDeliveredReceipts(WriteTxn& txn, UserId user, Seq after, Seq up_to, Seq head,
                                 std::int64_t now_ms, std::vector<Appended>& appended);
-  BatchObservers batches_{
-      {&heads_, &groups_, &peers_}};             // what the writer tells after each job and batch
+  // Writer thread: the incoming rows not yet delivered, so that most acks
+  // need no mailbox scan (incoming_index.hpp).
+  IncomingIndex incoming_;
+  // What the writer tells after each job and batch.
+  BatchObservers batches_{{&heads_, &groups_, &peers_, &incoming_}};
   std::array<PurgeCursor, kPurgePhases> purge_;  // writer thread
   std::string scratch_;                          // writer thread: values being encoded
   std::unique_ptr<GroupWriter> writer_;          // null when read-only; last: uses the above
