@@ -1,6 +1,6 @@
 // Rendering of message events (core/render.hpp): the plain kinds are spliced
 // from the stored body and must show exactly what MessageJson shows.
-#include "core/render.hpp"
+#include "core/session/render.hpp"
 
 #include <gtest/gtest.h>
 
