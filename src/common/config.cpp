@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -125,6 +126,9 @@ const std::array kKeys = {
            &Config::media_queue},
     KeyDef{"media_job_timeout_s", "seconds a media decoder may run before it is killed",
            &Config::media_job_timeout_s},
+    KeyDef{"media_worker",
+           "program run as `PROGRAM media-process` to decode media (empty: parleyd itself)",
+           &Config::media_worker},
     // Hardening (issue 14).
     KeyDef{"max_connections_per_address",
            "open sockets one client address may hold; IPv6 counted per /64 (0: no limit)",
@@ -396,6 +400,9 @@ void Validate(const Config& cfg) {
   if (cfg.media_upload_ttl_s == 0) Fail("media_upload_ttl_s", "must be at least 1");
   if (cfg.media_queue == 0) Fail("media_queue", "must be at least 1");
   if (cfg.media_job_timeout_s == 0) Fail("media_job_timeout_s", "must be at least 1");
+  if (!cfg.media_worker.empty() && ::access(cfg.media_worker.c_str(), X_OK) != 0) {
+    Fail("media_worker", "not an executable file: " + cfg.media_worker);
+  }
   if (cfg.max_frame_bytes < 1024) {
     Fail("max_frame_bytes", fmt::format("{} is below the minimum of 1024", cfg.max_frame_bytes));
   }

@@ -69,6 +69,7 @@ struct Config {
   std::uint32_t media_uploads_in_progress = 16;  // unfinished resumable uploads per user (0: none)
   std::uint32_t media_queue = 256;         // processing jobs queued at most (more: not looked at)
   std::uint32_t media_job_timeout_s = 60;  // a decoder running longer is killed
+  std::string media_worker;  // the program run as `PROGRAM media-process`; empty: parleyd itself
 
   // Fairness (docs/operations.md, "Limits"): 0 means no limit.
   std::uint32_t device_write_rate = 20;      // writing ops/s per device (group.*, read), bursts 4x
