@@ -159,7 +159,9 @@ const std::array kKeys = {
     KeyDef{"prekey_claims_per_target_per_hour",
            "one-time prekeys of one user handed out per hour (0: no limit)",
            &Config::prekey_claims_per_target_per_hour},
-    KeyDef{"otp_global_per_minute", "codes this node sends per minute in all (0: no limit)",
+    KeyDef{"otp_global_per_minute",
+           "codes sent per minute in all: by the cluster with a Redis bus, else by this node (0: "
+           "no limit)",
            &Config::otp_global_per_minute},
     KeyDef{"otp_burn_delay_s",
            "after a code is burned, a fresh one is possible after this delay, doubled per burn "
