@@ -72,9 +72,9 @@ struct Config {
   std::string media_worker;  // the program run as `PROGRAM media-process`; empty: parleyd itself
 
   // Fairness (docs/operations.md, "Limits"): 0 means no limit.
-  std::uint32_t device_write_rate = 20;      // writing ops/s per device (group.*, read), bursts 4x
-  std::uint32_t device_fanout_rate = 2000;   // recipients/s per device of group sends and changes
-  std::uint32_t max_requests_in_flight = 0;  // per connection; beyond it the socket is not read
+  std::uint32_t device_write_rate = 20;       // writing ops/s per device (group.*, read), bursts 4x
+  std::uint32_t device_fanout_rate = 2000;    // recipients/s per device of group sends and changes
+  std::uint32_t max_requests_in_flight = 64;  // per connection; beyond it the socket is not read
   std::uint32_t user_writes_in_flight =
       1024;  // store writes in flight per user (rate_limited past)
 
