@@ -20,7 +20,13 @@ std::int64_t Int(const json::object& o, std::string_view key, std::int64_t fallb
   if (it == o.end()) return fallback;
   if (it->value().is_int64()) return it->value().get_int64();
   if (it->value().is_uint64()) return static_cast<std::int64_t>(it->value().get_uint64());
-  if (it->value().is_double()) return static_cast<std::int64_t>(it->value().get_double());
+  if (it->value().is_double()) {
+    // A number past what int64 holds is no time or count (and converting it
+    // would be undefined behaviour): the fuzzer's sdk_frames finding.
+    const double d = it->value().get_double();
+    if (!(d >= -0x1p63 && d < 0x1p63)) return fallback;
+    return static_cast<std::int64_t>(d);
+  }
   return fallback;
 }
 

@@ -32,6 +32,27 @@ TEST(UrlTest, Parses) {
   EXPECT_FALSE(Url::Parse("http://host:80a"));
 }
 
+// A number past int64 (the fuzzer's sdk_frames finding: "ts_ms":1.7e96) is
+// not converted (undefined behaviour) but answers the fallback.
+TEST(WireTest, NumbersPastInt64AnswerTheFallback) {
+  auto o =
+      ParseObject(R"({"a":1.7e96,"b":-1e300,"c":1234.0,"d":9.3e18,"e":-9.2e18,"f":1700000000000})");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(Int(*o, "a", -7), -7);
+  EXPECT_EQ(Int(*o, "b", -7), -7);
+  EXPECT_EQ(Int(*o, "c", -7), 1234);
+  EXPECT_EQ(Int(*o, "d", -7), -7);
+  EXPECT_EQ(Int(*o, "e", -7), -9200000000000000000);
+  EXPECT_EQ(Int(*o, "f", -7), 1700000000000);
+  auto m = ParseObject(
+      R"({"type":"message","msg_id":"1","conv":{"user":"2"},"from":{"user":"2","device":"3"},)"
+      R"("kind":"text","body":{"text":"hi"},"ts_ms":1708888888888888888888888888888888888888.0})");
+  ASSERT_TRUE(m);
+  auto message = ParseMessage(*m);
+  ASSERT_TRUE(message);
+  EXPECT_EQ(message->ts_ms, 0);
+}
+
 TEST(WireTest, MessageFromAnEvent) {
   auto o = ParseObject(R"({"type":"message","msg_id":"123","client_msg_id":"c1",
       "conv":{"group":"9"},"from":{"user":"5","device":"6"},"kind":"text",

@@ -145,6 +145,7 @@ int Serve(Config cfg) {
   sms_options.queue_max = cfg.sms_queue_max;
   auto sms = core::MakeSmsSender(cfg.sms_provider, sms_options);
   core::Core core(cfg, *store, metrics, tokens, *sms, cfg.node_id);
+  if (!cfg.media_worker.empty()) media::SetMediaProcessProgram(cfg.media_worker);
   if (std::string where; !media::CodecsPresent(&where)) {
     PLOG_WARN("media codecs module missing: uploads are stored without thumbnails or checks",
               "path={}", where);

@@ -107,6 +107,16 @@ struct DeviceLocation {
   std::string instance;  // that node's process instance
 };
 
+// A limit counted across the cluster (the sign-in limits: codes per phone,
+// per address, in all; docs/architecture.md "Limits across nodes"): at most
+// `limit` events per `key` in any sliding window of `window_ms`; limit 0
+// counts the event without limiting it.
+struct WindowLimit {
+  std::string key;
+  std::uint32_t limit = 0;
+  std::int64_t window_ms = 0;
+};
+
 // What a node hears from the others. Unset handlers drop their messages.
 struct Handlers {
   std::function<void(const Wake&)> on_wake;
@@ -207,6 +217,16 @@ class Bus {
   // Where the user's devices are connected, on every node.
   virtual void Locate(UserId user,
                       std::function<void(Result<std::vector<DeviceLocation>>)> done) = 0;
+
+  // Checks every limit and, only when all of them allow one more event,
+  // records one against each, as one step for the whole cluster (two nodes
+  // never both take the last one). `done` gets 0 when the event was
+  // recorded, else the milliseconds until all would allow it (nothing was
+  // recorded); kUnavailable while the bus is down (the caller then falls
+  // back to limits of its own). The Redis bus keeps them in Redis (its
+  // clock); the local bus in its hub.
+  virtual void TakeWindows(std::vector<WindowLimit> limits,
+                           std::function<void(Result<std::int64_t>)> done) = 0;
 };
 
 // A fresh instance id: 16 random hex digits.

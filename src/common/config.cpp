@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -125,6 +126,9 @@ const std::array kKeys = {
            &Config::media_queue},
     KeyDef{"media_job_timeout_s", "seconds a media decoder may run before it is killed",
            &Config::media_job_timeout_s},
+    KeyDef{"media_worker",
+           "program run as `PROGRAM media-process` to decode media (empty: parleyd itself)",
+           &Config::media_worker},
     // Hardening (issue 14).
     KeyDef{"max_connections_per_address",
            "open sockets one client address may hold; IPv6 counted per /64 (0: no limit)",
@@ -155,7 +159,9 @@ const std::array kKeys = {
     KeyDef{"prekey_claims_per_target_per_hour",
            "one-time prekeys of one user handed out per hour (0: no limit)",
            &Config::prekey_claims_per_target_per_hour},
-    KeyDef{"otp_global_per_minute", "codes this node sends per minute in all (0: no limit)",
+    KeyDef{"otp_global_per_minute",
+           "codes sent per minute in all: by the cluster with a Redis bus, else by this node (0: "
+           "no limit)",
            &Config::otp_global_per_minute},
     KeyDef{"otp_burn_delay_s",
            "after a code is burned, a fresh one is possible after this delay, doubled per burn "
@@ -396,6 +402,9 @@ void Validate(const Config& cfg) {
   if (cfg.media_upload_ttl_s == 0) Fail("media_upload_ttl_s", "must be at least 1");
   if (cfg.media_queue == 0) Fail("media_queue", "must be at least 1");
   if (cfg.media_job_timeout_s == 0) Fail("media_job_timeout_s", "must be at least 1");
+  if (!cfg.media_worker.empty() && ::access(cfg.media_worker.c_str(), X_OK) != 0) {
+    Fail("media_worker", "not an executable file: " + cfg.media_worker);
+  }
   if (cfg.max_frame_bytes < 1024) {
     Fail("max_frame_bytes", fmt::format("{} is below the minimum of 1024", cfg.max_frame_bytes));
   }

@@ -69,11 +69,12 @@ struct Config {
   std::uint32_t media_uploads_in_progress = 16;  // unfinished resumable uploads per user (0: none)
   std::uint32_t media_queue = 256;         // processing jobs queued at most (more: not looked at)
   std::uint32_t media_job_timeout_s = 60;  // a decoder running longer is killed
+  std::string media_worker;  // the program run as `PROGRAM media-process`; empty: parleyd itself
 
   // Fairness (docs/operations.md, "Limits"): 0 means no limit.
-  std::uint32_t device_write_rate = 20;      // writing ops/s per device (group.*, read), bursts 4x
-  std::uint32_t device_fanout_rate = 2000;   // recipients/s per device of group sends and changes
-  std::uint32_t max_requests_in_flight = 0;  // per connection; beyond it the socket is not read
+  std::uint32_t device_write_rate = 20;       // writing ops/s per device (group.*, read), bursts 4x
+  std::uint32_t device_fanout_rate = 2000;    // recipients/s per device of group sends and changes
+  std::uint32_t max_requests_in_flight = 64;  // per connection; beyond it the socket is not read
   std::uint32_t user_writes_in_flight =
       1024;  // store writes in flight per user (rate_limited past)
 

@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/log.hpp"
@@ -271,7 +270,6 @@ int RunMediaProcess(int argc, char** /*argv*/) {
   if (answer < 0 || ::dup2(2, 1) < 0) return 1;
   rlimit core{0, 0};  // no core files of decoders
   ::setrlimit(RLIMIT_CORE, &core);
-  const char* fault = std::getenv("PARLEY_MEDIA_TEST_FAULT");
   for (;;) {
     std::string payload;
     if (!ReadFrame(0, payload)) return 0;  // the server closed: done
@@ -279,10 +277,6 @@ int RunMediaProcess(int argc, char** /*argv*/) {
     std::string path, type;
     std::uint64_t max_pixels = 0;
     if (!GetStr(in, path) || !GetStr(in, type) || !GetU64(in, max_pixels)) return 2;
-    if (fault != nullptr && std::string_view(fault) == "crash") ::raise(SIGSEGV);
-    if (fault != nullptr && std::string_view(fault) == "hang") {
-      for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
     const ProcessResult r = Process(path, type, max_pixels);
     if (!SendAll(answer, Framed(Encode(r)))) return 1;
   }

@@ -63,11 +63,12 @@ ProcessResult ProcessIsolated(const std::string& path, std::string_view content_
 
 // The worker's side: argv = {"media-process"}; reads jobs on standard input
 // and answers on standard output until EOF.
-// $PARLEY_MEDIA_TEST_FAULT=crash|hang makes it crash or hang on each job
-// (tests of the server's side only).
+// (Tests of the server's side run a worker of their own that crashes or
+// hangs instead, tests/media/fault_worker/, named by `media_worker`.)
 int RunMediaProcess(int argc, char** argv);
 // The program ProcessIsolated runs (tests: parleyd from a test binary);
-// call before the first job. Default: this executable.
+// call before the first job. Default: this executable. parleyd sets it from
+// `media_worker` when that is set.
 void SetMediaProcessProgram(std::string path);
 
 }  // namespace parley::media

@@ -301,8 +301,12 @@ class Store {
   // carried it reached the user (AppendMessage records that), or it is a
   // profile or group avatar (UpdateProfile and ChangeGroup record that).
   virtual Result<bool> MediaGranted(MediaId id, UserId user) = 0;
-  // Up to `max` unfinished uploads (status kUploading) created before cutoff_ms.
-  virtual Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) = 0;
+  // Up to `max` unfinished uploads (status kUploading) created before
+  // cutoff_ms with ids above `after`, in id order. Ids are time-ordered, so
+  // the scan is the id range (after, IdFloorForTime(cutoff_ms)): a sweep that
+  // remembers how far it got never reads older records again.
+  virtual Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, MediaId after,
+                                                  std::size_t max) = 0;
   // Creates or replaces the record, and keeps the owner's MediaUsage in the
   // same write: stored_bytes and uploading follow the record (a replaced
   // record's size and status are taken back first); a new record's size

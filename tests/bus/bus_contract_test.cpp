@@ -329,6 +329,45 @@ TEST_P(BusContract, RegistryTracksDevicesAcrossNodes) {
   EXPECT_TRUE(**r4.Get());  // went offline
 }
 
+// The sign-in limits counted across nodes: two nodes share one window, a
+// refused event records nothing, and a limit of 0 only counts.
+TEST_P(BusContract, WindowLimitsAreSharedByEveryNode) {
+  auto a = Started("node-a");
+  auto b = Started("node-b");
+  auto take = [](Bus& bus, std::vector<WindowLimit> limits) {
+    Answer<Result<std::int64_t>> r;
+    bus.TakeWindows(std::move(limits), r.Callback());
+    auto got = r.Get();
+    EXPECT_TRUE(got && *got);
+    return got && *got ? **got : -1;
+  };
+  const WindowLimit phone{"t:phone:1", 3, 60000};
+  const WindowLimit all{"t:all", 5, 60000};
+  EXPECT_EQ(take(*a->bus, {phone, all}), 0);
+  EXPECT_EQ(take(*b->bus, {phone, all}), 0);
+  EXPECT_EQ(take(*a->bus, {phone, all}), 0);
+  // The fourth, on either node, waits for the first to leave the window.
+  const std::int64_t wait = take(*b->bus, {phone, all});
+  EXPECT_GT(wait, 50000);
+  EXPECT_LE(wait, 60000);
+  EXPECT_GT(take(*a->bus, {phone}), 0);
+  // Refused events were not counted: `all` has 3 of 5.
+  const WindowLimit other{"t:phone:2", 3, 60000};
+  EXPECT_EQ(take(*a->bus, {other, all}), 0);
+  EXPECT_EQ(take(*b->bus, {other, all}), 0);
+  EXPECT_GT(take(*a->bus, {other, all}), 0);  // all is full
+  // Counted only: never refused, but counted.
+  const WindowLimit counted{"t:phone:3", 0, 60000};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(take(*b->bus, {counted}), 0);
+  EXPECT_GT(take(*a->bus, {WindowLimit{"t:phone:3", 4, 60000}}), 0);
+  // A short window frees itself.
+  const WindowLimit quick{"t:quick", 1, 300};
+  EXPECT_EQ(take(*a->bus, {quick}), 0);
+  EXPECT_GT(take(*b->bus, {quick}), 0);
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(take(*b->bus, {quick}), 0);
+}
+
 TEST_P(BusContract, ANodeIdIsHeldByOneLiveNode) {
   auto a = Started("n1");
   auto b = Started("n1");

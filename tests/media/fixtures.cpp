@@ -11,6 +11,7 @@ extern "C" {
 #include <libavutil/opt.h>
 }
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -141,6 +142,61 @@ std::string MakeMp4(int width, int height, int frames) {
   av_packet_free(&pkt);
   av_frame_free(&frame);
   avcodec_free_context(&ctx);
+  avformat_free_context(out);
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::remove(path);
+  return ss.str();
+}
+
+std::string MakeMkvClaiming(int claimed_w, int claimed_h, const std::string& jpeg, int audio_s) {
+  char path[] = "/tmp/parley-claim-XXXXXX.mkv";
+  const int fd = mkstemps(path, 4);
+  if (fd < 0) throw std::runtime_error("mkstemps");
+  close(fd);
+  AVFormatContext* out = nullptr;
+  avformat_alloc_output_context2(&out, nullptr, "matroska", path);
+  if (out == nullptr) throw std::runtime_error("no matroska muxer");
+  constexpr int kRate = 44100;
+  constexpr int kChannels = 2;
+  AVStream* audio = avformat_new_stream(out, nullptr);
+  audio->codecpar->codec_type = AVMEDIA_TYPE_AUDIO;
+  audio->codecpar->codec_id = AV_CODEC_ID_PCM_S16LE;
+  audio->codecpar->sample_rate = kRate;
+  av_channel_layout_default(&audio->codecpar->ch_layout, kChannels);
+  audio->codecpar->bits_per_coded_sample = 16;
+  audio->codecpar->block_align = 2 * kChannels;
+  audio->time_base = AVRational{1, kRate};
+  AVStream* video = avformat_new_stream(out, nullptr);
+  video->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+  video->codecpar->codec_id = AV_CODEC_ID_MJPEG;
+  video->codecpar->width = claimed_w;  // the claim
+  video->codecpar->height = claimed_h;
+  video->time_base = AVRational{1, 10};
+  if (avio_open(&out->pb, path, AVIO_FLAG_WRITE) < 0) throw std::runtime_error("avio_open");
+  if (avformat_write_header(out, nullptr) < 0) throw std::runtime_error("write_header");
+  AVPacket* pkt = av_packet_alloc();
+  const std::string second(static_cast<std::size_t>(kRate) * 2 * kChannels, '\x11');
+  for (int s = 0; s < audio_s; ++s) {  // one packet a second
+    av_new_packet(pkt, static_cast<int>(second.size()));
+    std::copy(second.begin(), second.end(), pkt->data);
+    pkt->stream_index = audio->index;
+    pkt->pts = pkt->dts = av_rescale_q(s, AVRational{1, 1}, audio->time_base);
+    pkt->duration = av_rescale_q(1, AVRational{1, 1}, audio->time_base);
+    pkt->flags |= AV_PKT_FLAG_KEY;
+    av_interleaved_write_frame(out, pkt);
+  }
+  av_new_packet(pkt, static_cast<int>(jpeg.size()));
+  std::copy(jpeg.begin(), jpeg.end(), pkt->data);
+  pkt->stream_index = video->index;
+  pkt->pts = pkt->dts = av_rescale_q(audio_s, AVRational{1, 1}, video->time_base);
+  pkt->duration = 1;
+  pkt->flags |= AV_PKT_FLAG_KEY;
+  av_interleaved_write_frame(out, pkt);
+  av_write_trailer(out);
+  avio_closep(&out->pb);
+  av_packet_free(&pkt);
   avformat_free_context(out);
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -19,6 +19,13 @@ std::string UploadJpeg(Parleyd& server, const Account& a) {
   return MediaIdOf(UploadMedia(server, a, MakeJpeg(64, 48), "image/jpeg"));
 }
 
+// parleyd with the test-only worker (tests/media/fault_worker/) that
+// crashes or hangs on every job.
+void FaultyWorker(Parleyd::Options& options, const char* fault) {
+  options.args.insert(options.args.end(), {"--media-worker", PARLEY_MEDIA_FAULT_WORKER});
+  options.env["PARLEY_MEDIA_TEST_FAULT"] = fault;
+}
+
 void ExpectServing(Parleyd& server, const Account& a) {
   EXPECT_EQ(::kill(server.pid(), 0), 0) << "parleyd is gone";
   EXPECT_EQ(Http(server.endpoint(), "GET", "/health").status, 200);
@@ -28,7 +35,7 @@ void ExpectServing(Parleyd& server, const Account& a) {
 
 TEST(MediaIsolation, ADecoderThatCrashesFailsItsMediaOnly) {
   Parleyd::Options options;
-  options.env["PARLEY_MEDIA_TEST_FAULT"] = "crash";
+  FaultyWorker(options, "crash");
   Parleyd server(options);
   ASSERT_TRUE(server.Start()) << server.Log();
   const Account alice = SignIn(server, NextPhone());
@@ -44,8 +51,8 @@ TEST(MediaIsolation, ADecoderThatCrashesFailsItsMediaOnly) {
 
 TEST(MediaIsolation, ADecoderThatHangsIsStoppedAtItsTimeBudget) {
   Parleyd::Options options;
-  options.env["PARLEY_MEDIA_TEST_FAULT"] = "hang";
-  options.args = {"--media-job-timeout-s", "2"};
+  FaultyWorker(options, "hang");
+  options.args.insert(options.args.end(), {"--media-job-timeout-s", "2"});
   Parleyd server(options);
   ASSERT_TRUE(server.Start()) << server.Log();
   const Account alice = SignIn(server, NextPhone());
@@ -61,8 +68,9 @@ TEST(MediaIsolation, ADecoderThatHangsIsStoppedAtItsTimeBudget) {
 
 TEST(MediaIsolation, TheQueueIsBounded) {
   Parleyd::Options options;
-  options.env["PARLEY_MEDIA_TEST_FAULT"] = "hang";
-  options.args = {"--media-job-timeout-s", "6", "--media-workers", "1", "--media-queue", "1"};
+  FaultyWorker(options, "hang");
+  options.args.insert(options.args.end(),
+                      {"--media-job-timeout-s", "6", "--media-workers", "1", "--media-queue", "1"});
   Parleyd server(options);
   ASSERT_TRUE(server.Start()) << server.Log();
   const Account alice = SignIn(server, NextPhone());
@@ -85,6 +93,32 @@ TEST(MediaIsolation, TheQueueIsBounded) {
     EXPECT_EQ(Str(r, "status"), "failed") << json::serialize(r);
   }
   ExpectServing(server, alice);
+}
+
+// The shipped parleyd has no test hook: the variable the fault worker reads
+// does nothing to parleyd's own worker.
+TEST(MediaIsolation, TheShippedWorkerHasNoFaultHook) {
+  for (const char* fault : {"crash", "hang"}) {
+    Parleyd::Options options;
+    options.env["PARLEY_MEDIA_TEST_FAULT"] = fault;
+    options.args = {"--media-job-timeout-s", "5"};
+    Parleyd server(options);
+    ASSERT_TRUE(server.Start()) << server.Log();
+    const Account alice = SignIn(server, NextPhone());
+    const std::string id = UploadJpeg(server, alice);
+    ASSERT_FALSE(id.empty());
+    auto m = WaitProcessed(server, alice, id);
+    EXPECT_EQ(Str(m, "status"), "ready") << fault << ": " << json::serialize(m);
+    EXPECT_EQ(m.at("width").to_number<int>(), 64) << json::serialize(m);
+  }
+}
+
+TEST(MediaIsolation, AMediaWorkerThatIsNotAProgramIsRefusedAtStart) {
+  Parleyd::Options options;
+  options.args = {"--media-worker", "/nonexistent/parley-worker"};
+  Parleyd server(options);
+  EXPECT_FALSE(server.Start());
+  EXPECT_NE(server.Log().find("media_worker"), std::string::npos) << server.Log();
 }
 
 // The cost of the isolation, per job: the same JPEG in this process and in

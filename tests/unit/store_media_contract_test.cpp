@@ -97,11 +97,30 @@ TEST_P(StoreMessagingContractTest, StaleUploadsAreOnlyOldUnfinishedOnes) {
   ASSERT_TRUE(Put(store(), Blob(old_upload, kAlice, MediaStatus::kUploading, old_ms)));
   ASSERT_TRUE(Put(store(), Blob(old_done, kAlice, MediaStatus::kReady, old_ms)));
   ASSERT_TRUE(Put(store(), Blob(young_upload, kAlice, MediaStatus::kUploading, kNow)));
-  auto stale = store().StaleUploads(kNow - kDay, 100).value();
+  auto stale = store().StaleUploads(kNow - kDay, 0, 100).value();
   ASSERT_EQ(stale.size(), 1u);
   EXPECT_EQ(stale[0].id, old_upload);
-  EXPECT_EQ(store().StaleUploads(kNow + 1, 100).value().size(), 2u);
-  EXPECT_EQ(store().StaleUploads(kNow + 1, 1).value().size(), 1u);
+  EXPECT_EQ(store().StaleUploads(kNow + 1, 0, 100).value().size(), 2u);
+  EXPECT_EQ(store().StaleUploads(kNow + 1, 0, 1).value().size(), 1u);
+}
+
+// A sweep resumes after the last id it looked at (media_stale_sweep.hpp).
+TEST_P(StoreMessagingContractTest, StaleUploadsStartAfterTheGivenId) {
+  const std::int64_t old_ms = kNow - 2 * kDay;
+  const MediaId first = IdFloorForTime(old_ms) + 21;
+  const MediaId done = IdFloorForTime(old_ms) + 22;
+  const MediaId second = IdFloorForTime(old_ms) + 23;
+  ASSERT_TRUE(Put(store(), Blob(first, kAlice, MediaStatus::kUploading, old_ms)));
+  ASSERT_TRUE(Put(store(), Blob(done, kAlice, MediaStatus::kReady, old_ms)));
+  ASSERT_TRUE(Put(store(), Blob(second, kBob, MediaStatus::kUploading, old_ms)));
+  auto all = store().StaleUploads(kNow, 0, 100).value();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id, first);
+  EXPECT_EQ(all[1].id, second);
+  auto rest = store().StaleUploads(kNow, first, 100).value();
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].id, second);
+  EXPECT_TRUE(store().StaleUploads(kNow, second, 100).value().empty());
 }
 
 TEST_P(StoreMessagingContractTest, MediaUsageFollowsRecordsPerOwner) {

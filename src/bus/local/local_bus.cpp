@@ -1,5 +1,8 @@
 #include "bus/local/local_bus.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -17,6 +20,8 @@ class LocalHub {
   std::set<LocalBus*> members;              // started, not stopped
   std::map<std::string, LocalBus*> claims;  // node id -> holder
   std::unordered_map<UserId, std::vector<DeviceLocation>> registry;
+  // TakeWindows: event times (steady ms) per key; emptied keys are dropped.
+  std::unordered_map<std::string, std::deque<std::int64_t>> windows;
 };
 
 std::shared_ptr<LocalHub> NewLocalHub() { return std::make_shared<LocalHub>(); }
@@ -176,6 +181,31 @@ class LocalBus final : public Bus {
       if (auto it = hub_->registry.find(user); it != hub_->registry.end()) where = it->second;
     }
     if (done) gate_.Post([done = std::move(done), where = std::move(where)] { done(where); });
+  }
+
+  void TakeWindows(std::vector<WindowLimit> limits,
+                   std::function<void(Result<std::int64_t>)> done) override {
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    std::int64_t wait = 0;
+    {
+      std::lock_guard lock(hub_->mu);
+      for (const auto& l : limits) {
+        auto& q = hub_->windows[l.key];
+        while (!q.empty() && q.front() <= now - l.window_ms) q.pop_front();
+        if (l.limit > 0 && q.size() >= l.limit) {
+          wait =
+              std::max(wait, std::max<std::int64_t>(1, q[q.size() - l.limit] + l.window_ms - now));
+        }
+      }
+      for (const auto& l : limits) {
+        auto& q = hub_->windows[l.key];
+        if (wait == 0) q.push_back(now);
+        if (q.empty()) hub_->windows.erase(l.key);
+      }
+    }
+    if (done) gate_.Post([done = std::move(done), wait] { done(wait); });
   }
 
  private:

@@ -1,5 +1,6 @@
 #include "bus/redis/redis_bus.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -231,6 +232,30 @@ class RedisBus final : public Bus {
             }
             Answer(std::move(done), Result<std::vector<DeviceLocation>>(std::move(where)));
           });
+    });
+  }
+
+  void TakeWindows(std::vector<WindowLimit> limits,
+                   std::function<void(Result<std::int64_t>)> done) override {
+    asio::post(io_, [this, limits = std::move(limits), done = std::move(done)]() mutable {
+      if (!cmd_up_) return Answer(std::move(done), Fail(Errc::kUnavailable, "bus down"));
+      if (limits.empty()) return Answer(std::move(done), Result<std::int64_t>(0));
+      std::vector<std::string> keys;
+      std::vector<std::string> args{instance_ + ":" + std::to_string(++window_events_)};
+      for (const auto& l : limits) {
+        keys.push_back("lim:" + l.key);
+        args.push_back(std::to_string(l.limit));
+        args.push_back(std::to_string(std::max<std::int64_t>(1, l.window_ms)));
+      }
+      Eval(kTakeWindows, std::move(keys), std::move(args),
+           [this, done = std::move(done)](Result<ReplyPtr> r) mutable {
+             if (!r) return Answer(std::move(done), std::unexpected(r.error()));
+             if ((*r)->type != REDIS_REPLY_INTEGER) {
+               return Answer(std::move(done),
+                             Fail(Errc::kInternal, "redis: " + std::string(ReplyText(r->get()))));
+             }
+             Answer(std::move(done), Result<std::int64_t>((*r)->integer));
+           });
     });
   }
 
@@ -729,6 +754,7 @@ class RedisBus final : public Bus {
   BusMetrics* metrics_;
   Handlers handlers_;
   bool started_ = false;
+  std::uint64_t window_events_ = 0;  // TakeWindows members (bus thread)
   std::atomic<bool> stopped_{false};
   std::atomic<bool> connected_{false};
 

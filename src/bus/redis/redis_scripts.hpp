@@ -88,7 +88,35 @@ end
 redis.call('DEL', KEYS[2])
 return gone)");
 
-inline const Script* const kScripts[] = {&kClaim,    &kTakeOver,   &kRelease,
-                                         &kRegister, &kUnregister, &kSweep};
+// KEYS: a sorted set per limit (lim:{key}), scored by event time; ARGV[1] a
+// member unique to this event, then per key its limit (0: counted only) and
+// window ms. Redis's own clock, so the nodes' clocks do not matter. 0 when
+// the event was recorded under every key, else the ms until all allow it.
+inline const Script kTakeWindows(R"(local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if limit > 0 then
+    local n = redis.call('ZCARD', key)
+    if n >= limit then
+      local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+      local w = tonumber(oldest[2]) + window - now
+      if w < 1 then w = 1 end
+      if w > wait then wait = w end
+    end
+  end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('PEXPIRE', key, ARGV[2 * i + 1])
+end
+return 0)");
+
+inline const Script* const kScripts[] = {&kClaim,      &kTakeOver, &kRelease,    &kRegister,
+                                         &kUnregister, &kSweep,    &kTakeWindows};
 
 }  // namespace parley::bus::redis_scripts

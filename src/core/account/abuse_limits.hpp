@@ -1,7 +1,8 @@
 // Limits against enumeration, prekey draining and sign-in abuse (issue 14,
 // items 3, 4 and 6). Each is in memory, per node, like the other limiters in
-// rate_limit.hpp; every limit is a configuration key (docs/operations.md)
-// and 0 turns it off.
+// rate_limit.hpp (in a cluster the sign-in windows are counted in Redis
+// instead while the bus is up: otp_limits.hpp); every limit is a
+// configuration key (docs/operations.md) and 0 turns it off.
 //
 // * Lookups: profile.get, presence.subscribe and contacts.discover draw from
 //   one token bucket per device, one token per user or hash named, so that a

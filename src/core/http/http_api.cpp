@@ -7,6 +7,7 @@
 #include "common/address.hpp"
 #include "common/clock.hpp"
 #include "common/log.hpp"
+#include "core/account/otp_limits.hpp"
 #include "core/session/session.hpp"
 #include "proto/errors.hpp"
 #include "proto/json.hpp"
@@ -148,6 +149,51 @@ void HttpApi::Handle(net::HttpRequest request, net::HttpRespond respond) {
   respond(ErrorResponse(404, code::kNotFound, "no such endpoint"));
 }
 
+namespace {
+
+// Stores a new code for the phone and sends it (the limits allowed it).
+void IssueOtp(Core& core, const std::string& phone_key, net::HttpRespond respond) {
+  core.abuse.otp_burns.Issued(phone_key);
+  const std::string digits = NewOtpCode();
+  const std::int64_t now = NowMs();
+  store::OtpCode otp;
+  otp.phone = phone_key;
+  otp.code_hash = core.tokens.HashOtp(phone_key, digits);
+  otp.expires_ms = now + static_cast<std::int64_t>(core.config.otp_ttl_s) * 1000;
+  core.store.PutOtp(std::move(otp),
+                    [&core, phone_key, digits, now, respond = std::move(respond)](Status st) {
+                      if (!st) return respond(Internal(st.error(), "put_otp"));
+                      // Only a stored code is sent: a code the server would not accept is never
+                      // delivered.
+                      core.sms.Send(phone_key, digits, now);
+                      core.metrics.otp_sent.Inc();
+                      json::object o;
+                      o["expires_in_s"] = core.config.otp_ttl_s;
+                      respond(JsonResponse(202, o));
+                    });
+}
+
+// The node's own sign-in limits (one node, or a cluster whose bus is down).
+void IssueOtpIfLocalAllows(Core& core, const std::string& phone_key, const std::string& address_key,
+                           double now_s, double fresh, net::HttpRespond respond) {
+  double wait_phone = core.otp_per_phone.RetryAfter(phone_key, now_s);
+  if (fresh >= 0) wait_phone = std::min(wait_phone, fresh);
+  const double wait_addr = core.otp_per_address.RetryAfter(address_key, now_s);
+  const double wait_all = core.abuse.otp_global.RetryAfter("", now_s);
+  if (wait_phone > 0 || wait_addr > 0 || wait_all > 0) {
+    return respond(RateLimited(std::max({wait_phone, wait_addr, wait_all}),
+                               wait_phone > 0  ? "too many codes for this phone number"
+                               : wait_addr > 0 ? "too many codes from this address"
+                                               : "too many codes are being sent; try again soon"));
+  }
+  core.otp_per_phone.Add(phone_key, now_s);
+  core.otp_per_address.Add(address_key, now_s);
+  core.abuse.otp_global.Add("", now_s);
+  IssueOtp(core, phone_key, std::move(respond));
+}
+
+}  // namespace
+
 void HttpApi::Otp(const net::HttpRequest& request, net::HttpRespond respond) {
   auto body = proto::ParseObject(request.body);
   if (!body) return respond(BadRequest(body.error()));
@@ -162,43 +208,37 @@ void HttpApi::Otp(const net::HttpRequest& request, net::HttpRespond respond) {
   const std::string address_key = AddressKey(
       ClientAddress(request.remote_address, ForwardedFor(request), core_.abuse.trusted_proxies));
   const double now_s = MonoSeconds();
-  double wait_phone = core_.otp_per_phone.RetryAfter(phone_key, now_s);
   // A code burned by wrong guesses never locks its phone out: a fresh one is
   // possible after a delay that grows with each burn (abuse_limits.hpp).
-  if (const double fresh = core_.abuse.otp_burns.FreshCodeAfter(phone_key, now_s); fresh >= 0) {
-    wait_phone = std::min(wait_phone, fresh);
+  const double fresh = core_.abuse.otp_burns.FreshCodeAfter(phone_key, now_s);
+  // In a cluster the limits are counted for all nodes together on the bus
+  // (otp_limits.hpp); without one, or while it is down, by this node.
+  if (core_.Clustered() && core_.bus->connected()) {
+    Core& core = core_;
+    core_.bus->TakeWindows(
+        OtpWindowLimits(core_.config, phone_key, address_key, /*phone_counted_only=*/fresh == 0),
+        [&core, phone_key, address_key, now_s, fresh,
+         respond = std::move(respond)](Result<std::int64_t> wait_ms) mutable {
+          if (!wait_ms) {  // the bus went down meanwhile
+            return IssueOtpIfLocalAllows(core, phone_key, address_key, now_s, fresh,
+                                         std::move(respond));
+          }
+          if (*wait_ms > 0) {
+            // A burned code's fresh one is due sooner than the windows say
+            // (if the phone's window is what refused).
+            double wait_s = static_cast<double>(*wait_ms) / 1000.0;
+            if (fresh > 0) wait_s = std::min(wait_s, fresh);
+            return respond(RateLimited(wait_s, "too many codes; try again later"));
+          }
+          // Kept locally too, for when the bus is down.
+          core.otp_per_phone.Add(phone_key, now_s);
+          core.otp_per_address.Add(address_key, now_s);
+          core.abuse.otp_global.Add("", now_s);
+          IssueOtp(core, phone_key, std::move(respond));
+        });
+    return;
   }
-  const double wait_addr = core_.otp_per_address.RetryAfter(address_key, now_s);
-  const double wait_all = core_.abuse.otp_global.RetryAfter("", now_s);
-  if (wait_phone > 0 || wait_addr > 0 || wait_all > 0) {
-    return respond(RateLimited(std::max({wait_phone, wait_addr, wait_all}),
-                               wait_phone > 0  ? "too many codes for this phone number"
-                               : wait_addr > 0 ? "too many codes from this address"
-                                               : "too many codes are being sent; try again soon"));
-  }
-  core_.otp_per_phone.Add(phone_key, now_s);
-  core_.otp_per_address.Add(address_key, now_s);
-  core_.abuse.otp_global.Add("", now_s);
-  core_.abuse.otp_burns.Issued(phone_key);
-
-  const std::string digits = NewOtpCode();
-  const std::int64_t now = NowMs();
-  store::OtpCode otp;
-  otp.phone = phone_key;
-  otp.code_hash = core_.tokens.HashOtp(phone_key, digits);
-  otp.expires_ms = now + static_cast<std::int64_t>(core_.config.otp_ttl_s) * 1000;
-  Core& core = core_;
-  core_.store.PutOtp(std::move(otp),
-                     [&core, phone_key, digits, now, respond = std::move(respond)](Status st) {
-                       if (!st) return respond(Internal(st.error(), "put_otp"));
-                       // Only a stored code is sent: a code the server would not accept is never
-                       // delivered.
-                       core.sms.Send(phone_key, digits, now);
-                       core.metrics.otp_sent.Inc();
-                       json::object o;
-                       o["expires_in_s"] = core.config.otp_ttl_s;
-                       respond(JsonResponse(202, o));
-                     });
+  IssueOtpIfLocalAllows(core_, phone_key, address_key, now_s, fresh, std::move(respond));
 }
 
 void HttpApi::Verify(const net::HttpRequest& request, net::HttpRespond respond) {

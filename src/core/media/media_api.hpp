@@ -94,7 +94,8 @@ class MediaApi {
   std::unique_ptr<media::WorkerPool> processing_;
   std::unique_ptr<media::WorkerPool> sweeper_;
   std::atomic<bool> sweeping_{false};
-  bool swept_orphans_ = false;  // sweeper thread only
+  bool swept_orphans_ = false;     // sweeper thread only
+  store::MediaId stale_mark_ = 0;  // where the next stale-upload sweep starts (sweeper thread)
   std::mutex mu_;
   std::unordered_set<store::MediaId> busy_;
 };

@@ -10,6 +10,7 @@
 #include "core/http/http_api.hpp"
 #include "core/media/media_api.hpp"
 #include "core/media/media_http.hpp"
+#include "core/media/media_stale_sweep.hpp"
 #include "proto/errors.hpp"
 
 namespace parley::core {
@@ -123,34 +124,24 @@ void MediaApi::Sweep(bool orphans) {
 void MediaApi::SweepStale() {
   const std::int64_t cutoff =
       NowMs() - static_cast<std::int64_t>(core_.config.media_upload_ttl_s) * 1000;
-  std::size_t removed = 0;
-  for (;;) {
-    auto stale = core_.store.StaleUploads(cutoff, kSweepBatch);
-    if (!stale) {
-      PLOG_ERROR("stale upload sweep failed", "error={}", LogQuote(stale.error().message));
-      return;
-    }
-    std::size_t progress = 0;
-    for (const auto& upload : *stale) {
-      if (!Lock(upload.id)) continue;  // being written right now: not stale after all
-      const auto id = upload.id;
-      auto st = Await([&](store::Callback<void> cb) { core_.store.DeleteMedia(id, cb); });
-      if (st) {
-        (void)blobs_.RemovePartial(id);
-        (void)blobs_.Remove(id);  // published, but the record never said so
-        ++progress;
-      } else {
-        PLOG_ERROR("stale upload removal failed", "upload={} error={}", id,
-                   LogQuote(st.error().message));
-      }
-      Unlock(id);
-    }
-    removed += progress;
-    // A full batch that removed something: there may be more. No progress
-    // (every one failed or is busy): the next sweep tries again.
-    if (stale->size() < kSweepBatch || progress == 0) break;
-  }
-  if (removed > 0) PLOG_INFO("stale uploads removed", "count={}", removed);
+  // From where the last sweep left off (media_stale_sweep.hpp).
+  const auto result =
+      RunStaleSweep(core_.store, cutoff, stale_mark_, kSweepBatch, [&](const store::Media& upload) {
+        if (!Lock(upload.id)) return false;  // being written right now: not stale after all
+        const auto id = upload.id;
+        auto st = Await([&](store::Callback<void> cb) { core_.store.DeleteMedia(id, cb); });
+        if (st) {
+          (void)blobs_.RemovePartial(id);
+          (void)blobs_.Remove(id);  // published, but the record never said so
+        } else {
+          PLOG_ERROR("stale upload removal failed", "upload={} error={}", id,
+                     LogQuote(st.error().message));
+        }
+        Unlock(id);
+        return st.has_value();
+      });
+  stale_mark_ = result.mark;
+  if (result.removed > 0) PLOG_INFO("stale uploads removed", "count={}", result.removed);
 }
 
 void MediaApi::SweepExpired() {

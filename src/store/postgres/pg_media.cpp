@@ -48,16 +48,18 @@ Result<bool> PgStore::MediaGranted(MediaId id, UserId user) {
   return !r->empty();
 }
 
-Result<std::vector<Media>> PgStore::StaleUploads(std::int64_t cutoff_ms, std::size_t max) {
+Result<std::vector<Media>> PgStore::StaleUploads(std::int64_t cutoff_ms, MediaId after,
+                                                 std::size_t max) {
   ReadTimer timer(observer_, "stale_uploads");
   // Ids are time-ordered: everything created before the cutoff is below this id.
   auto r = reads_->Exec(
-      PG_MEDIA_SELECT("WHERE media_id < $1 AND status = 1 AND created_ms < $2 ORDER BY media_id "
-                      "LIMIT $3"),
+      PG_MEDIA_SELECT("WHERE media_id > $4 AND media_id < $1 AND status = 1 AND created_ms < $2 "
+                      "ORDER BY media_id LIMIT $3"),
       Params()
           .U64(IdFloorForTime(cutoff_ms))
           .I64(cutoff_ms)
-          .I64(static_cast<std::int64_t>(std::min<std::size_t>(max, 1 << 30))));
+          .I64(static_cast<std::int64_t>(std::min<std::size_t>(max, 1 << 30)))
+          .U64(after));
   if (!r) return Failed(r);
   std::vector<Media> out;
   for (int i = 0; i < r->size(); ++i) out.push_back(MediaAt(*r, i));

@@ -28,7 +28,8 @@ Result<bool> RocksStore::MediaGranted(MediaId id, UserId user) {
   return false;
 }
 
-Result<std::vector<Media>> RocksStore::StaleUploads(std::int64_t cutoff_ms, std::size_t max) {
+Result<std::vector<Media>> RocksStore::StaleUploads(std::int64_t cutoff_ms, MediaId after,
+                                                    std::size_t max) {
   ReadTimer timer(observer_, "stale_uploads");
   // Ids are time-ordered: everything created before the cutoff sorts below
   // this bound, so the scan stops there however many blobs are newer.
@@ -38,7 +39,7 @@ Result<std::vector<Media>> RocksStore::StaleUploads(std::int64_t cutoff_ms, std:
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->db()->NewIterator(ro, cf(Cf::kMedia)));
   std::vector<Media> out;
-  for (it->SeekToFirst(); it->Valid() && out.size() < max; it->Next()) {
+  for (it->Seek(U64Key(after + 1)); it->Valid() && out.size() < max; it->Next()) {
     auto id = ParseU64Key(it->key().ToStringView());
     if (!id) return Fail(Errc::kCorruption, "media key");
     auto media = DecodeMedia(*id, it->value().ToStringView());

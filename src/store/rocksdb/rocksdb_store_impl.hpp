@@ -128,7 +128,8 @@ class RocksStore final : public Store {
   // ---- Media (rocksdb_media.cpp) ------------------------------------------
   Result<std::optional<Media>> GetMedia(MediaId id) override;
   Result<bool> MediaGranted(MediaId id, UserId user) override;
-  Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, std::size_t max) override;
+  Result<std::vector<Media>> StaleUploads(std::int64_t cutoff_ms, MediaId after,
+                                          std::size_t max) override;
   void PutMedia(Media media, Callback<void> done) override;
   void PutMediaWithin(Media media, MediaQuota quota, Callback<MediaQuotaVerdict> done) override;
   void DeleteMedia(MediaId id, Callback<void> done) override;
