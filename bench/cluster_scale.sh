@@ -14,6 +14,8 @@
 #   4. SIGKILLs node $KILL_NODE; its clients reconnect at once to the other
 #      nodes (hello with resume_after; retries at 100 ms doubling to 1 s),
 #      timed from the kill.
+# Meanwhile every node's /ready is polled every 200 ms: the figures end
+# with how often each node answered 503 and logged `bus unreachable`.
 # Prints the figures against the issue's goals; the full report is
 # $OUT/scale.json. Everything is stopped and removed at the end (KEEP=1
 # keeps the folder). Run it alone on the machine (it takes every core):
@@ -198,6 +200,20 @@ for i in $(seq 1 "$NODES"); do
   done
   curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 || die "n$i is not ready: $DIR/n$i/parleyd.log"
 done
+# Readiness as a load balancer sees it: every node's /ready every 200 ms
+# from here on; anything but 200 (a node flipping to 503 under the connect
+# storm, issue 13) is written down with its time. The killed node's refused
+# connections show as 000.
+(
+  while :; do
+    for i in $(seq 1 "$NODES"); do
+      code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$((BASE_PORT + i))/ready")
+      [[ $code == 200 ]] || echo "$(date +%s.%N) n$i $code"
+    done
+    sleep 0.2
+  done
+) >"$DIR/ready.log" 2>/dev/null &
+PIDS+=($!)
 sleep 1
 measure "$DIR" idle
 say "PostgreSQL, Redis and $NODES nodes up (pids ${NODE_PIDS[*]}); load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -295,4 +311,10 @@ print("kill -> back (hello ok on another node): %s  goal p99 <= 2 s: %s" % (
     lat(back), verdict(back.get("p99_ms", 1e9), 2000)))
 print("errors: %s" % json.dumps(rep.get("errors", {})))
 EOF
+for i in $(seq 1 "$NODES"); do
+  echo "n$i: /ready answered 503 $(grep -c " n$i 503\$" "$DIR/ready.log") times (polled every 200 ms);" \
+    "'bus unreachable' logged $(grep -c 'bus unreachable' "$DIR/n$i/parleyd.log") times," \
+    "'no reply within' $(grep -c 'no reply within' "$DIR/n$i/parleyd.log")"
+done
+cp "$DIR/ready.log" "$OUT/" 2>/dev/null || true
 say "report: $OUT/scale.json (command in $OUT/command.txt)"

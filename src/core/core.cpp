@@ -1,6 +1,7 @@
 #include "core/core.hpp"
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
 
 #include "common/clock.hpp"
 #include "common/log.hpp"
@@ -167,20 +168,11 @@ void Core::SetBusHandlers(bus::Handlers& h) {
     for (auto& s : sessions.ForUser(t.to)) s->SendRaw("typing", t.frame);
   };
   h.on_control = [this](const bus::Control& c) { OnControl(c); };
+  if (reads.Active() && !presence_strand_) presence_strand_.emplace(reads.MakeStrand());
   h.on_presence = [this](const bus::PresenceChange& p) {
-    if (bus != nullptr && p.origin == bus->instance()) {
-      if (p.online) {
-        // This node was swept for dead while it was paused, and its
-        // devices are registered again: its users are back.
-        if (sessions.IsOnline(p.user)) presence.CameOnline(p.user);
-        return;
-      }
-      // The sweep of a dead node found the user offline everywhere: this
-      // node stands in for the dead one (last_seen, and the others hear it).
-      if (!sessions.IsOnline(p.user)) presence.WentOffline(p.user, p.last_seen_ms);
-      return;
-    }
-    presence.Remote(p.user, p.online, p.last_seen_ms);
+    if (!presence_strand_) return OnPresence(p);
+    boost::asio::post(*presence_strand_,
+                      [this, p] { RunGuarded("bus_presence", [&] { OnPresence(p); }); });
   };
   // Whatever was published while the subscriber was away is lost: every
   // local session reads its mailbox again.
@@ -190,6 +182,22 @@ void Core::SetBusHandlers(bus::Handlers& h) {
     if (!reads.Active()) return PumpUsers(sessions.Users());
     reads.Post([this] { PumpUsers(sessions.Users()); });
   };
+}
+
+void Core::OnPresence(const bus::PresenceChange& p) {
+  if (bus != nullptr && p.origin == bus->instance()) {
+    if (p.online) {
+      // This node was swept for dead while it was paused, and its
+      // devices are registered again: its users are back.
+      if (sessions.IsOnline(p.user)) presence.CameOnline(p.user);
+      return;
+    }
+    // The sweep of a dead node found the user offline everywhere: this
+    // node stands in for the dead one (last_seen, and the others hear it).
+    if (!sessions.IsOnline(p.user)) presence.WentOffline(p.user, p.last_seen_ms);
+    return;
+  }
+  presence.Remote(p.user, p.online, p.last_seen_ms);
 }
 
 void Core::OnWake(const bus::Wake& w) {

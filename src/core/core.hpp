@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -187,6 +188,12 @@ class Core {
   std::mutex head_check_mu_;
   std::vector<store::UserId> head_check_queue_;  // users still to check this round
   std::atomic<bool> head_check_running_{false};  // on the read pool
+  // Presence transitions heard on the bus, when reads block: telling local
+  // subscribers reads the user (its last_seen visibility), which must not
+  // hold up the bus's callback thread, the one that carries every wake. One
+  // strand keeps the transitions in the order the bus handed them over.
+  std::optional<StoreReadPool::Strand> presence_strand_;
+  void OnPresence(const parley::bus::PresenceChange& change);
 };
 
 }  // namespace parley::core

@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -568,6 +571,58 @@ TEST_F(RedisBus, StartsWithoutRedisAndConnectsWhenItComes) {
     if (!claimed) std::this_thread::sleep_for(100ms);
   }
   EXPECT_TRUE(claimed);
+}
+
+// A Redis that is slow but answering is not a Redis that is gone (issue
+// 13: a connect storm made every node drop its command connection, "no
+// reply within 2000 ms", and answer /ready 503). Another client keeps Redis
+// busy with 30 ms scripts, so each of its event-loop turns takes a bite of
+// the node's deep queue of registrations: the oldest waits far past the
+// command timeout, yet replies keep coming. The node stays connected and
+// every registration is answered.
+TEST_F(RedisBus, ASlowButAnsweringRedisIsNotGone) {
+  std::atomic<int> ok{0}, failed{0};  // outlive the node, whose callbacks count
+  auto o = TestRedisOptions(backend_.redis().url(), "slow");
+  o.command_timeout = 300ms;
+  Node n;
+  n.bus = MakeRedisBus(o, n.executor.executor(), &n.metrics);
+  n.Start();
+  ASSERT_TRUE(n.inbox.Wait("state up"));
+  std::atomic<bool> stop{false};
+  std::thread busy([&] {
+    const std::string spin =
+        "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] repeat "
+        "local u = redis.call('TIME') until u[1] * 1000000 + u[2] - s >= 30000 return 1";
+    while (!stop.load()) backend_.redis().Command({"EVAL", spin, "0"});
+  });
+  std::this_thread::sleep_for(100ms);
+  constexpr int kRegistrations = 6000;
+  for (int i = 1; i <= kRegistrations; ++i) {
+    n.bus->Register(static_cast<UserId>(1000 + i), 1, [&](Result<bool> r) { ++(r ? ok : failed); });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (ok + failed < kRegistrations && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  stop = true;
+  busy.join();
+  EXPECT_EQ(ok.load(), kRegistrations);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_FALSE(n.inbox.Has("state down"));
+  EXPECT_TRUE(n.bus->connected());
+}
+
+// ...while a Redis that answers nothing (hung: SIGSTOP) is gone, and the
+// node says so; it is back by itself once Redis runs again.
+TEST_F(RedisBus, AHungRedisIsGone) {
+  auto n = Started("hung");
+  ASSERT_EQ(::kill(backend_.redis().pid(), SIGSTOP), 0);
+  Answer<Result<bool>> reg;
+  n->bus->Register(5, 1, reg.Callback());
+  EXPECT_TRUE(n->inbox.Wait("state down", 5s));
+  ASSERT_EQ(::kill(backend_.redis().pid(), SIGCONT), 0);
+  EXPECT_TRUE(n->inbox.Wait("state up"));
+  EXPECT_TRUE(n->bus->connected());
 }
 
 TEST(RedisUrl, ParsesHostAndPort) {

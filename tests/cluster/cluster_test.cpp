@@ -9,6 +9,12 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
 #include "integration/helpers.hpp"
 #include "support/cluster.hpp"
 
@@ -387,6 +393,60 @@ TEST_F(ClusterTest, MediaUploadedThroughOneNodeIsResumedAndReadThroughOthers) {
   EXPECT_EQ(patch(1, 0, "x").status, 409);  // the wrong offset, there too
   ASSERT_EQ(patch(1, half, bytes.substr(half)).status, 204);
   // A third node serves it.
+  const std::string media = "/v1/media/" + upload.substr(upload.rfind('/') + 1);
+  HttpResult got;
+  for (int i = 0; i < 100; ++i) {
+    got = Http(cluster_->endpoint(2), "GET", media, "", Bearer(a));
+    if (got.status == 200) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_TRUE(got.body == bytes);
+}
+
+// A tus DELETE through one node while a PATCH of the same upload is under
+// way on another: the PATCH's lock on the partial file covers the DELETE
+// too (423 upload_locked), and the PATCH completes the upload.
+TEST_F(ClusterTest, TusDeleteOnOneNodeWaitsForAPatchOnAnother) {
+  Account a = NewUser(0);
+  auto tus = [&](std::map<std::string, std::string> more) {
+    more["Tus-Resumable"] = "1.0.0";
+    return Bearer(a, std::move(more));
+  };
+  const std::string bytes(100000, 'x');
+  auto create = Http(cluster_->endpoint(0), "POST", "/v1/uploads", "",
+                     tus({{"Upload-Length", std::to_string(bytes.size())}}));
+  ASSERT_EQ(create.status, 201) << create.body;
+  const std::string upload = create.headers["location"];
+  // A PATCH through node 0 that has sent part of its body and waits.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket slow(io);
+  boost::system::error_code ec;
+  slow.connect(
+      {boost::asio::ip::make_address(cluster_->endpoint(0).host), cluster_->endpoint(0).port}, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const std::string head = "PATCH " + upload + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                           a.access_token +
+                           "\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nConnection: close\r\n"
+                           "Content-Type: application/offset+octet-stream\r\nContent-Length: " +
+                           std::to_string(bytes.size()) + "\r\n\r\n";
+  boost::asio::write(slow, boost::asio::buffer(head + bytes.substr(0, 1000)), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // Once node 0 has written some of it, it holds the upload's lock.
+  for (int i = 0; i < 100; ++i) {
+    auto probe = Http(cluster_->endpoint(1), "HEAD", upload, "", tus({}));
+    if (probe.headers["upload-offset"] != "0") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  auto del = Http(cluster_->endpoint(1), "DELETE", upload, "", tus({}));
+  EXPECT_EQ(del.status, 423) << del.body;
+  EXPECT_EQ(del.ErrorCode(), "upload_locked");
+  // The PATCH finishes; the upload is complete and readable elsewhere.
+  boost::asio::write(slow, boost::asio::buffer(bytes.substr(1000)), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  std::string response;
+  boost::asio::read(slow, boost::asio::dynamic_buffer(response), ec);
+  ASSERT_TRUE(response.starts_with("HTTP/1.1 204")) << response;
   const std::string media = "/v1/media/" + upload.substr(upload.rfind('/') + 1);
   HttpResult got;
   for (int i = 0; i < 100; ++i) {

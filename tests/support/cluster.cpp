@@ -26,7 +26,9 @@ Cluster::~Cluster() {
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
     if (paused_[i]) Resume(i);
   }
+  haproxy_.Kill();
   nodes_.clear();  // each one terminates its process
+  relays_.clear();
   redis_.Kill();
   if (!dir_.empty()) {
     std::error_code ec;
@@ -60,8 +62,18 @@ bool Cluster::Start() {
     ports_.push_back(port);
     Parleyd::Options o;
     o.data_dir = dir_ + "/" + node_id(i);
+    std::string store = store_url_;
+    if (i < options_.store_delay.size() && options_.store_delay[i].count() > 0) {
+      try {
+        relays_.push_back(std::make_unique<DelayRelay>(store_url_, options_.store_delay[i]));
+      } catch (const std::exception& e) {
+        std::cerr << "parley-test: cluster: delay relay: " << e.what() << "\n";
+        return false;
+      }
+      store = relays_.back()->url();
+    }
     o.args = {"--listen",    "127.0.0.1:" + std::to_string(port),
-              "--store",     store_url_,
+              "--store",     store,
               "--bus",       redis_.url(),
               "--node-id",   node_id(i),
               "--media-dir", media_dir_};
@@ -75,6 +87,11 @@ bool Cluster::Start() {
                 << nodes_.back()->Log() << "\n";
       return false;
     }
+  }
+  if (options_.balancer) {
+    std::vector<Endpoint> servers;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) servers.push_back(endpoint(i));
+    if (!haproxy_.Start(servers)) return false;
   }
   return true;
 }

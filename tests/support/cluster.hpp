@@ -7,7 +7,8 @@
 // valid).
 //
 // The interface is deliberately small: start it, reach node i through
-// node(i) / endpoint(i), and break things (Kill, Pause/Resume, Restart,
+// node(i) / endpoint(i) (or every node through the load balancer,
+// balancer(), with Options::balancer), and break things (Kill, Pause/Resume, Restart,
 // KillRedis/StartRedis). Everything blocks with a timeout and answers false
 // on failure, like the rest of tests/support. Indices are 0-based.
 //
@@ -27,6 +28,8 @@
 #include <vector>
 
 #include "support/client.hpp"
+#include "support/delay_relay.hpp"
+#include "support/haproxy.hpp"
 #include "support/redis_server.hpp"
 
 namespace parley::test {
@@ -36,6 +39,12 @@ class Cluster {
   struct Options {
     std::size_t nodes = 3;
     std::vector<std::string> args;  // extra flags for every node
+    // HAProxy with the shipped configuration in front of the nodes
+    // (support/haproxy.hpp): balancer() is where clients connect.
+    bool balancer = false;
+    // Per node (by index; missing ones: none), a delay each way between
+    // the node and PostgreSQL (support/delay_relay.hpp), as a slow network.
+    std::vector<std::chrono::milliseconds> store_delay;
   };
   Cluster();
   explicit Cluster(Options options);
@@ -73,6 +82,10 @@ class Cluster {
   bool StartRedis() { return redis_.Start(); }
   RedisServer& redis() { return redis_; }
 
+  // The load balancer's endpoint (Options::balancer).
+  const Endpoint& balancer() const { return haproxy_.endpoint(); }
+  Haproxy& haproxy() { return haproxy_; }
+
   const std::string& store_url() const { return store_url_; }
   std::string bus_url() const { return redis_.url(); }
   const std::string& media_dir() const { return media_dir_; }
@@ -83,6 +96,8 @@ class Cluster {
  private:
   Options options_;
   RedisServer redis_;
+  Haproxy haproxy_;
+  std::vector<std::unique_ptr<DelayRelay>> relays_;
   std::string dir_;  // holds media/ (shared) and the nodes' data directories
   std::string store_url_;
   std::string media_dir_;

@@ -24,6 +24,7 @@ class RedisServer {
   // SIGKILL and reap (the port stays this object's for Start()).
   void Kill();
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
   std::uint16_t port() const { return port_; }
   std::string url() const;  // redis://127.0.0.1:PORT

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <charconv>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 #include <type_traits>
@@ -489,16 +490,41 @@ class RedisBus final : public Bus {
     refresh_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec) RefreshRegistrations();
     });
-    if (!cmd_up_ || registrations_.empty()) return;
+    if (!cmd_up_ || registrations_.empty() || refreshing_) return;
+    refreshing_ = true;
+    RefreshChunk(std::nullopt);
+  }
+
+  // Registrations after `after` (from the first when empty), a chunk at a
+  // time, the next once Redis has answered this one: three commands per
+  // registration all at once (tens of thousands on a busy node) would queue
+  // every hello's registration and every publication behind them.
+  void RefreshChunk(std::optional<std::pair<UserId, DeviceId>> after) {
+    constexpr std::size_t kChunk = 256;
+    if (!cmd_up_ || stopping_) {
+      refreshing_ = false;
+      return;
+    }
     const std::string expiry = std::to_string(NowMs() + o_.registry_ttl.count());
     const std::string ttl = Ms(o_.registry_ttl);
-    for (const auto& [user, device] : registrations_) {
+    auto it = after ? registrations_.upper_bound(*after) : registrations_.begin();
+    std::optional<std::pair<UserId, DeviceId>> last;
+    for (std::size_t n = 0; it != registrations_.end() && n < kChunk; ++it, ++n) {
+      const auto& [user, device] = *it;
       cmd_->Command({"ZADD", PresenceKey(user), expiry, Member(device)}, nullptr);
       cmd_->Command({"PEXPIRE", PresenceKey(user), ttl}, nullptr);
       // Again after a sweep that took this node for dead (a long pause).
       cmd_->Command({"SADD", NodeSetKey(), NodeSetMember(user, device)}, nullptr);
+      last = *it;
     }
-    cmd_->Command({"PEXPIRE", NodeSetKey(), ttl}, nullptr);
+    const bool more = it != registrations_.end();
+    cmd_->Command({"PEXPIRE", NodeSetKey(), ttl}, [this, more, last](Result<ReplyPtr> r) {
+      if (!r || !more || !last) {
+        refreshing_ = false;
+        return;
+      }
+      RefreshChunk(last);
+    });
   }
 
   // ---- the node claim ---------------------------------------------------
@@ -794,6 +820,7 @@ class RedisBus final : public Bus {
   std::function<void(Status)> claim_done_;
 
   std::set<std::pair<UserId, DeviceId>> registrations_;
+  bool refreshing_ = false;  // a refresh is going through registrations_ in chunks
 };
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
+
 namespace parley::bus {
 
 namespace asio = boost::asio;
@@ -149,6 +151,7 @@ void RespConnection::StartRead() {
   auto self = shared_from_this();
   socket_.async_read_some(asio::buffer(in_), [self](boost::system::error_code ec, std::size_t n) {
     if (ec) return self->Fail(ec == asio::error::eof ? "closed by the server" : ec.message());
+    self->last_progress_ = std::chrono::steady_clock::now();
     if (redisReaderFeed(self->reader_, self->in_.data(), n) != REDIS_OK) {
       return self->Fail("protocol error");
     }
@@ -179,8 +182,16 @@ void RespConnection::ArmWatchdog() {
   watchdog_.expires_after(std::max(std::chrono::milliseconds(50), timeout_ / 4));
   watchdog_.async_wait([self](boost::system::error_code ec) {
     if (ec || self->closed_) return;
+    // Gone, not slow: the oldest command has waited past the timeout AND
+    // nothing at all has arrived for that long. A server that is busy (a
+    // connect storm queues thousands of registrations behind each other)
+    // still answers something every few milliseconds; failing then would
+    // drop every pending command and send them all again on reconnect,
+    // making it busier still.
     if (!self->pending_.empty() &&
-        std::chrono::steady_clock::now() - self->pending_.front().sent > self->timeout_) {
+        std::chrono::steady_clock::now() -
+                std::max(self->pending_.front().sent, self->last_progress_) >
+            self->timeout_) {
       return self->Fail("no reply within " + std::to_string(self->timeout_.count()) + " ms");
     }
     self->ArmWatchdog();

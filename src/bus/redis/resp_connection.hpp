@@ -4,9 +4,11 @@
 //
 // Commands are pipelined: each is appended to the output buffer and its
 // handler to a FIFO; replies arrive in order. A command that waits longer
-// than the timeout fails the whole connection (a half-dead server is
-// treated as a dead one): every pending handler gets kUnavailable and the
-// close handler runs once. In push mode (a subscriber connection) every
+// than the timeout while nothing at all arrives for as long fails the
+// whole connection (a half-dead server is treated as a dead one): every
+// pending handler gets kUnavailable and the close handler runs once. A
+// server that is slow but answering (replies keep coming, the queue is
+// deep) is not gone. In push mode (a subscriber connection) every
 // reply goes to the push handler instead, since Redis answers SUBSCRIBE with
 // one reply per channel and sends messages unasked.
 //
@@ -82,6 +84,8 @@ class RespConnection : public std::enable_shared_from_this<RespConnection> {
   std::string writing_buf_;
   std::vector<char> in_;
   std::deque<Pending> pending_;
+  // When bytes last arrived (the watchdog tells slow from gone by it).
+  std::chrono::steady_clock::time_point last_progress_{};
   std::function<void(ReplyPtr)> push_;
   std::function<void(const Error&)> on_close_;
 };

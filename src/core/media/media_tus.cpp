@@ -140,8 +140,24 @@ void MediaApi::DeleteUpload(const net::HttpRequest& request, const Identity& who
     return respond(TusError(423, code::kUploadLocked, "a PATCH of this upload is in progress"));
   }
   const auto upload = *id;
-  core_.store.DeleteMedia(upload, [this, upload, respond = std::move(respond)](Status st) {
+  // Lock() excludes a PATCH in this process only; the partial file's writer
+  // lock (the one a PATCH holds) excludes one on any node sharing
+  // --media-dir, and keeps a PATCH from starting there until the upload is
+  // gone. No bytes are written through it. No partial file: the record goes.
+  std::shared_ptr<media::BlobWriter> held;
+  if (auto writer = blobs_.AppendPartial(upload)) {
+    held = std::move(*writer);
+  } else if (writer.error().code == Errc::kConflict) {
+    Unlock(upload);
+    return respond(TusError(423, code::kUploadLocked, "a PATCH of this upload is in progress"));
+  } else if (writer.error().code != Errc::kNotFound) {
+    Unlock(upload);
+    return respond(Tus(Internal(writer.error(), "upload_open")));
+  }
+  core_.store.DeleteMedia(upload, [this, upload, held = std::move(held),
+                                   respond = std::move(respond)](Status st) mutable {
     if (st) (void)blobs_.RemovePartial(upload);
+    held.reset();  // after the unlink: a PATCH waiting for it finds no file
     Unlock(upload);
     if (!st) return respond(Tus(Internal(st.error(), "delete_media")));
     respond(Tus(NoContent()));
