@@ -192,6 +192,7 @@ bool Conn::EnsureConnected() {
   if (now < next_attempt_) return false;
   next_attempt_ = now + kRetryInterval;
   prepared_.clear();
+  pending_.clear();
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) return false;
   next_attempt_ = {};
@@ -221,7 +222,7 @@ Status Conn::Prepare(const char* sql, const Params& params, std::string& name) {
     name = it->second;
     return Ok();
   }
-  name = "s" + std::to_string(prepared_.size());
+  name = "s" + std::to_string(next_name_++);
   PGresult* r =
       PQprepare(conn_, name.c_str(), sql, static_cast<int>(params.size()), params.types().data());
   const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;

@@ -33,6 +33,8 @@ class Params {
   Params& Text(std::string_view v);  // valid UTF-8 only
   // An int8[] (sent as text, "{1,2,3}").
   Params& U64Array(std::span<const std::uint64_t> v);
+  // A bytea[] (binary array format), for bulk statements (pg_bulk.hpp).
+  Params& BytesArray(std::span<const std::string> v);
   Params& NullI64();
 
   std::size_t size() const { return values_.size(); }
@@ -121,6 +123,23 @@ class Conn {
   // Whether a transaction is open (or failed) on the connection.
   bool in_transaction() const;
 
+  // ---- Pipeline mode (libpq), pg_pipeline.cpp ------------------------------
+  // The writer sends a batch's statements without waiting for each answer:
+  // Send queues one (prepared on first use, the prepare pipelined too) and
+  // Sync sends a sync point and reads the answers of everything queued since
+  // the last one, in order. After a failed statement the server skips the
+  // rest up to the sync point (the transaction is aborted anyway).
+  Status EnterPipeline();
+  // Leaves pipeline mode (every answer read); a broken connection is left as it is.
+  void ExitPipeline();
+  bool in_pipeline() const;
+  Status Send(const char* sql, const Params& params = {});
+  // The rows of each statement sent since the last Sync, in order, or the
+  // first statement's error (the connection's if it broke).
+  Result<std::vector<Rows>> Sync();
+  // Statements sent and not yet answered.
+  std::size_t pending() const { return pending_.size(); }
+
  private:
   explicit Conn(PGconn* c, std::string settings) : conn_(c), settings_(std::move(settings)) {}
   Status Prepare(const char* sql, const Params& params, std::string& name);
@@ -132,6 +151,14 @@ class Conn {
   std::string settings_;
   std::chrono::steady_clock::time_point next_attempt_{};
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
+  // Pipeline: what each expected answer is (a prepare names its sql).
+  struct Pending {
+    const char* prepared_sql = nullptr;  // non-null: the answer of this statement's prepare
+  };
+  std::vector<Pending> pending_;
+  std::uint64_t next_name_ = 0;  // statement names, never reused on a connection
+  // Reconnects now (the pipeline's answers could not be read in order).
+  void Reconnect();
 };
 
 // libpq's message for a failed connection, on one line.

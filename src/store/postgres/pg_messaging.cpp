@@ -69,10 +69,6 @@ Message MessageAt(const Rows& r, int i, int c) {
                  .recipients = static_cast<std::uint32_t>(r.I64(i, c + 10))};
 }
 
-constexpr const char* kInsertEvent =
-    "INSERT INTO mailbox (user_id, seq, kind, ts_ms, conv_kind, conv_id, by_user, status, "
-    "msg_ids, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-
 }  // namespace
 
 // ---- Reads ---------------------------------------------------------------------
@@ -200,12 +196,18 @@ void PgStore::AppendMessage(Message message, std::vector<UserId> recipients,
     hint = {message.sender};
     groups = {message.to.id};
   }
-  Submit<SendResult>(
-      "append_message", std::move(hint), std::move(done),
+  const UserId sender = message.sender;
+  std::string client_msg_id = message.client_msg_id;
+  auto job = MakeJob<SendResult>(
+      "append_message", std::move(hint),
       [this, m = std::move(message), recipients = std::move(recipients)](Tx& tx) mutable {
         return ApplyAppendMessage(tx, m, recipients);
       },
-      std::move(groups));
+      std::move(done));
+  job->set_group_hint(std::move(groups));
+  // Read for the whole batch at BEGIN (Tx::PrefetchIdem).
+  if (!client_msg_id.empty()) job->set_idem_key(sender, std::move(client_msg_id));
+  writer_->Submit(std::move(job));
 }
 
 void PgStore::Ack(UserId user, DeviceId device, Seq up_to, std::int64_t now_ms,
@@ -247,18 +249,7 @@ Result<Seq> PgStore::AppendEventRow(Tx& tx, UserId owner, const MailboxEvent& ev
                                     std::vector<Appended>& appended) {
   auto seq = tx.Allocate(owner);
   if (!seq) return seq;
-  Params p;
-  p.U64(owner)
-      .U64(*seq)
-      .I16(static_cast<std::int16_t>(event.type))
-      .I64(event.ts_ms)
-      .I16(static_cast<std::int16_t>(event.conv.kind))
-      .U64(event.conv.id)
-      .U64(event.by)
-      .I16(static_cast<std::int16_t>(event.status))
-      .Bytes(PackIds(event.msg_ids))
-      .Bytes(event.payload);
-  tx.Write(kInsertEvent, std::move(p));
+  tx.bulk().AddEventRow(owner, *seq, event, PackIds(event.msg_ids));
   appended.push_back({owner, *seq});
   return seq;
 }
@@ -317,48 +308,39 @@ Result<SendResult> PgStore::ApplyAppendMessage(Tx& tx, Message& m,
   // sees any earlier send of the same client_msg_id.
   if (auto s = tx.Lock({m.sender}); !s) return Failed(s);
   if (!m.client_msg_id.empty()) {
-    auto first = tx.Read(
-        "SELECT msg_id, seq, ts_ms FROM idem WHERE sender = $1 AND "
-        "client_msg_id = $2",
-        Params().U64(m.sender).Bytes(m.client_msg_id));
-    if (!first) return Failed(first);
-    if (!first->empty()) {
-      return SendResult{.duplicate = true,
-                        .msg_id = first->U64(0, 0),
-                        .seq = first->U64(0, 1),
-                        .ts_ms = first->I64(0, 2)};
+    // Usually known: read for the whole batch at BEGIN, or sent by an
+    // earlier job of this batch (pg_writer.hpp).
+    std::optional<IdemHit> hit;
+    if (auto known = tx.KnownIdem(m.sender, m.client_msg_id)) {
+      hit = *known;
+    } else {
+      auto first = tx.Read(
+          "SELECT msg_id, seq, ts_ms FROM idem WHERE sender = $1 AND "
+          "client_msg_id = $2",
+          Params().U64(m.sender).Bytes(m.client_msg_id));
+      if (!first) return Failed(first);
+      if (!first->empty()) {
+        hit =
+            IdemHit{.msg_id = first->U64(0, 0), .seq = first->U64(0, 1), .ts_ms = first->I64(0, 2)};
+      }
+    }
+    if (hit) {
+      return SendResult{
+          .duplicate = true, .msg_id = hit->msg_id, .seq = hit->seq, .ts_ms = hit->ts_ms};
     }
   }
 
-  tx.Write(
-      "INSERT INTO messages (msg_id, sender, sender_device, conv_kind, conv_id, client_msg_id, "
-      "kind, body, media_id, ts_ms, recipients) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-      "$11)",
-      Params()
-          .U64(m.msg_id)
-          .U64(m.sender)
-          .U64(m.sender_device)
-          .I16(static_cast<std::int16_t>(m.to.kind))
-          .U64(m.to.id)
-          .Bytes(m.client_msg_id)
-          .Bytes(m.kind)
-          .Bytes(m.body)
-          .Bytes(m.media_id)
-          .I64(m.ts_ms)
-          .I64(m.recipients));
+  // The message, its mailbox rows, key and peers go out set-based with
+  // the batch's others (pg_bulk.hpp).
+  tx.bulk().AddMessage(m);
   SendResult result{.msg_id = m.msg_id, .ts_ms = m.ts_ms};
   result.appended.reserve(recipients.size() + 1);
-  // Every mailbox row of the send in one statement: owners, seqs, outgoing, conversations.
-  std::vector<std::uint64_t> owners, seqs, outgoing, conv_kinds, conv_ids;
   auto add = [&](UserId owner, bool out, Conversation conv) -> Status {
     auto seq = tx.Allocate(owner);
     if (!seq) return Failed(seq);
-    owners.push_back(owner);
-    seqs.push_back(*seq);
-    outgoing.push_back(out ? 1 : 0);
-    conv_kinds.push_back(static_cast<std::uint64_t>(conv.kind));
-    conv_ids.push_back(conv.id);
+    tx.bulk().AddMessageRow(owner, *seq, m.ts_ms, m.msg_id, out, m.sender, conv);
     result.appended.push_back({owner, *seq});
+    result.seq = *seq;
     return Ok();
   };
   const Conversation incoming = group ? m.to : Conversation{Conversation::Kind::kUser, m.sender};
@@ -381,30 +363,13 @@ Result<SendResult> PgStore::ApplyAppendMessage(Tx& tx, Message& m,
   if (!group && m.sender != m.to.id) {
     // The peers index: who shares a 1:1 conversation, for keys_changed; the
     // sender's row also records that it chose to write (HasWrittenTo).
-    tx.Write(
-        "INSERT INTO peers (user_id, peer_id, wrote) VALUES ($1, $2, true), ($2, $1, false) "
-        "ON CONFLICT (user_id, peer_id) DO UPDATE SET wrote = peers.wrote OR excluded.wrote",
-        Params().U64(m.sender).U64(m.to.id));
+    tx.bulk().AddPeer(m.sender, m.to.id, true);
+    tx.bulk().AddPeer(m.to.id, m.sender, false);
   }
   if (auto s = add(m.sender, true, m.to); !s) return Failed(s);
-  result.seq = seqs.back();
-  tx.Write(
-      "INSERT INTO mailbox (user_id, seq, kind, ts_ms, msg_id, outgoing, sender, conv_kind, "
-      "conv_id) SELECT u, s, 1, $3, $4, o = 1, $5, ck::int2, ci FROM unnest($1::int8[], "
-      "$2::int8[], $6::int8[], $7::int8[], $8::int8[]) AS v(u, s, o, ck, ci)",
-      Params()
-          .U64Array(owners)
-          .U64Array(seqs)
-          .I64(m.ts_ms)
-          .U64(m.msg_id)
-          .U64(m.sender)
-          .U64Array(outgoing)
-          .U64Array(conv_kinds)
-          .U64Array(conv_ids));
   if (!m.client_msg_id.empty()) {
-    tx.Write(
-        "INSERT INTO idem (sender, client_msg_id, msg_id, seq, ts_ms) VALUES ($1, $2, $3, $4, $5)",
-        Params().U64(m.sender).Bytes(m.client_msg_id).U64(m.msg_id).U64(result.seq).I64(m.ts_ms));
+    tx.bulk().AddIdem(m.sender, m.client_msg_id,
+                      IdemHit{.msg_id = m.msg_id, .seq = result.seq, .ts_ms = m.ts_ms});
   }
   return result;
 }
@@ -414,34 +379,48 @@ Result<AckResult> PgStore::ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up
   auto head = tx.Head(user);
   if (!head) return Failed(head);
   if (up_to > *head) return Fail(Errc::kInvalid, "ack beyond the newest event of the mailbox");
-  // A removed device's late ack must not bring its cursor back.
-  auto device_row = tx.Read("SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2",
-                            Params().U64(user).U64(device));
-  if (!device_row) return Failed(device_row);
-  if (device_row->empty()) return Fail(Errc::kNotFound, "no such device");
-  auto cursor_row = tx.Read("SELECT seq FROM cursors WHERE user_id = $1 AND device_id = $2",
-                            Params().U64(user).U64(device));
-  if (!cursor_row) return Failed(cursor_row);
-  const Seq cursor = cursor_row->empty() ? 0 : cursor_row->U64(0, 0);
-  AckResult result{.cursor = std::max(cursor, up_to)};
-  if (result.cursor != cursor) {
-    tx.Write(
-        "INSERT INTO cursors (user_id, device_id, seq) VALUES ($1, $2, $3) ON CONFLICT "
-        "(user_id, device_id) DO UPDATE SET seq = excluded.seq",
-        Params().U64(user).U64(device).U64(result.cursor));
-  }
-
   // Delivered receipts go out once per message, whichever device acks first.
   auto delivered = tx.Delivered(user);
   if (!delivered) return Failed(delivered);
-  if (up_to <= *delivered) return result;
-  auto incoming = tx.Read(
+  const bool new_rows = up_to > *delivered;
+  // A removed device's late ack must not bring its cursor back. The device
+  // with its cursor and the incoming rows to receipt are read in one round
+  // trip without sending the batch's buffered rows (pg_writer.hpp): devices
+  // are never buffered, a cursor an earlier ack buffered is taken from the
+  // buffer, and receipts of these rows are buffered by no earlier ack (the
+  // watermark moved past them). Only mailbox rows still buffered (an ack of
+  // a row this batch appended) need them sent first.
+  const char* device_sql =
+      "SELECT (SELECT seq FROM cursors WHERE user_id = $1 AND device_id = $2) FROM devices "
+      "WHERE user_id = $1 AND device_id = $2";
+  const Params device_params = Params().U64(user).U64(device);
+  const char* incoming_sql =
       "SELECT b.msg_id, b.sender, b.conv_kind, b.conv_id, COALESCE(r.delivered_ts, 0) > 0 FROM "
       "mailbox b LEFT JOIN receipts r ON r.msg_id = b.msg_id AND r.user_id = b.user_id "
       "WHERE b.user_id = $1 AND b.seq > $2 AND b.seq <= $3 AND b.kind = 1 AND NOT b.outgoing "
-      "ORDER BY b.seq",
-      Params().U64(user).U64(*delivered).U64(up_to));
-  if (!incoming) return Failed(incoming);
+      "ORDER BY b.seq";
+  Rows device_row, incoming_rows;
+  if (new_rows) {
+    if (tx.Buffered(user, up_to)) {
+      if (auto s = tx.SendBuffered(); !s) return Failed(s);
+    }
+    auto both = tx.ReadPastBoth(device_sql, device_params, incoming_sql,
+                                Params().U64(user).U64(*delivered).U64(up_to));
+    if (!both) return Failed(both);
+    device_row = std::move(both->first);
+    incoming_rows = std::move(both->second);
+  } else {
+    auto r = tx.ReadPast(device_sql, device_params);
+    if (!r) return Failed(r);
+    device_row = std::move(*r);
+  }
+  if (device_row.empty()) return Fail(Errc::kNotFound, "no such device");
+  Seq cursor = device_row.IsNull(0, 0) ? 0 : device_row.U64(0, 0);
+  if (auto buffered = tx.BufferedCursor(user, device)) cursor = std::max(cursor, *buffered);
+  AckResult result{.cursor = std::max(cursor, up_to)};
+  if (result.cursor != cursor) tx.bulk().AddCursor(user, device, result.cursor);
+  if (!new_rows) return result;
+  const Rows* incoming = &incoming_rows;
   ReceiptGroups groups;
   std::vector<std::uint64_t> fresh;
   for (int i = 0; i < incoming->size(); ++i) {
@@ -450,13 +429,7 @@ Result<AckResult> PgStore::ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up
     groups.Add(incoming->U64(i, 1),
                SenderView(ConvOf(incoming->I16(i, 2), incoming->U64(i, 3)), user), msg_id);
   }
-  if (!fresh.empty()) {
-    tx.Write(
-        "INSERT INTO receipts (msg_id, user_id, delivered_ts, read_ts) SELECT id, $2, $3, 0 FROM "
-        "unnest($1::int8[]) AS id ON CONFLICT (msg_id, user_id) DO UPDATE SET delivered_ts = "
-        "excluded.delivered_ts WHERE receipts.delivered_ts = 0",
-        Params().U64Array(fresh).U64(user).I64(now_ms));
-  }
+  for (MsgId id : fresh) tx.bulk().AddDelivered(id, user, now_ms);
   MailboxEvent receipt{.type = EventType::kReceipt, .ts_ms = now_ms, .by = user};
   for (const auto& g : groups.groups()) {
     receipt.conv = g.conv;

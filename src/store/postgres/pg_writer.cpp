@@ -7,10 +7,96 @@ namespace parley::store::pg {
 // ---- Tx ------------------------------------------------------------------------
 
 Result<Rows> Tx::Read(const char* sql, const Params& params) {
+  if (auto s = SendBuffered(); !s) return std::unexpected(s.error());
+  return ReadPast(sql, params);
+}
+
+Result<Rows> Tx::ReadPast(const char* sql, const Params& params) {
+  if (auto s = Pipe(sql, params); !s) return std::unexpected(s.error());
+  auto rows = conn_.Sync();
+  if (!rows) {
+    broken_ = rows.error();
+    return std::unexpected(rows.error());
+  }
+  if (rows->empty()) {
+    broken_ = Error{Errc::kInternal, "postgresql: a read had no answer"};
+    return std::unexpected(*broken_);
+  }
+  return std::move(rows->back());
+}
+
+Result<std::pair<Rows, Rows>> Tx::ReadPastBoth(const char* sql1, const Params& params1,
+                                               const char* sql2, const Params& params2) {
+  if (auto s = Pipe(sql1, params1); !s) return std::unexpected(s.error());
+  if (auto s = Pipe(sql2, params2); !s) return std::unexpected(s.error());
+  auto rows = conn_.Sync();
+  if (!rows) {
+    broken_ = rows.error();
+    return std::unexpected(rows.error());
+  }
+  if (rows->size() < 2) {
+    broken_ = Error{Errc::kInternal, "postgresql: a read had no answer"};
+    return std::unexpected(*broken_);
+  }
+  const std::size_t n = rows->size();
+  return std::pair<Rows, Rows>(std::move((*rows)[n - 2]), std::move((*rows)[n - 1]));
+}
+
+Status Tx::Pipe(const char* sql, const Params& params) {
   if (broken_) return std::unexpected(*broken_);
-  auto rows = conn_.Exec(sql, params);
-  if (!rows) broken_ = rows.error();
-  return rows;
+  if (auto s = conn_.Send(sql, params); !s) {
+    broken_ = s.error();
+    return s;
+  }
+  if (conn_.pending() > kMaxPipelined) {
+    // Read the answers so far, so that neither side's buffers fill.
+    if (auto r = conn_.Sync(); !r) {
+      broken_ = r.error();
+      return std::unexpected(r.error());
+    }
+  }
+  return Ok();
+}
+
+Status Tx::SendBuffered() {
+  if (broken_) return std::unexpected(*broken_);
+  if (batch_bulk_.empty()) return Ok();
+  if (auto s = batch_bulk_.SendTo(conn_); !s) {
+    broken_ = s.error();
+    return s;
+  }
+  return Ok();
+}
+
+std::optional<std::optional<IdemHit>> Tx::KnownIdem(UserId sender,
+                                                    const std::string& client_msg_id) const {
+  if (auto hit = batch_bulk_.FindIdem(sender, client_msg_id)) {
+    return std::optional<IdemHit>(*hit);
+  }
+  auto it = idem_known_.find(BulkRows::IdemKey(sender, client_msg_id));
+  if (it == idem_known_.end()) return std::nullopt;
+  return it->second;
+}
+
+Status Tx::PrefetchIdem(const std::vector<std::pair<UserId, std::string>>& keys) {
+  if (keys.empty()) return Ok();
+  std::vector<std::uint64_t> senders;
+  std::vector<std::string> ids;
+  for (const auto& [sender, id] : keys) {
+    senders.push_back(sender);
+    ids.push_back(id);
+    idem_known_.emplace(BulkRows::IdemKey(sender, id), std::nullopt);
+  }
+  auto rows = ReadPast(
+      "SELECT i.sender, i.client_msg_id, i.msg_id, i.seq, i.ts_ms FROM idem i JOIN "
+      "unnest($1::int8[], $2::bytea[]) AS k(s, c) ON i.sender = k.s AND i.client_msg_id = k.c",
+      Params().U64Array(senders).BytesArray(ids));
+  if (!rows) return std::unexpected(rows.error());
+  for (int i = 0; i < rows->size(); ++i) {
+    idem_known_[BulkRows::IdemKey(rows->U64(i, 0), rows->Bytes(i, 1))] =
+        IdemHit{.msg_id = rows->U64(i, 2), .seq = rows->U64(i, 3), .ts_ms = rows->I64(i, 4)};
+  }
+  return Ok();
 }
 
 Status Tx::Defer(std::string_view what) {
@@ -22,13 +108,13 @@ Status Tx::WaitLock(const std::vector<UserId>& users) {
   if (users.empty()) return Ok();
   Params p;
   p.U64Array(users);
-  if (auto r = Read("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
+  if (auto s = Pipe("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
                     "ORDER BY u ON CONFLICT DO NOTHING",
                     p);
-      !r) {
-    return std::unexpected(r.error());
+      !s) {
+    return s;
   }
-  auto rows = Read(
+  auto rows = ReadPast(
       "SELECT user_id, head, delivered_wm FROM mailbox_head WHERE user_id = ANY($1::int8[]) "
       "ORDER BY user_id FOR UPDATE",
       p);
@@ -55,7 +141,7 @@ Status Tx::Lock(std::vector<UserId> users) {
       allow_waits_ ? users.begin() : std::upper_bound(users.begin(), users.end(), max_head_);
   if (above != users.begin()) {
     std::vector<UserId> below(users.begin(), above);
-    auto rows = Read(
+    auto rows = ReadPast(
         "SELECT user_id, head, delivered_wm FROM mailbox_head WHERE user_id = ANY($1::int8[]) "
         "ORDER BY user_id FOR UPDATE SKIP LOCKED",
         Params().U64Array(below));
@@ -77,7 +163,7 @@ Status Tx::LockGroups(std::vector<GroupId> groups) {
   if (groups.empty()) return Ok();
   std::sort(groups.begin(), groups.end());
   groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
-  auto rows = Read(
+  auto rows = ReadPast(
       "SELECT group_id FROM groups WHERE group_id = ANY($1::int8[]) ORDER BY group_id FOR UPDATE",
       Params().U64Array(groups));
   if (!rows) return std::unexpected(rows.error());
@@ -91,18 +177,18 @@ Result<bool> Tx::LockGroup(GroupId group) {
   if (auto it = groups_.find(group); it != groups_.end() && it->second) return true;
   const Params p = Params().U64(group);
   if (allow_waits_ || !holds_locks()) {
-    auto r = Read("SELECT 1 FROM groups WHERE group_id = $1 FOR UPDATE", p);
+    auto r = ReadPast("SELECT 1 FROM groups WHERE group_id = $1 FOR UPDATE", p);
     if (!r) return std::unexpected(r.error());
     groups_[group] = !r->empty();
     return !r->empty();
   }
-  auto r = Read("SELECT 1 FROM groups WHERE group_id = $1 FOR UPDATE SKIP LOCKED", p);
+  auto r = ReadPast("SELECT 1 FROM groups WHERE group_id = $1 FOR UPDATE SKIP LOCKED", p);
   if (!r) return std::unexpected(r.error());
   if (!r->empty()) {
     groups_[group] = true;
     return true;
   }
-  auto exists = Read("SELECT 1 FROM groups WHERE group_id = $1", p);
+  auto exists = ReadPast("SELECT 1 FROM groups WHERE group_id = $1", p);
   if (!exists) return std::unexpected(exists.error());
   if (!exists->empty()) return std::unexpected(Defer("a group row").error());
   return false;
@@ -160,17 +246,27 @@ Status Tx::EndJob(bool keep) {
     for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) heads_[it->first] = it->second;
     undo_.clear();
     writes_.clear();
+    job_bulk_.Clear();
     if (broken_) return std::unexpected(*broken_);
     return Ok();
   }
   undo_.clear();
-  for (const auto& w : writes_) {
-    if (auto r = Read(w.sql, w.params); !r) {
+  if (!writes_.empty()) {
+    // Plain writes keep their place after every earlier job's rows.
+    if (auto s = SendBuffered(); !s) {
       writes_.clear();
-      return std::unexpected(r.error());
+      return s;
     }
+    for (const auto& w : writes_) {
+      if (auto s = Pipe(w.sql, w.params); !s) {
+        writes_.clear();
+        return s;
+      }
+    }
+    writes_.clear();
   }
-  writes_.clear();
+  batch_bulk_.Merge(std::move(job_bulk_));
+  job_bulk_.Clear();
   return Ok();
 }
 
@@ -185,12 +281,22 @@ Status Tx::FlushHeads() {
   if (users.empty()) return Ok();
   Params p;
   p.U64Array(users).U64Array(heads).U64Array(delivered);
-  auto r = Read(
+  return Pipe(
       "UPDATE mailbox_head AS h SET head = v.head, delivered_wm = v.delivered "
       "FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS v(user_id, head, delivered) "
       "WHERE h.user_id = v.user_id",
       p);
-  if (!r) return std::unexpected(r.error());
+}
+
+Status Tx::Commit() {
+  if (auto s = SendBuffered(); !s) return s;
+  if (auto s = FlushHeads(); !s) return s;
+  if (auto s = Pipe("COMMIT"); !s) return s;
+  auto r = conn_.Sync();
+  if (!r) {
+    broken_ = r.error();
+    return std::unexpected(r.error());
+  }
   return Ok();
 }
 
@@ -200,6 +306,9 @@ void Tx::Reset() {
   max_head_ = 0;
   undo_.clear();
   writes_.clear();
+  job_bulk_.Clear();
+  batch_bulk_.Clear();
+  idem_known_.clear();
   broken_.reset();
 }
 
@@ -259,10 +368,11 @@ void Writer::Run() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [this] { return !queue_.empty() || closed_; });
       if (queue_.empty()) return;
-      if (queue_.size() <= kMaxJobsPerCommit) {
+      const std::size_t cap = batch_cap_.load(std::memory_order_relaxed);
+      if (queue_.size() <= cap) {
         jobs.swap(queue_);
       } else {
-        for (std::size_t i = 0; i < kMaxJobsPerCommit; ++i) {
+        for (std::size_t i = 0; i < cap; ++i) {
           jobs.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -277,21 +387,32 @@ Status Writer::Begin(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx) {
   if (!conn_->EnsureConnected()) {
     return Fail(Errc::kInternal, "postgresql unavailable");
   }
-  if (auto s = conn_->Run("BEGIN"); !s) {
-    // A connection the server dropped meanwhile (a restart) only shows now;
-    // nothing ran yet, so reconnecting and beginning again is safe.
-    if (conn_->healthy() || !conn_->EnsureConnected()) return s;
-    if (auto again = conn_->Run("BEGIN"); !again) return again;
+  auto s = BeginOnce(jobs, tx);
+  // A connection the server dropped meanwhile (a restart) only shows now;
+  // nothing was committed, so reconnecting and beginning again is safe.
+  if (!s && !conn_->healthy() && conn_->EnsureConnected()) {
+    tx.Reset();
+    s = BeginOnce(jobs, tx);
   }
+  return s;
+}
+
+Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx) {
+  if (auto s = conn_->EnterPipeline(); !s) return s;
+  if (auto s = tx.Pipe("BEGIN"); !s) return s;
   // The lock order: group rows, then heads, each ascending (see pg_writer.hpp).
   std::vector<GroupId> groups;
   std::vector<UserId> users;
+  std::vector<std::pair<UserId, std::string>> idem;
   for (const auto& job : jobs) {
     groups.insert(groups.end(), job->group_hint().begin(), job->group_hint().end());
     users.insert(users.end(), job->hint().begin(), job->hint().end());
+    if (job->idem_key()) idem.push_back(*job->idem_key());
   }
   if (auto s = tx.LockGroups(std::move(groups)); !s) return s;
-  return tx.Lock(std::move(users));
+  if (auto s = tx.Lock(std::move(users)); !s) return s;
+  // After the senders' heads: no other node can add these keys meanwhile.
+  return tx.PrefetchIdem(idem);
 }
 
 bool Writer::LostALockWait(const Error& e) {
@@ -318,9 +439,25 @@ void Writer::Retry(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   for (auto it = again.rbegin(); it != again.rend(); ++it) queue_.push_front(std::move(*it));
 }
 
+void Writer::Adapt(bool lost_lock_wait, bool deferred, double begin_seconds) {
+  std::size_t cap = batch_cap_.load(std::memory_order_relaxed);
+  if (lost_lock_wait) {
+    cap /= 4;
+  } else if (deferred || begin_seconds > kSlowBegin) {
+    cap /= 2;
+  } else {
+    cap *= 2;
+  }
+  batch_cap_.store(std::clamp(cap, kMinJobsPerCommit, kMaxJobsPerCommit),
+                   std::memory_order_relaxed);
+}
+
 void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   Tx tx(*conn_);
+  const double begin_start = MonoSeconds();
   Status commit = Begin(jobs, tx);
+  const double begin_seconds = MonoSeconds() - begin_start;
+  Observe("begin", begin_seconds);
   std::size_t ran = jobs.size();
   if (commit) {
     for (std::size_t i = 0; i < jobs.size(); ++i) {
@@ -342,23 +479,30 @@ void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
       }
     }
   }
-  if (ran < jobs.size()) {
+  const bool deferred = ran < jobs.size();
+  if (deferred) {
     deferred_.fetch_add(1);
     std::lock_guard lock(mu_);
     for (std::size_t i = jobs.size(); i > ran; --i) queue_.push_front(std::move(jobs[i - 1]));
     jobs.resize(ran);
   }
-  if (commit) commit = tx.FlushHeads();
   if (commit) {
     const double start = MonoSeconds();
-    commit = conn_->Run("COMMIT");
+    commit = tx.Commit();
     Observe("commit", MonoSeconds() - start);
   }
+  bool lost = false;
   if (!commit) {
     commit.error().code = Errc::kInternal;
-    if (conn_->healthy() && conn_->in_transaction()) (void)conn_->Run("ROLLBACK");
-    if (LostALockWait(commit.error()) && conn_->healthy()) Retry(jobs);
+    if (conn_->healthy()) {
+      // Answers still pending are read (and dropped) with the ROLLBACK's.
+      if (conn_->Send("ROLLBACK")) (void)conn_->Sync();
+    }
+    lost = LostALockWait(commit.error()) && conn_->healthy();
+    if (lost) Retry(jobs);
   }
+  conn_->ExitPipeline();
+  Adapt(lost, deferred, begin_seconds);
   healthy_.store(conn_->healthy());
   for (auto& job : jobs) {
     Observe(job->op(), MonoSeconds() - job->submitted());

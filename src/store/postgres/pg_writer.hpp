@@ -1,9 +1,23 @@
 // Group commit for the PostgreSQL store (private to src/store/postgres/).
 //
 // Like the RocksDB writer: every write is a job queued to one writer thread,
-// which takes what is queued (at most kMaxJobsPerCommit), runs the jobs in
-// order inside ONE transaction, commits it, and only then runs the jobs'
+// which takes what is queued (at most batch_cap_, see below), runs the jobs
+// in order inside ONE transaction, commits it, and only then runs the jobs'
 // callbacks in order. `ok` means committed.
+//
+// Round trips: the writer's connection is in libpq pipeline mode for the
+// batch. Statements whose answer nothing waits for (BEGIN, a job's writes,
+// the head rows' insert, the heads' update, COMMIT) are sent without
+// waiting; a read waits for everything sent before it. The hot rows of a
+// batch (messages, mailbox rows, idempotency keys, peers, cursors, delivered
+// receipts) are not sent per job at all but gathered (pg_bulk.hpp) and sent
+// as one set-based statement per kind, before the next statement that could
+// see them (Tx::Read; a job's plain writes) or with the COMMIT. The
+// idempotency keys of the batch's sends are read in one statement once
+// their senders' heads are locked (Tx::PrefetchIdem), and an ack reads
+// without flushing unless a mailbox row it reads is still buffered. A
+// batch of 1:1 sends and acks is then about 3 + (number of acks) round
+// trips, and a handful of statements per kind of row, whatever its size.
 //
 // No savepoints (a subtransaction per job would stall the server past 64 of
 // them). Instead a job is written in two halves: it reads and checks its
@@ -56,7 +70,16 @@
 // scale run's seven nodes answered most sends `internal`).
 // Any other failed statement (lost connection, statement timeout,
 // constraint) aborts the transaction: every job of the batch fails with
-// kInternal and nothing is retried; the next batch reconnects.
+// kInternal and nothing is retried; the next batch reconnects. (With the
+// pipeline a failed write shows at the next read or at COMMIT, still
+// failing the whole batch, as a failed write always did.)
+//
+// Batch size under contention: a batch holds its head locks until COMMIT,
+// so when several nodes' batches meet on the same heads the waits chain
+// (a convoy). The writer caps its batches at batch_cap_: a quarter after a
+// batch lost a lock wait, half after one whose BEGIN (its lock waits) took
+// more than kSlowBegin or whose jobs were deferred, doubling back to
+// kMaxJobsPerCommit after each batch that met nobody.
 #pragma once
 
 #include <atomic>
@@ -75,12 +98,19 @@
 
 #include "common/clock.hpp"
 #include "common/result.hpp"
+#include "store/postgres/pg_bulk.hpp"
 #include "store/postgres/pg_conn.hpp"
 #include "store/store.hpp"
 
 namespace parley::store::pg {
 
 inline constexpr std::size_t kMaxJobsPerCommit = 1024;
+// The smallest batch cap contention brings a writer down to.
+inline constexpr std::size_t kMinJobsPerCommit = 16;
+// A BEGIN (lock waits included) slower than this counts as contention.
+inline constexpr double kSlowBegin = 0.02;
+// Statements the pipeline holds unanswered before the writer reads their answers.
+inline constexpr std::size_t kMaxPipelined = 256;
 inline constexpr std::size_t kMaxQueuedJobs = 1 << 16;
 inline constexpr int kMaxDeferrals = 3;
 // Times a job's batch may lose a lock wait before the job fails (kInternal).
@@ -91,10 +121,32 @@ class Tx {
  public:
   explicit Tx(Conn& conn) : conn_(conn) {}
 
-  // A statement run now, inside the transaction.
+  // A statement run now, inside the transaction. Buffered rows of earlier
+  // jobs are sent first, so it sees everything the batch did before.
   Result<Rows> Read(const char* sql, const Params& params = {});
+  // The same without sending the buffered rows: only for tables they never
+  // hold (heads, groups, devices, ...) or when the caller checked that they
+  // hold none of the rows it reads (Buffered, BufferedCursor, KnownIdem).
+  Result<Rows> ReadPast(const char* sql, const Params& params = {});
+  // Two such reads in one round trip (both answered, in order).
+  Result<std::pair<Rows, Rows>> ReadPastBoth(const char* sql1, const Params& params1,
+                                             const char* sql2, const Params& params2);
+  // Sends the rows earlier jobs buffered (before a ReadPast that must see them).
+  Status SendBuffered();
   // A statement sent once the job has succeeded (dropped if it fails).
   void Write(const char* sql, Params params) { writes_.push_back({sql, std::move(params)}); }
+  // Rows written set-based (pg_bulk.hpp), kept once the job succeeds.
+  BulkRows& bulk() { return job_bulk_; }
+  // Whether a mailbox row of `user` at or below `up_to` is still buffered.
+  bool Buffered(UserId user, Seq up_to) const { return batch_bulk_.HasMailboxRow(user, up_to); }
+  // A cursor an earlier job of the batch buffered.
+  std::optional<Seq> BufferedCursor(UserId user, DeviceId device) const {
+    return batch_bulk_.FindCursor(user, device);
+  }
+  // An idempotency key's first send when known without a read (buffered by
+  // an earlier job, or read at BEGIN): the outer optional is empty when not known.
+  std::optional<std::optional<IdemHit>> KnownIdem(UserId sender,
+                                                  const std::string& client_msg_id) const;
 
   // Locks the head rows of `users` that this batch has not locked yet, in
   // ascending order; fails (and defers the job) when one below the highest
@@ -121,11 +173,15 @@ class Tx {
   Status SetDelivered(UserId user, Seq seq);
 
   // ---- Writer only ----------------------------------------------------------
+  // Sends a statement without waiting for its answer (BEGIN, ROLLBACK).
+  Status Pipe(const char* sql, const Params& params = {});
+  // Reads the first sends of these keys (their senders' heads locked).
+  Status PrefetchIdem(const std::vector<std::pair<UserId, std::string>>& keys);
+  // The buffered rows, the changed heads and COMMIT, in one round trip.
+  Status Commit();
   void BeginJob();
   // Sends the job's writes (keep) or drops them and undoes its head changes.
   Status EndJob(bool keep);
-  // Writes the changed heads; before COMMIT.
-  Status FlushHeads();
   void Reset();
   // The first failure of a statement: the transaction is aborted.
   const std::optional<Error>& broken() const { return broken_; }
@@ -141,6 +197,7 @@ class Tx {
     Params params;
   };
   Result<HeadRow*> Locked(UserId user);
+  Status FlushHeads();
 
   Status Defer(std::string_view what);
   Status WaitLock(const std::vector<UserId>& users);
@@ -156,6 +213,9 @@ class Tx {
   std::vector<GroupId> job_groups_;
   std::vector<std::pair<UserId, HeadRow>> undo_;  // values before this job touched them
   std::vector<PendingWrite> writes_;
+  BulkRows job_bulk_;    // the current job's rows
+  BulkRows batch_bulk_;  // earlier jobs' rows, not sent yet
+  std::unordered_map<std::string, std::optional<IdemHit>> idem_known_;  // BulkRows::IdemKey
   std::optional<Error> broken_;
 };
 
@@ -184,6 +244,11 @@ class WriteJob {
   // rolled back: it runs again as it was.
   void Retried() { ++retries_; }
   int retries() const { return retries_; }
+  // A send's idempotency key, read for the whole batch at BEGIN.
+  const std::optional<std::pair<UserId, std::string>>& idem_key() const { return idem_key_; }
+  void set_idem_key(UserId sender, std::string client_msg_id) {
+    idem_key_.emplace(sender, std::move(client_msg_id));
+  }
 
  private:
   std::string_view op_;
@@ -192,6 +257,7 @@ class WriteJob {
   double submitted_;
   int deferrals_ = 0;
   int retries_ = 0;
+  std::optional<std::pair<UserId, std::string>> idem_key_;
 };
 
 template <class T, class F>
@@ -238,6 +304,8 @@ class Writer {
   std::uint64_t deferred() const { return deferred_.load(); }
   // How many batches lost a lock wait and went again (see the note at the top).
   std::uint64_t retried() const { return retried_.load(); }
+  // The current batch cap (see the note at the top).
+  std::size_t batch_cap() const { return batch_cap_.load(); }
 
  private:
   void Run();
@@ -247,6 +315,9 @@ class Writer {
   // in `jobs` those out of retries (they fail).
   void Retry(std::deque<std::unique_ptr<WriteJob>>& jobs);
   Status Begin(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx);
+  Status BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx);
+  // Adapts batch_cap_ after a batch (see the note at the top).
+  void Adapt(bool lost_lock_wait, bool deferred, double begin_seconds);
   void Observe(std::string_view op, double seconds) const {
     if (observer_) observer_(op, seconds);
   }
@@ -260,6 +331,7 @@ class Writer {
   std::atomic<bool> healthy_{true};
   std::atomic<std::uint64_t> deferred_{0};
   std::atomic<std::uint64_t> retried_{0};
+  std::atomic<std::size_t> batch_cap_{kMaxJobsPerCommit};
   std::mutex join_mu_;
   std::thread thread_;
 };
