@@ -9,10 +9,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/account/tokens.hpp"
 #include "core/http/http_api.hpp"
 #include "core/media/media_api.hpp"
 #include "core/media/media_http.hpp"
-#include "core/account/tokens.hpp"
 #include "proto/json.hpp"
 
 using namespace parley;

@@ -15,9 +15,9 @@
 #include "common/ids.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
-#include "core/media/media_api.hpp"
 #include "core/account/sms.hpp"
 #include "core/account/tokens.hpp"
+#include "core/media/media_api.hpp"
 #include "media/blob_store.hpp"
 #include "store/rocksdb/rocksdb_store.hpp"
 

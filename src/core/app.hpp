@@ -5,8 +5,8 @@
 
 #include "core/core.hpp"
 #include "core/http/http_api.hpp"
-#include "core/media/media_api.hpp"
 #include "core/http/web_static.hpp"
+#include "core/media/media_api.hpp"
 #include "net/service.hpp"
 
 namespace parley::core {
