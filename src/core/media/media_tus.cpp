@@ -100,17 +100,38 @@ void MediaApi::CreateUpload(const net::HttpRequest& request, const Identity& who
   });
 }
 
+namespace {
+
+// The caller's own upload that a tus HEAD or DELETE names; when there is
+// none, the answer (412, 404 or 500) is sent and nothing is returned.
+std::optional<store::Media> OwnUpload(store::Store& store, const net::HttpRequest& request,
+                                      const Identity& who, net::HttpRespond& respond) {
+  if (auto refusal = WrongTusVersion(request)) {
+    respond(std::move(*refusal));
+    return std::nullopt;
+  }
+  auto id = IdIn(std::string_view(request.path).substr(std::string_view("/v1/uploads/").size()));
+  auto found = id ? store.GetMedia(*id) : Result<std::optional<store::Media>>(std::nullopt);
+  if (!found) {
+    respond(Tus(Internal(found.error(), "get_media")));
+    return std::nullopt;
+  }
+  if (!*found || (*found)->owner != who.user) {
+    respond(Tus(NotFound("no such upload")));
+    return std::nullopt;
+  }
+  return std::move(**found);
+}
+
+}  // namespace
+
 void MediaApi::HeadUpload(const net::HttpRequest& request, const Identity& who,
                           net::HttpRespond respond) {
-  if (auto refusal = WrongTusVersion(request)) return respond(std::move(*refusal));
-  auto id = IdIn(std::string_view(request.path).substr(std::string_view("/v1/uploads/").size()));
-  if (!id) return respond(Tus(NotFound("no such upload")));
-  auto found = core_.store.GetMedia(*id);
-  if (!found) return respond(Tus(Internal(found.error(), "get_media")));
-  if (!*found || (*found)->owner != who.user) return respond(Tus(NotFound("no such upload")));
-  std::uint64_t offset = (*found)->size;
-  if ((*found)->status == store::MediaStatus::kUploading) {
-    auto size = blobs_.PartialSize(*id);
+  auto found = OwnUpload(core_.store, request, who, respond);
+  if (!found) return;
+  std::uint64_t offset = found->size;
+  if (found->status == store::MediaStatus::kUploading) {
+    auto size = blobs_.PartialSize(found->id);
     if (!size) {
       if (size.error().code == Errc::kNotFound) return respond(Tus(NotFound("no such upload")));
       return respond(Tus(Internal(size.error(), "upload_size")));
@@ -120,26 +141,22 @@ void MediaApi::HeadUpload(const net::HttpRequest& request, const Identity& who,
   net::HttpResponse r = Tus(NoContent());
   r.status = 200;
   r.headers.push_back({"Upload-Offset", std::to_string(offset)});
-  r.headers.push_back({"Upload-Length", std::to_string((*found)->size)});
+  r.headers.push_back({"Upload-Length", std::to_string(found->size)});
   r.headers.push_back({"Cache-Control", "no-store"});
   respond(std::move(r));
 }
 
 void MediaApi::DeleteUpload(const net::HttpRequest& request, const Identity& who,
                             net::HttpRespond respond) {
-  if (auto refusal = WrongTusVersion(request)) return respond(std::move(*refusal));
-  auto id = IdIn(std::string_view(request.path).substr(std::string_view("/v1/uploads/").size()));
-  if (!id) return respond(Tus(NotFound("no such upload")));
-  auto found = core_.store.GetMedia(*id);
-  if (!found) return respond(Tus(Internal(found.error(), "get_media")));
-  if (!*found || (*found)->owner != who.user ||
-      (*found)->status != store::MediaStatus::kUploading) {
+  auto found = OwnUpload(core_.store, request, who, respond);
+  if (!found) return;
+  if (found->status != store::MediaStatus::kUploading) {
     return respond(Tus(NotFound("no unfinished upload with this id")));
   }
-  if (!Lock(*id)) {
+  const auto upload = found->id;
+  if (!Lock(upload)) {
     return respond(TusError(423, code::kUploadLocked, "a PATCH of this upload is in progress"));
   }
-  const auto upload = *id;
   // Lock() excludes a PATCH in this process only; the partial file's writer
   // lock (the one a PATCH holds) excludes one on any node sharing
   // --media-dir, and keeps a PATCH from starting there until the upload is
