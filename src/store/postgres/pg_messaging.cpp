@@ -205,16 +205,22 @@ void PgStore::AppendMessage(Message message, std::vector<UserId> recipients,
       },
       std::move(done));
   job->set_group_hint(std::move(groups));
-  // Read for the whole batch at BEGIN (Tx::PrefetchIdem).
+  // Read for the whole batch at BEGIN (Tx::Prefetch).
   if (!client_msg_id.empty()) job->set_idem_key(sender, std::move(client_msg_id));
   writer_->Submit(std::move(job));
 }
 
 void PgStore::Ack(UserId user, DeviceId device, Seq up_to, std::int64_t now_ms,
                   Callback<AckResult> done) {
-  Submit<AckResult>("ack", {user}, std::move(done), [this, user, device, up_to, now_ms](Tx& tx) {
-    return ApplyAck(tx, user, device, up_to, now_ms);
-  });
+  auto job = MakeJob<AckResult>(
+      "ack", {user},
+      [this, user, device, up_to, now_ms](Tx& tx) {
+        return ApplyAck(tx, user, device, up_to, now_ms);
+      },
+      std::move(done));
+  // Its reads are done for the whole batch at BEGIN (Tx::Prefetch).
+  job->set_ack_hint(AckHint{.user = user, .device = device, .up_to = up_to});
+  writer_->Submit(std::move(job));
 }
 
 void PgStore::MarkRead(UserId user, Conversation conv, MsgId up_to_msg_id, std::int64_t now_ms,
@@ -374,6 +380,51 @@ Result<SendResult> PgStore::ApplyAppendMessage(Tx& tx, Message& m,
   return result;
 }
 
+// An ack's reads when they were not prefetched (Tx::Prefetch): the device
+// and its stored cursor, and when `after` is given the incoming rows with
+// after < seq <= up_to, in one round trip.
+Result<std::pair<AckDevice, std::vector<IncomingRow>>> PgStore::ReadAck(
+    Tx& tx, UserId user, DeviceId device, std::optional<Seq> after, Seq up_to) {
+  const char* device_sql =
+      "SELECT (SELECT seq FROM cursors WHERE user_id = $1 AND device_id = $2) FROM devices "
+      "WHERE user_id = $1 AND device_id = $2";
+  const Params device_params = Params().U64(user).U64(device);
+  Rows device_rows, incoming_rows;
+  if (after) {
+    if (tx.Buffered(user, up_to)) {
+      if (auto s = tx.SendBuffered(); !s) return std::unexpected(s.error());
+    }
+    auto both = tx.ReadPastBoth(
+        device_sql, device_params,
+        "SELECT b.seq, b.msg_id, b.sender, b.conv_kind, b.conv_id, COALESCE(r.delivered_ts, 0) > "
+        "0 FROM mailbox b LEFT JOIN receipts r ON r.msg_id = b.msg_id AND r.user_id = b.user_id "
+        "WHERE b.user_id = $1 AND b.seq > $2 AND b.seq <= $3 AND b.kind = 1 AND NOT b.outgoing "
+        "ORDER BY b.seq",
+        Params().U64(user).U64(*after).U64(up_to));
+    if (!both) return std::unexpected(both.error());
+    device_rows = std::move(both->first);
+    incoming_rows = std::move(both->second);
+  } else {
+    auto r = tx.ReadPast(device_sql, device_params);
+    if (!r) return std::unexpected(r.error());
+    device_rows = std::move(*r);
+  }
+  std::pair<AckDevice, std::vector<IncomingRow>> out;
+  if (!device_rows.empty()) {
+    out.first = AckDevice{.exists = true,
+                          .cursor = device_rows.IsNull(0, 0) ? 0 : device_rows.U64(0, 0)};
+  }
+  for (int i = 0; i < incoming_rows.size(); ++i) {
+    out.second.push_back(IncomingRow{.seq = incoming_rows.U64(i, 0),
+                                     .msg_id = incoming_rows.U64(i, 1),
+                                     .sender = incoming_rows.U64(i, 2),
+                                     .conv_kind = incoming_rows.I16(i, 3),
+                                     .conv_id = incoming_rows.U64(i, 4),
+                                     .delivered = incoming_rows.Bool(i, 5)});
+  }
+  return out;
+}
+
 Result<AckResult> PgStore::ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up_to,
                                     std::int64_t now_ms) {
   auto head = tx.Head(user);
@@ -384,50 +435,33 @@ Result<AckResult> PgStore::ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up
   if (!delivered) return Failed(delivered);
   const bool new_rows = up_to > *delivered;
   // A removed device's late ack must not bring its cursor back. The device
-  // with its cursor and the incoming rows to receipt are read in one round
-  // trip without sending the batch's buffered rows (pg_writer.hpp): devices
-  // are never buffered, a cursor an earlier ack buffered is taken from the
-  // buffer, and receipts of these rows are buffered by no earlier ack (the
-  // watermark moved past them). Only mailbox rows still buffered (an ack of
-  // a row this batch appended) need them sent first.
-  const char* device_sql =
-      "SELECT (SELECT seq FROM cursors WHERE user_id = $1 AND device_id = $2) FROM devices "
-      "WHERE user_id = $1 AND device_id = $2";
-  const Params device_params = Params().U64(user).U64(device);
-  const char* incoming_sql =
-      "SELECT b.msg_id, b.sender, b.conv_kind, b.conv_id, COALESCE(r.delivered_ts, 0) > 0 FROM "
-      "mailbox b LEFT JOIN receipts r ON r.msg_id = b.msg_id AND r.user_id = b.user_id "
-      "WHERE b.user_id = $1 AND b.seq > $2 AND b.seq <= $3 AND b.kind = 1 AND NOT b.outgoing "
-      "ORDER BY b.seq";
-  Rows device_row, incoming_rows;
-  if (new_rows) {
-    if (tx.Buffered(user, up_to)) {
-      if (auto s = tx.SendBuffered(); !s) return Failed(s);
-    }
-    auto both = tx.ReadPastBoth(device_sql, device_params, incoming_sql,
-                                Params().U64(user).U64(*delivered).U64(up_to));
-    if (!both) return Failed(both);
-    device_row = std::move(both->first);
-    incoming_rows = std::move(both->second);
-  } else {
-    auto r = tx.ReadPast(device_sql, device_params);
-    if (!r) return Failed(r);
-    device_row = std::move(*r);
+  // with its cursor and the incoming rows to receipt were usually read for
+  // the whole batch at BEGIN (Tx::Prefetch). Otherwise they are read in one
+  // round trip without sending the batch's buffered rows (pg_writer.hpp):
+  // devices are never buffered, a cursor an earlier ack buffered is taken
+  // from the buffer, and receipts of these rows are buffered by no earlier
+  // ack (the watermark moved past them). Only mailbox rows still buffered
+  // (an ack of a row this batch appended) need them sent first.
+  auto device_row = tx.PrefetchedDevice(user, device);
+  std::optional<std::vector<IncomingRow>> incoming;
+  if (new_rows && !tx.Buffered(user, up_to)) incoming = tx.PrefetchedIncoming(user, *delivered, up_to);
+  if (!device_row || (new_rows && !incoming)) {
+    auto read = ReadAck(tx, user, device, new_rows ? std::optional(*delivered) : std::nullopt, up_to);
+    if (!read) return Failed(read);
+    device_row = read->first;
+    incoming = std::move(read->second);
   }
-  if (device_row.empty()) return Fail(Errc::kNotFound, "no such device");
-  Seq cursor = device_row.IsNull(0, 0) ? 0 : device_row.U64(0, 0);
+  if (!device_row->exists) return Fail(Errc::kNotFound, "no such device");
+  Seq cursor = device_row->cursor;
   if (auto buffered = tx.BufferedCursor(user, device)) cursor = std::max(cursor, *buffered);
   AckResult result{.cursor = std::max(cursor, up_to)};
   if (result.cursor != cursor) tx.bulk().AddCursor(user, device, result.cursor);
   if (!new_rows) return result;
-  const Rows* incoming = &incoming_rows;
   ReceiptGroups groups;
   std::vector<std::uint64_t> fresh;
-  for (int i = 0; i < incoming->size(); ++i) {
-    const MsgId msg_id = incoming->U64(i, 0);
-    if (!incoming->Bool(i, 4)) fresh.push_back(msg_id);
-    groups.Add(incoming->U64(i, 1),
-               SenderView(ConvOf(incoming->I16(i, 2), incoming->U64(i, 3)), user), msg_id);
+  for (const auto& row : *incoming) {
+    if (!row.delivered) fresh.push_back(row.msg_id);
+    groups.Add(row.sender, SenderView(ConvOf(row.conv_kind, row.conv_id), user), row.msg_id);
   }
   for (MsgId id : fresh) tx.bulk().AddDelivered(id, user, now_ms);
   MailboxEvent receipt{.type = EventType::kReceipt, .ts_ms = now_ms, .by = user};

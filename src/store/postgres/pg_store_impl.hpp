@@ -205,6 +205,10 @@ class PgStore final : public Store {
   Result<SendResult> ApplyAppendMessage(Tx& tx, Message& message,
                                         std::span<const UserId> recipients);
   Result<AckResult> ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up_to, std::int64_t now_ms);
+  static Result<std::pair<AckDevice, std::vector<IncomingRow>>> ReadAck(Tx& tx, UserId user,
+                                                                        DeviceId device,
+                                                                        std::optional<Seq> after,
+                                                                        Seq up_to);
   Result<std::vector<Appended>> ApplyMarkRead(Tx& tx, UserId user, Conversation conv, MsgId up_to,
                                               std::int64_t now_ms);
 

@@ -78,25 +78,128 @@ std::optional<std::optional<IdemHit>> Tx::KnownIdem(UserId sender,
   return it->second;
 }
 
-Status Tx::PrefetchIdem(const std::vector<std::pair<UserId, std::string>>& keys) {
-  if (keys.empty()) return Ok();
-  std::vector<std::uint64_t> senders;
-  std::vector<std::string> ids;
-  for (const auto& [sender, id] : keys) {
-    senders.push_back(sender);
-    ids.push_back(id);
-    idem_known_.emplace(BulkRows::IdemKey(sender, id), std::nullopt);
+Status Tx::Prefetch(const std::vector<std::pair<UserId, std::string>>& keys,
+                    const std::vector<AckHint>& acks) {
+  // Each statement is piped; one Sync answers them all, in this order.
+  int statements = 0;
+  if (!keys.empty()) {
+    std::vector<std::uint64_t> senders;
+    std::vector<std::string> ids;
+    for (const auto& [sender, id] : keys) {
+      senders.push_back(sender);
+      ids.push_back(id);
+      idem_known_.emplace(BulkRows::IdemKey(sender, id), std::nullopt);
+    }
+    if (auto s = Pipe("SELECT i.sender, i.client_msg_id, i.msg_id, i.seq, i.ts_ms FROM idem i JOIN "
+                      "unnest($1::int8[], $2::bytea[]) AS k(s, c) ON i.sender = k.s AND "
+                      "i.client_msg_id = k.c",
+                      Params().U64Array(senders).BytesArray(ids));
+        !s) {
+      return s;
+    }
+    ++statements;
   }
-  auto rows = ReadPast(
-      "SELECT i.sender, i.client_msg_id, i.msg_id, i.seq, i.ts_ms FROM idem i JOIN "
-      "unnest($1::int8[], $2::bytea[]) AS k(s, c) ON i.sender = k.s AND i.client_msg_id = k.c",
-      Params().U64Array(senders).BytesArray(ids));
-  if (!rows) return std::unexpected(rows.error());
-  for (int i = 0; i < rows->size(); ++i) {
-    idem_known_[BulkRows::IdemKey(rows->U64(i, 0), rows->Bytes(i, 1))] =
-        IdemHit{.msg_id = rows->U64(i, 2), .seq = rows->U64(i, 3), .ts_ms = rows->I64(i, 4)};
+  std::vector<std::uint64_t> dev_users, dev_ids, in_users, in_after, in_up_to;
+  if (!acks.empty()) {
+    for (const auto& a : acks) {
+      const auto head = heads_.find(a.user);
+      if (head == heads_.end()) continue;  // not locked at BEGIN: the ack reads for itself
+      if (ack_devices_.try_emplace({a.user, a.device}).second) {
+        dev_users.push_back(a.user);
+        dev_ids.push_back(a.device);
+      }
+      // One range per user: from its delivered watermark to the highest ack
+      // (at most the head: an ack beyond it fails).
+      const Seq up_to = std::min(a.up_to, head->second.head);
+      auto [range, fresh] = incoming_.try_emplace(a.user);
+      if (fresh) range->second.after = head->second.delivered;
+      range->second.up_to = std::max({range->second.up_to, range->second.after, up_to});
+    }
+    for (const auto& [user, range] : incoming_) {
+      if (range.up_to <= range.after) continue;
+      in_users.push_back(user);
+      in_after.push_back(range.after);
+      in_up_to.push_back(range.up_to);
+    }
+    // LATERAL: one index range scan per user, whatever the planner thinks
+    // of the arrays' sizes.
+    if (auto s = Pipe("SELECT k.u, k.d, (SELECT c.seq FROM cursors c WHERE c.user_id = k.u AND "
+                      "c.device_id = k.d) FROM unnest($1::int8[], $2::int8[]) AS k(u, d) WHERE "
+                      "EXISTS (SELECT 1 FROM devices d WHERE d.user_id = k.u AND d.device_id = k.d)",
+                      Params().U64Array(dev_users).U64Array(dev_ids));
+        !s) {
+      return s;
+    }
+    if (auto s = Pipe(
+            "SELECT q.u, b.seq, b.msg_id, b.sender, b.conv_kind, b.conv_id, b.delivered FROM "
+            "unnest($1::int8[], $2::int8[], $3::int8[]) AS q(u, lo, hi) CROSS JOIN LATERAL "
+            "(SELECT m.seq, m.msg_id, m.sender, m.conv_kind, m.conv_id, "
+            "COALESCE(r.delivered_ts, 0) > 0 AS delivered FROM mailbox m LEFT JOIN receipts r ON "
+            "r.msg_id = m.msg_id AND r.user_id = m.user_id WHERE m.user_id = q.u AND m.seq > q.lo "
+            "AND m.seq <= q.hi AND m.kind = 1 AND NOT m.outgoing) b ORDER BY q.u, b.seq",
+            Params().U64Array(in_users).U64Array(in_after).U64Array(in_up_to));
+        !s) {
+      return s;
+    }
+    statements += 2;
+  }
+  if (statements == 0) return Ok();
+  auto rows = conn_.Sync();
+  if (!rows) {
+    broken_ = rows.error();
+    return std::unexpected(rows.error());
+  }
+  if (rows->size() < static_cast<std::size_t>(statements)) {
+    broken_ = Error{Errc::kInternal, "postgresql: a read had no answer"};
+    return std::unexpected(*broken_);
+  }
+  std::size_t next = rows->size() - static_cast<std::size_t>(statements);
+  if (!keys.empty()) {
+    const Rows& idem = (*rows)[next++];
+    for (int i = 0; i < idem.size(); ++i) {
+      idem_known_[BulkRows::IdemKey(idem.U64(i, 0), idem.Bytes(i, 1))] =
+          IdemHit{.msg_id = idem.U64(i, 2), .seq = idem.U64(i, 3), .ts_ms = idem.I64(i, 4)};
+    }
+  }
+  if (!acks.empty()) {
+    const Rows& devices = (*rows)[next++];
+    for (int i = 0; i < devices.size(); ++i) {
+      ack_devices_[{devices.U64(i, 0), devices.U64(i, 1)}] =
+          AckDevice{.exists = true, .cursor = devices.IsNull(i, 2) ? 0 : devices.U64(i, 2)};
+    }
+    const Rows& incoming = (*rows)[next++];
+    for (int i = 0; i < incoming.size(); ++i) {
+      incoming_[incoming.U64(i, 0)].rows.push_back(IncomingRow{.seq = incoming.U64(i, 1),
+                                                               .msg_id = incoming.U64(i, 2),
+                                                               .sender = incoming.U64(i, 3),
+                                                               .conv_kind = incoming.I16(i, 4),
+                                                               .conv_id = incoming.U64(i, 5),
+                                                               .delivered = incoming.Bool(i, 6)});
+    }
+    prefetch_valid_ = true;
   }
   return Ok();
+}
+
+std::optional<AckDevice> Tx::PrefetchedDevice(UserId user, DeviceId device) const {
+  if (!prefetch_valid_) return std::nullopt;
+  const auto it = ack_devices_.find({user, device});
+  if (it == ack_devices_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::vector<IncomingRow>> Tx::PrefetchedIncoming(UserId user, Seq after,
+                                                               Seq up_to) const {
+  if (!prefetch_valid_) return std::nullopt;
+  const auto it = incoming_.find(user);
+  if (it == incoming_.end() || after < it->second.after || up_to > it->second.up_to) {
+    return std::nullopt;
+  }
+  std::vector<IncomingRow> out;
+  for (const auto& row : it->second.rows) {
+    if (row.seq > after && row.seq <= up_to) out.push_back(row);
+  }
+  return out;
 }
 
 Status Tx::Defer(std::string_view what) {
@@ -252,6 +355,9 @@ Status Tx::EndJob(bool keep) {
   }
   undo_.clear();
   if (!writes_.empty()) {
+    // What the acks' prefetch read may no longer hold (a device added or
+    // removed, rows deleted): later acks read for themselves.
+    prefetch_valid_ = false;
     // Plain writes keep their place after every earlier job's rows.
     if (auto s = SendBuffered(); !s) {
       writes_.clear();
@@ -309,6 +415,9 @@ void Tx::Reset() {
   job_bulk_.Clear();
   batch_bulk_.Clear();
   idem_known_.clear();
+  ack_devices_.clear();
+  incoming_.clear();
+  prefetch_valid_ = false;
   broken_.reset();
 }
 
@@ -404,15 +513,18 @@ Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx) {
   std::vector<GroupId> groups;
   std::vector<UserId> users;
   std::vector<std::pair<UserId, std::string>> idem;
+  std::vector<AckHint> acks;
   for (const auto& job : jobs) {
     groups.insert(groups.end(), job->group_hint().begin(), job->group_hint().end());
     users.insert(users.end(), job->hint().begin(), job->hint().end());
     if (job->idem_key()) idem.push_back(*job->idem_key());
+    if (job->ack_hint()) acks.push_back(*job->ack_hint());
   }
   if (auto s = tx.LockGroups(std::move(groups)); !s) return s;
   if (auto s = tx.Lock(std::move(users)); !s) return s;
-  // After the senders' heads: no other node can add these keys meanwhile.
-  return tx.PrefetchIdem(idem);
+  // After the heads: no other node can add these keys, or append to or
+  // receipt these mailboxes, meanwhile.
+  return tx.Prefetch(idem, acks);
 }
 
 bool Writer::LostALockWait(const Error& e) {

@@ -85,7 +85,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -115,6 +117,30 @@ inline constexpr std::size_t kMaxQueuedJobs = 1 << 16;
 inline constexpr int kMaxDeferrals = 3;
 // Times a job's batch may lose a lock wait before the job fails (kInternal).
 inline constexpr int kMaxLockRetries = 4;
+
+// What an ack will read, known when it is queued (Tx::Prefetch).
+struct AckHint {
+  UserId user = 0;
+  DeviceId device = 0;
+  Seq up_to = 0;
+};
+
+// An incoming message row of a mailbox (kind 1, not outgoing): what an ack
+// sends delivered receipts for.
+struct IncomingRow {
+  Seq seq = 0;
+  MsgId msg_id = 0;
+  UserId sender = 0;
+  std::int16_t conv_kind = 0;
+  std::uint64_t conv_id = 0;
+  bool delivered = false;  // a delivered receipt is stored already
+};
+
+// An ack's device as read at BEGIN: whether it exists, and its stored cursor.
+struct AckDevice {
+  bool exists = false;
+  Seq cursor = 0;
+};
 
 // A job's view of the batch's transaction.
 class Tx {
@@ -175,8 +201,19 @@ class Tx {
   // ---- Writer only ----------------------------------------------------------
   // Sends a statement without waiting for its answer (BEGIN, ROLLBACK).
   Status Pipe(const char* sql, const Params& params = {});
-  // Reads the first sends of these keys (their senders' heads locked).
-  Status PrefetchIdem(const std::vector<std::pair<UserId, std::string>>& keys);
+  // In one round trip, once the hinted heads are locked: the first sends
+  // of these idempotency keys, and what these acks read (their devices
+  // with their cursors, and the incoming rows each may receipt).
+  Status Prefetch(const std::vector<std::pair<UserId, std::string>>& keys,
+                  const std::vector<AckHint>& acks);
+  // An ack's reads as prefetched at BEGIN, while still what a read now
+  // would answer; nullopt when not prefetched or no longer sure (an
+  // earlier job of the batch ran a plain write: it may have added or
+  // removed a device or rows), and then the ack reads for itself.
+  std::optional<AckDevice> PrefetchedDevice(UserId user, DeviceId device) const;
+  // The incoming rows of `user` with after < seq <= up_to.
+  std::optional<std::vector<IncomingRow>> PrefetchedIncoming(UserId user, Seq after,
+                                                             Seq up_to) const;
   // The buffered rows, the changed heads and COMMIT, in one round trip.
   Status Commit();
   void BeginJob();
@@ -216,6 +253,15 @@ class Tx {
   BulkRows job_bulk_;    // the current job's rows
   BulkRows batch_bulk_;  // earlier jobs' rows, not sent yet
   std::unordered_map<std::string, std::optional<IdemHit>> idem_known_;  // BulkRows::IdemKey
+  // What the batch's acks read, prefetched at BEGIN (Prefetch).
+  struct IncomingRange {
+    Seq after = 0;  // rows with after < seq <= up_to were read
+    Seq up_to = 0;
+    std::vector<IncomingRow> rows;  // ascending seq
+  };
+  std::map<std::pair<UserId, DeviceId>, AckDevice> ack_devices_;
+  std::unordered_map<UserId, IncomingRange> incoming_;
+  bool prefetch_valid_ = false;
   std::optional<Error> broken_;
 };
 
@@ -244,6 +290,9 @@ class WriteJob {
   // rolled back: it runs again as it was.
   void Retried() { ++retries_; }
   int retries() const { return retries_; }
+  // What an ack reads, read for the whole batch at BEGIN.
+  const std::optional<AckHint>& ack_hint() const { return ack_hint_; }
+  void set_ack_hint(AckHint hint) { ack_hint_ = hint; }
   // A send's idempotency key, read for the whole batch at BEGIN.
   const std::optional<std::pair<UserId, std::string>>& idem_key() const { return idem_key_; }
   void set_idem_key(UserId sender, std::string client_msg_id) {
@@ -258,6 +307,7 @@ class WriteJob {
   int deferrals_ = 0;
   int retries_ = 0;
   std::optional<std::pair<UserId, std::string>> idem_key_;
+  std::optional<AckHint> ack_hint_;
 };
 
 template <class T, class F>
