@@ -165,5 +165,53 @@ TEST_P(StoreMessagingContractTest, MixedBatchGivesWhatOneByOneWritesGive) {
   EXPECT_EQ(store().HeadSeq(kBob).value(), 8u);
 }
 
+// Acks in one batch read what the batch did before them: a device removed
+// earlier in the batch cannot ack (nor bring its cursor back), and a
+// second ack of a mailbox receipts only what the first did not.
+TEST_P(StoreMessagingContractTest, AcksInABatchSeeTheBatchBeforeThem) {
+  SignUpCast(store());
+  auto m1 = SendText(store(), kAlice, kBob, "m1");  // bob 1
+  auto m2 = SendText(store(), kCarol, kBob, "m2");  // bob 2
+  auto m3 = SendText(store(), kAlice, kBob, "m3");  // bob 3
+
+  Pending<AckResult> first, second, laptop_before, laptop_after;
+  Pending<RemoveDeviceResult> removed;
+  {
+    WriterHold hold(store());
+    store().Ack(kBob, kBobLaptop, 1, kNow, laptop_before.callback());  // m1's receipt
+    store().Ack(kBob, kBobPhone, 1, kNow, first.callback());           // none: sent already
+    store().RemoveDevice(kBob, kBobLaptop, kNow, {}, removed.callback());
+    store().Ack(kBob, kBobLaptop, 3, kNow, laptop_after.callback());
+    store().Ack(kBob, kBobPhone, 3, kNow, second.callback());  // m2's and m3's receipts
+  }
+  auto before = laptop_before.Get().value();
+  EXPECT_EQ(before.cursor, 1u);
+  ASSERT_EQ(before.appended.size(), 1u);
+  EXPECT_EQ(before.appended[0].user, kAlice);
+  EXPECT_TRUE(removed.Get().value().removed);
+  EXPECT_EQ(laptop_after.Get().error().code, Errc::kNotFound);
+  auto f = first.Get().value();
+  EXPECT_EQ(f.cursor, 1u);
+  EXPECT_TRUE(f.appended.empty());
+  auto s = second.Get().value();
+  EXPECT_EQ(s.cursor, 3u);
+  std::vector<UserId> receipted;
+  for (const auto& a : s.appended) receipted.push_back(a.user);
+  std::sort(receipted.begin(), receipted.end());
+  EXPECT_EQ(receipted, (std::vector<UserId>{kAlice, kCarol}));
+
+  // Alice has one receipt per ack, each naming only its own messages.
+  std::vector<std::vector<MsgId>> alice_receipts;
+  const auto alice = store().ReadMailbox(kAlice, 0, 100).value();
+  for (const auto& e : alice) {
+    if (e.type == EventType::kReceipt) alice_receipts.push_back(e.msg_ids);
+  }
+  EXPECT_EQ(alice_receipts, (std::vector<std::vector<MsgId>>{{m1.msg_id}, {m3.msg_id}}));
+  EXPECT_EQ(store().GetReceipts(m2.msg_id).value().delivered.size(), 1u);
+  EXPECT_EQ(store().GetCursor(kBob, kBobPhone).value(), 3u);
+  // The removed device's cursor did not come back.
+  EXPECT_EQ(store().GetCursor(kBob, kBobLaptop).value(), 0u);
+}
+
 }  // namespace
 }  // namespace parley::store::testing

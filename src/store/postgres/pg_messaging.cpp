@@ -383,8 +383,10 @@ Result<SendResult> PgStore::ApplyAppendMessage(Tx& tx, Message& m,
 // An ack's reads when they were not prefetched (Tx::Prefetch): the device
 // and its stored cursor, and when `after` is given the incoming rows with
 // after < seq <= up_to, in one round trip.
-Result<std::pair<AckDevice, std::vector<IncomingRow>>> PgStore::ReadAck(
-    Tx& tx, UserId user, DeviceId device, std::optional<Seq> after, Seq up_to) {
+Result<std::pair<AckDevice, std::vector<IncomingRow>>> PgStore::ReadAck(Tx& tx, UserId user,
+                                                                        DeviceId device,
+                                                                        std::optional<Seq> after,
+                                                                        Seq up_to) {
   const char* device_sql =
       "SELECT (SELECT seq FROM cursors WHERE user_id = $1 AND device_id = $2) FROM devices "
       "WHERE user_id = $1 AND device_id = $2";
@@ -411,8 +413,8 @@ Result<std::pair<AckDevice, std::vector<IncomingRow>>> PgStore::ReadAck(
   }
   std::pair<AckDevice, std::vector<IncomingRow>> out;
   if (!device_rows.empty()) {
-    out.first = AckDevice{.exists = true,
-                          .cursor = device_rows.IsNull(0, 0) ? 0 : device_rows.U64(0, 0)};
+    out.first =
+        AckDevice{.exists = true, .cursor = device_rows.IsNull(0, 0) ? 0 : device_rows.U64(0, 0)};
   }
   for (int i = 0; i < incoming_rows.size(); ++i) {
     out.second.push_back(IncomingRow{.seq = incoming_rows.U64(i, 0),
@@ -444,9 +446,11 @@ Result<AckResult> PgStore::ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up
   // (an ack of a row this batch appended) need them sent first.
   auto device_row = tx.PrefetchedDevice(user, device);
   std::optional<std::vector<IncomingRow>> incoming;
-  if (new_rows && !tx.Buffered(user, up_to)) incoming = tx.PrefetchedIncoming(user, *delivered, up_to);
+  if (new_rows && !tx.Buffered(user, up_to))
+    incoming = tx.PrefetchedIncoming(user, *delivered, up_to);
   if (!device_row || (new_rows && !incoming)) {
-    auto read = ReadAck(tx, user, device, new_rows ? std::optional(*delivered) : std::nullopt, up_to);
+    auto read =
+        ReadAck(tx, user, device, new_rows ? std::optional(*delivered) : std::nullopt, up_to);
     if (!read) return Failed(read);
     device_row = read->first;
     incoming = std::move(read->second);

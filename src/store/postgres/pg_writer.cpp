@@ -123,10 +123,11 @@ Status Tx::Prefetch(const std::vector<std::pair<UserId, std::string>>& keys,
     }
     // LATERAL: one index range scan per user, whatever the planner thinks
     // of the arrays' sizes.
-    if (auto s = Pipe("SELECT k.u, k.d, (SELECT c.seq FROM cursors c WHERE c.user_id = k.u AND "
-                      "c.device_id = k.d) FROM unnest($1::int8[], $2::int8[]) AS k(u, d) WHERE "
-                      "EXISTS (SELECT 1 FROM devices d WHERE d.user_id = k.u AND d.device_id = k.d)",
-                      Params().U64Array(dev_users).U64Array(dev_ids));
+    if (auto s =
+            Pipe("SELECT k.u, k.d, (SELECT c.seq FROM cursors c WHERE c.user_id = k.u AND "
+                 "c.device_id = k.d) FROM unnest($1::int8[], $2::int8[]) AS k(u, d) WHERE "
+                 "EXISTS (SELECT 1 FROM devices d WHERE d.user_id = k.u AND d.device_id = k.d)",
+                 Params().U64Array(dev_users).U64Array(dev_ids));
         !s) {
       return s;
     }
