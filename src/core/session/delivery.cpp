@@ -89,8 +89,13 @@ void Session::OnAppended(store::Seq seq, std::shared_ptr<const store::MailboxEve
 void Session::SkipOwnCopy(store::Seq seq) {
   auto self = shared_from_this();
   // Posted before Deliver's Notify of any later seq, so the strand sees it in
-  // that order; the session itself is left out of the seq's Notify.
-  conn_->Post([self, seq] {
+  // that order; the session itself is left out of the seq's Notify. On the
+  // session's home strand, like Notify: with a read pool (PostgreSQL) that
+  // is not the connection's strand, and the delivery state (next_, head_,
+  // ahead_) must only ever be touched from one of them (this ran on the
+  // connection's strand once, racing Pump on the home strand: a parleyd on
+  // PostgreSQL died in std::set's rebalance under chat at max).
+  RunHome([self, seq] {
     if (!self->delivering_ || self->closed_) return;
     if (seq > self->head_) self->head_ = seq;
     if (seq < self->next_ || self->ahead_.contains(seq)) return;  // sent already
