@@ -468,13 +468,17 @@ Result<AckResult> PgStore::ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up
     groups.Add(row.sender, SenderView(ConvOf(row.conv_kind, row.conv_id), user), row.msg_id);
   }
   for (MsgId id : fresh) tx.bulk().AddDelivered(id, user, now_ms);
-  MailboxEvent receipt{.type = EventType::kReceipt, .ts_ms = now_ms, .by = user};
   for (const auto& g : groups.groups()) {
-    receipt.conv = g.conv;
-    receipt.msg_ids = g.msg_ids;
-    if (auto seq = AppendEventRow(tx, g.sender, receipt, result.appended); !seq) {
-      return Failed(seq);
-    }
+    auto receipt = std::make_shared<MailboxEvent>(MailboxEvent{
+        .type = EventType::kReceipt, .ts_ms = now_ms, .conv = g.conv, .msg_ids = g.msg_ids,
+        .by = user});
+    auto seq = AppendEventRow(tx, g.sender, *receipt, result.appended);
+    if (!seq) return Failed(seq);
+    // Handed to the sender's sessions with the wake, as the RocksDB store
+    // does: they send it as it is instead of reading it back (a read-pool
+    // round trip to PostgreSQL per receipt).
+    receipt->seq = *seq;
+    result.appended.back().event = std::move(receipt);
   }
   if (auto s = tx.SetDelivered(user, up_to); !s) return Failed(s);
   return result;
