@@ -13,11 +13,13 @@
 // receipts) are not sent per job at all but gathered (pg_bulk.hpp) and sent
 // as one set-based statement per kind, before the next statement that could
 // see them (Tx::Read; a job's plain writes) or with the COMMIT. The
-// idempotency keys of the batch's sends are read in one statement once
-// their senders' heads are locked (Tx::PrefetchIdem), and an ack reads
+// idempotency keys of the batch's sends, and what its acks read (their
+// devices and cursors, the incoming rows they receipt), are read once the
+// hinted heads are locked, one statement each in one round trip
+// (Tx::Prefetch); an ack the prefetch cannot answer for reads for itself,
 // without flushing unless a mailbox row it reads is still buffered. A
-// batch of 1:1 sends and acks is then about 3 + (number of acks) round
-// trips, and a handful of statements per kind of row, whatever its size.
+// batch of 1:1 sends and acks is then about 3 round trips, and a handful
+// of statements per kind of row, whatever its size.
 //
 // No savepoints (a subtransaction per job would stall the server past 64 of
 // them). Instead a job is written in two halves: it reads and checks its
