@@ -368,6 +368,15 @@ Result<bool> Core::MayReadMedia(std::string_view media_id, store::UserId user) {
   return store.MediaGranted(*id, user);
 }
 
+Result<bool> Core::UserExists(store::UserId user) {
+  if (known_users.Contains(user)) return true;
+  auto found = store.GetUser(user);
+  if (!found) return std::unexpected(found.error());
+  if (!*found) return false;
+  known_users.Remember(user);
+  return true;
+}
+
 std::expected<Identity, AuthFailure> Core::Authenticate(std::string_view token) {
   auto claims = tokens.VerifyAccess(token, NowMs());
   if (!claims) {

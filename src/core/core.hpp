@@ -24,6 +24,7 @@
 #include "common/ids.hpp"
 #include "common/metrics.hpp"
 #include "core/account/abuse_limits.hpp"
+#include "core/account/known_users.hpp"
 #include "core/account/sms.hpp"
 #include "core/account/tokens.hpp"
 #include "core/messaging/groups.hpp"
@@ -104,6 +105,10 @@ class Core {
   // is an avatar. False for unknown ids and unfinished uploads.
   Result<bool> MayReadMedia(std::string_view media_id, store::UserId user);
 
+  // Whether an account with this id exists: from known_users when it was
+  // seen before (accounts are never deleted), else from the store.
+  Result<bool> UserExists(store::UserId user);
+
   // Whether `viewer` may see `target`'s last seen and online status.
   bool CanSeeLastSeen(const store::User& target, store::UserId viewer);
   // Whether `user` chose `contact`: it wrote `contact` a 1:1 message (what
@@ -155,6 +160,7 @@ class Core {
 
   PresenceHub presence;
   GroupCache groups;
+  KnownUsers known_users;
 
   WindowLimiter otp_per_phone;
   WindowLimiter otp_per_address;

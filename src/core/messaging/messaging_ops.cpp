@@ -95,9 +95,9 @@ void Session::Send(const json::object& req, const Rid& rid) {
     }
     if (OverLimit(core_.fanout_limiter, rid, std::max(1.0, cost))) return;
   } else if (to->id != identity_.user) {
-    auto peer = core_.store.GetUser(to->id);
-    if (!peer) return StoreError(rid, peer.error(), "get_user");
-    if (!*peer) return Error(rid, code::kNotFound, "no such user");
+    auto exists = core_.UserExists(to->id);
+    if (!exists) return StoreError(rid, exists.error(), "get_user");
+    if (!*exists) return Error(rid, code::kNotFound, "no such user");
     recipients.push_back(to->id);
   }
   // After the recipient checks: an unknown peer is not_found, not stale.
