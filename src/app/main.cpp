@@ -114,7 +114,7 @@ int Serve(Config cfg) {
   if (store::IsPostgresUrl(cfg.store)) {
     // Shared by every node: schema and secrets live in the database.
     auto opened = store::OpenPostgresStore(
-        {.url = cfg.store, .readers = cfg.store_readers + 2u, .observer = observer});
+        {.url = cfg.store, .readers = StoreReaderThreads(cfg) + 2u, .observer = observer});
     if (!opened) throw std::runtime_error("store: " + opened.error().message);
     store = std::move(*opened);
     if (!cfg.jwt_secret.empty()) {

@@ -17,6 +17,7 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <variant>
 
 extern char** environ;
@@ -85,7 +86,7 @@ const std::array kKeys = {
            &Config::store_sync},
     KeyDef{"store_readers",
            "PostgreSQL store: threads, each with its own connection, that run WebSocket ops and "
-           "HTTP requests which read (at least 1; unused with rocksdb)",
+           "HTTP requests which read (0: two per core; unused with rocksdb)",
            &Config::store_readers},
     KeyDef{"media_dir", "directory for media blobs (empty: <data_dir>/media)", &Config::media_dir},
     KeyDef{"media_min_free_mib",
@@ -542,6 +543,11 @@ std::map<std::string, std::string> ParleyEnvironment() {
     out.emplace(entry.substr(0, eq), entry.substr(eq + 1));
   }
   return out;
+}
+
+std::uint32_t StoreReaderThreads(const Config& config) {
+  if (config.store_readers != 0) return config.store_readers;
+  return std::max(2u, 2 * std::thread::hardware_concurrency());
 }
 
 }  // namespace parley

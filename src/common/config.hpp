@@ -55,8 +55,9 @@ struct Config {
   std::uint32_t media_min_free_mib = 64;  // /ready 503 (storage_full) below this on media_dir
   bool store_sync = true;  // fsync every group commit; false loses the last writes on power loss
   // PostgreSQL: threads (each with a connection of its own) that run the
-  // work which reads, off the I/O threads (core/store_reads.hpp).
-  std::uint32_t store_readers = 8;
+  // work which reads, off the I/O threads (core/store_reads.hpp); 0: two
+  // per core (StoreReaderThreads).
+  std::uint32_t store_readers = 0;
 
   // Media.
   std::string media_dir;                         // empty: <data_dir>/media
@@ -121,6 +122,13 @@ Config LoadConfig(int argc, const char* const* argv, const std::map<std::string,
 // node id itself when it is a number below 1024, else a hash of it (a
 // cluster's node ids are claimed on the bus, see src/bus/bus.hpp).
 std::uint32_t NodeNumber(std::string_view node_id);
+
+// The read pool's threads (store_readers, or two per core when it is 0).
+// Two per core rather than a fixed eight: the pool runs every session's
+// frames, not only reads, and on two cores eight threads cost a quarter
+// more CPU per message in wake-ups than two (docs/benchmarks.md, "Read-pool
+// threads").
+std::uint32_t StoreReaderThreads(const Config& config);
 
 // The process environment as a map (PARLEY_* entries only).
 std::map<std::string, std::string> ParleyEnvironment();

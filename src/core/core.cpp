@@ -96,7 +96,7 @@ Core::Core(const Config& cfg, store::Store& st, Registry& registry, TokenService
       fanout_limiter(cfg.device_fanout_rate, 4.0 * cfg.device_fanout_rate),
       write_share(cfg.user_writes_in_flight),
       abuse(cfg),
-      reads(st.ReadsBlock() ? std::max<std::size_t>(cfg.store_readers, 1) : 0),
+      reads(st.ReadsBlock() ? StoreReaderThreads(cfg) : 0),
       clustered_(cfg.bus != "none") {}
 
 Core::~Core() { reads.Stop(); }

@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace parley {
@@ -63,6 +65,14 @@ TEST(ConfigTest, DefaultsMatchTheProtocol) {
   EXPECT_EQ(c.log_level, "info");
   EXPECT_TRUE(c.store_sync);
   EXPECT_EQ(c.max_frame_bytes, 262144u);
+}
+
+TEST(ConfigTest, StoreReadersDefaultToTwoPerCore) {
+  const Config defaults = Load({});
+  EXPECT_EQ(defaults.store_readers, 0u);
+  EXPECT_EQ(StoreReaderThreads(defaults), std::max(2u, 2 * std::thread::hardware_concurrency()));
+  EXPECT_EQ(StoreReaderThreads(Load({"--store-readers", "3"})), 3u);
+  EXPECT_EQ(StoreReaderThreads(Load({}, {{"PARLEY_STORE_READERS", "1"}})), 1u);
 }
 
 TEST(ConfigTest, AnEmptyArgvIsAccepted) {
