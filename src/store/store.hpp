@@ -181,6 +181,9 @@ class Store {
 
   // The highest seq in the user's mailbox (0 when empty).
   virtual Result<Seq> HeadSeq(UserId user) = 0;
+  // HeadSeq of each user, in the order asked, in one read (a clustered
+  // node's periodic head check reads up to a thousand a second).
+  virtual Result<std::vector<Seq>> HeadSeqs(std::span<const UserId> users) = 0;
   // Up to `max` events with seq > after, in seq order, messages joined.
   virtual Result<std::vector<MailboxEvent>> ReadMailbox(UserId user, Seq after,
                                                         std::size_t max) = 0;

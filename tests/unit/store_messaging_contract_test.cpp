@@ -29,6 +29,20 @@ TEST_P(StoreMessagingContractTest, ReadsOfEmptyMailboxes) {
   EXPECT_TRUE(receipts.read.empty());
 }
 
+TEST_P(StoreMessagingContractTest, HeadSeqsAnswersEveryUserInTheOrderAsked) {
+  EXPECT_TRUE(store().HeadSeqs({}).value().empty());
+  SignUpCast(store());
+  ASSERT_TRUE(Send(store(), Text(kAlice, UserConv(kBob), "c-1"), {kBob}));
+  ASSERT_TRUE(Send(store(), Text(kAlice, UserConv(kBob), "c-2"), {kBob}));
+  ASSERT_TRUE(Send(store(), Text(kBob, UserConv(kBob), "c-3"), {}));  // a note to self
+  const std::vector<UserId> asked = {kBob, 987654321, kAlice, kBob};
+  const std::vector<Seq> expected = {store().HeadSeq(kBob).value(), 0,
+                                     store().HeadSeq(kAlice).value(),
+                                     store().HeadSeq(kBob).value()};
+  EXPECT_EQ(expected, (std::vector<Seq>{3, 0, 2, 3}));
+  EXPECT_EQ(store().HeadSeqs(asked).value(), expected);
+}
+
 // ---- Sending -------------------------------------------------------------------
 
 TEST_P(StoreMessagingContractTest, SendStoresBodyOnceAndAppendsToBothMailboxes) {

@@ -80,6 +80,24 @@ Result<Seq> PgStore::HeadSeq(UserId user) {
   return r->empty() ? Seq{0} : r->U64(0, 0);
 }
 
+Result<std::vector<Seq>> PgStore::HeadSeqs(std::span<const UserId> users) {
+  ReadTimer timer(observer_, "head_seqs");
+  std::vector<Seq> out(users.size(), 0);
+  if (users.empty()) return out;
+  // One primary-key probe per element, answered by position (see kLockHeads
+  // in pg_writer.cpp for why not `= ANY`).
+  auto r = reads_->Exec(
+      "SELECT u.n, h.head FROM unnest($1::int8[]) WITH ORDINALITY AS u(id, n) CROSS JOIN LATERAL "
+      "(SELECT head FROM mailbox_head WHERE user_id = u.id OFFSET 0) h",
+      Params().U64Array(users));
+  if (!r) return Failed(r);
+  for (int i = 0; i < r->size(); ++i) {
+    const std::uint64_t n = r->U64(i, 0);
+    if (n >= 1 && n <= out.size()) out[n - 1] = r->U64(i, 1);
+  }
+  return out;
+}
+
 Result<std::vector<MailboxEvent>> PgStore::ReadMailbox(UserId user, Seq after, std::size_t max) {
   ReadTimer timer(observer_, "read_mailbox");
   std::vector<MailboxEvent> events;
@@ -469,9 +487,11 @@ Result<AckResult> PgStore::ApplyAck(Tx& tx, UserId user, DeviceId device, Seq up
   }
   for (MsgId id : fresh) tx.bulk().AddDelivered(id, user, now_ms);
   for (const auto& g : groups.groups()) {
-    auto receipt = std::make_shared<MailboxEvent>(MailboxEvent{
-        .type = EventType::kReceipt, .ts_ms = now_ms, .conv = g.conv, .msg_ids = g.msg_ids,
-        .by = user});
+    auto receipt = std::make_shared<MailboxEvent>(MailboxEvent{.type = EventType::kReceipt,
+                                                               .ts_ms = now_ms,
+                                                               .conv = g.conv,
+                                                               .msg_ids = g.msg_ids,
+                                                               .by = user});
     auto seq = AppendEventRow(tx, g.sender, *receipt, result.appended);
     if (!seq) return Failed(seq);
     // Handed to the sender's sessions with the wake, as the RocksDB store

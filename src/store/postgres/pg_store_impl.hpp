@@ -126,6 +126,7 @@ class PgStore final : public Store {
 
   // ---- Messaging (pg_messaging.cpp) ---------------------------------------
   Result<Seq> HeadSeq(UserId user) override;
+  Result<std::vector<Seq>> HeadSeqs(std::span<const UserId> users) override;
   Result<std::vector<MailboxEvent>> ReadMailbox(UserId user, Seq after, std::size_t max) override;
   Result<Seq> GetCursor(UserId user, DeviceId device) override;
   Result<std::optional<Message>> GetMessage(MsgId msg_id) override;

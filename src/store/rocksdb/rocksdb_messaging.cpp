@@ -99,6 +99,18 @@ Result<Seq> RocksStore::HeadSeq(UserId user) {
   return heads_.Committed(user);
 }
 
+Result<std::vector<Seq>> RocksStore::HeadSeqs(std::span<const UserId> users) {
+  ReadTimer timer(observer_, "head_seqs");
+  std::vector<Seq> out;
+  out.reserve(users.size());
+  for (UserId user : users) {
+    auto head = heads_.Committed(user);
+    if (!head) return std::unexpected(head.error());
+    out.push_back(*head);
+  }
+  return out;
+}
+
 Result<Seq> RocksStore::LoadHead(UserId user) {
   const std::string lower = U64Key(user);
   const rocksdb::Slice lower_slice(lower);
