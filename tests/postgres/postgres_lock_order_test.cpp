@@ -6,10 +6,13 @@
 // these batches deadlock and PostgreSQL fails one of them; with it every
 // write succeeds and every mailbox stays dense.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -145,6 +148,61 @@ TEST(PostgresLockOrder, TwoNodesLockingOverlappingUsersInOppositeOrdersNeverDead
   }
   node_a.Close();
   node_b.Close();
+}
+
+// Another node's batch holding a head (here: an open transaction of our
+// own holding the row lock) must not hold up the jobs of this node's batch
+// that do not touch that head: the job that does goes to a later batch
+// (pg_writer.hpp, "Heads held by another node are not waited for"). Before,
+// the whole batch waited at BEGIN for the lock, up to lock_timeout (2 s).
+TEST(PostgresLockOrder, AHeadHeldElsewhereHoldsUpOnlyTheJobsThatNeedIt) {
+  const std::string url =
+      test::SharedPostgres().CreateDatabase("heldhead" + std::to_string(getpid()));
+  auto opened = OpenPostgresStore({.url = url, .readers = 1});
+  ASSERT_TRUE(opened.has_value()) << opened.error().message;
+  Store& store = **opened;
+  const UserId held = 7001, a = 7002, b = 7003, c = 7004;
+  for (UserId u : {held, a, b, c}) {
+    SignUp(store, "+1555" + std::to_string(u), u, DeviceOf(u), "tok" + std::to_string(u));
+  }
+  PGconn* other = PQconnectdb(url.c_str());
+  ASSERT_EQ(PQstatus(other), CONNECTION_OK) << PQerrorMessage(other);
+  auto exec = [&](const char* sql) {
+    PGresult* r = PQexec(other, sql);
+    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    EXPECT_TRUE(ok) << sql << ": " << PQerrorMessage(other);
+    PQclear(r);
+  };
+  exec("INSERT INTO mailbox_head (user_id) VALUES (7001) ON CONFLICT DO NOTHING");
+  exec("BEGIN");
+  exec("SELECT 1 FROM mailbox_head WHERE user_id = 7001 FOR UPDATE");
+
+  std::promise<Result<SendResult>> to_held, free;
+  store.AppendMessage(Text(a, UserConv(held), "to-held"), {held},
+                      [&](Result<SendResult> r) { to_held.set_value(std::move(r)); });
+  store.AppendMessage(Text(b, UserConv(c), "free"), {c},
+                      [&](Result<SendResult> r) { free.set_value(std::move(r)); });
+  auto free_done = free.get_future();
+  auto held_done = to_held.get_future();
+  // Well under lock_timeout: the free send did not wait for the lock.
+  ASSERT_EQ(free_done.wait_for(std::chrono::milliseconds(1500)), std::future_status::ready);
+  auto free_result = free_done.get();
+  ASSERT_TRUE(free_result.has_value()) << free_result.error().message;
+  EXPECT_EQ(free_result->seq, store.HeadSeq(b).value());
+  // The other one needs the held head: it waits for it.
+  EXPECT_EQ(held_done.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+
+  exec("COMMIT");
+  ASSERT_EQ(held_done.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto held_result = held_done.get();
+  ASSERT_TRUE(held_result.has_value()) << held_result.error().message;
+  // Dense: the held user's mailbox gained exactly the one row, after the rest.
+  auto events = store.ReadMailbox(held, 0, 100).value();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().seq, store.HeadSeq(held).value());
+  EXPECT_EQ(events.back().seq, events.size());
+  PQfinish(other);
+  store.Close();
 }
 
 }  // namespace

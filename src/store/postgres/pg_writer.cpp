@@ -1,6 +1,7 @@
 #include "store/postgres/pg_writer.hpp"
 
 #include <algorithm>
+#include <unordered_set>
 
 namespace parley::store::pg {
 
@@ -283,6 +284,50 @@ Status Tx::Lock(std::vector<UserId> users) {
   return WaitLock(std::vector<UserId>(above, users.end()));
 }
 
+Status Tx::TryLockHeads(std::vector<UserId> users) {
+  if (users.empty()) return Ok();
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  Params p;
+  p.U64Array(users);
+  if (auto s = Pipe("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
+                    "ORDER BY u ON CONFLICT DO NOTHING",
+                    p);
+      !s) {
+    return s;
+  }
+  auto rows = ReadPast(kTryLockHeads, p);
+  if (!rows) return std::unexpected(rows.error());
+  for (int i = 0; i < rows->size(); ++i) {
+    const UserId user = rows->U64(i, 0);
+    heads_[user] = HeadRow{.head = rows->U64(i, 1), .delivered = rows->U64(i, 2)};
+    max_head_ = std::max(max_head_, user);
+  }
+  return Ok();
+}
+
+Result<std::unordered_map<UserId, std::vector<UserId>>> Tx::ReceiptSenders(
+    const std::vector<AckHint>& acks) {
+  std::unordered_map<UserId, Seq> up_to;
+  for (const auto& a : acks) up_to[a.user] = std::max(up_to[a.user], a.up_to);
+  std::vector<std::uint64_t> users, highs;
+  for (const auto& [user, high] : up_to) {
+    users.push_back(user);
+    highs.push_back(high);
+  }
+  // Primary-key probes per element, as in Prefetch.
+  auto rows = ReadPast(
+      "SELECT DISTINCT q.u, b.sender FROM unnest($1::int8[], $2::int8[]) AS q(u, hi) CROSS JOIN "
+      "LATERAL (SELECT delivered_wm FROM mailbox_head WHERE user_id = q.u OFFSET 0) h CROSS JOIN "
+      "LATERAL (SELECT m.sender, m.kind, m.outgoing FROM mailbox m WHERE m.user_id = q.u AND "
+      "m.seq > h.delivered_wm AND m.seq <= q.hi OFFSET 0) b WHERE b.kind = 1 AND NOT b.outgoing",
+      Params().U64Array(users).U64Array(highs));
+  if (!rows) return std::unexpected(rows.error());
+  std::unordered_map<UserId, std::vector<UserId>> out;
+  for (int i = 0; i < rows->size(); ++i) out[rows->U64(i, 0)].push_back(rows->U64(i, 1));
+  return out;
+}
+
 Status Tx::LockGroups(std::vector<GroupId> groups) {
   if (groups.empty()) return Ok();
   std::sort(groups.begin(), groups.end());
@@ -513,36 +558,79 @@ void Writer::Run() {
   }
 }
 
-Status Writer::Begin(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx) {
+Status Writer::Begin(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx,
+                     std::deque<std::unique_ptr<WriteJob>>& later) {
   if (!conn_->EnsureConnected()) {
     return Fail(Errc::kInternal, "postgresql unavailable");
   }
-  auto s = BeginOnce(jobs, tx);
+  auto s = BeginOnce(jobs, tx, later);
   // A connection the server dropped meanwhile (a restart) only shows now;
   // nothing was committed, so reconnecting and beginning again is safe.
   if (!s && !conn_->healthy() && conn_->EnsureConnected()) {
     tx.Reset();
-    s = BeginOnce(jobs, tx);
+    s = BeginOnce(jobs, tx, later);
   }
   return s;
 }
 
-Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx) {
+Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx,
+                         std::deque<std::unique_ptr<WriteJob>>& later) {
   if (auto s = conn_->EnterPipeline(); !s) return s;
   if (auto s = tx.Pipe("BEGIN"); !s) return s;
   // The lock order: group rows, then heads, each ascending (see pg_writer.hpp).
   std::vector<GroupId> groups;
   std::vector<UserId> users;
-  std::vector<std::pair<UserId, std::string>> idem;
-  std::vector<AckHint> acks;
   for (const auto& job : jobs) {
     groups.insert(groups.end(), job->group_hint().begin(), job->group_hint().end());
     users.insert(users.end(), job->hint().begin(), job->hint().end());
-    if (job->idem_key()) idem.push_back(*job->idem_key());
-    if (job->ack_hint()) acks.push_back(*job->ack_hint());
   }
   if (auto s = tx.LockGroups(std::move(groups)); !s) return s;
-  if (auto s = tx.Lock(std::move(users)); !s) return s;
+  // An ack's receipts lock their senders' heads: known now, they are tried
+  // with the rest instead of being locked one round trip per ack while the
+  // batch runs (and the ack deferred, cutting the batch, when another
+  // node's batch holds one).
+  std::vector<AckHint> ack_hints;
+  for (const auto& job : jobs) {
+    if (job->ack_hint()) ack_hints.push_back(*job->ack_hint());
+  }
+  if (!ack_hints.empty()) {
+    auto senders = tx.ReceiptSenders(ack_hints);
+    if (!senders) return std::unexpected(senders.error());
+    for (auto& job : jobs) {
+      if (!job->ack_hint()) continue;
+      const auto it = senders->find(job->ack_hint()->user);
+      if (it == senders->end()) continue;
+      job->AddHint(it->second);
+      users.insert(users.end(), it->second.begin(), it->second.end());
+    }
+  }
+  // Heads are tried, never waited for, here: a job whose head another
+  // transaction holds goes to the next batch, and so does every later job
+  // naming a user of one sent on (their order). A job deferred too often
+  // stays, to take its heads in the job phase (see pg_writer.hpp).
+  if (auto s = tx.TryLockHeads(std::move(users)); !s) return s;
+  std::unordered_set<UserId> sent_on;
+  std::deque<std::unique_ptr<WriteJob>> kept;
+  std::vector<std::pair<UserId, std::string>> idem;
+  std::vector<AckHint> acks;
+  for (auto& job : jobs) {
+    const auto& hint = job->hint();
+    const bool blocked = std::any_of(hint.begin(), hint.end(), [&](UserId u) {
+      return !tx.HoldsHead(u) || sent_on.contains(u);
+    });
+    if (blocked && job->deferrals() < kMaxDeferrals) {
+      sent_on.insert(hint.begin(), hint.end());
+      job->Deferred({}, {});
+      later.push_back(std::move(job));
+      continue;
+    }
+    // What a job reads is prefetched only when its heads are held (a job
+    // kept without them reads for itself once it has them).
+    if (!blocked && job->idem_key()) idem.push_back(*job->idem_key());
+    if (!blocked && job->ack_hint()) acks.push_back(*job->ack_hint());
+    kept.push_back(std::move(job));
+  }
+  jobs.swap(kept);
   // After the heads: no other node can add these keys, or append to or
   // receipt these mailboxes, meanwhile.
   return tx.Prefetch(idem, acks);
@@ -585,10 +673,21 @@ void Writer::Adapt(bool lost_lock_wait, bool deferred, double begin_seconds) {
                    std::memory_order_relaxed);
 }
 
+void Writer::Requeue(std::deque<std::unique_ptr<WriteJob>> jobs) {
+  if (jobs.empty()) return;
+  std::lock_guard lock(mu_);
+  for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) queue_.push_front(std::move(*it));
+}
+
 void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   Tx tx(*conn_);
   const double begin_start = MonoSeconds();
-  Status commit = Begin(jobs, tx);
+  // Each job's place in the batch: what goes back to the queue goes back in
+  // this order, whether sent on at BEGIN or deferred in the job phase.
+  std::unordered_map<const WriteJob*, std::size_t> order;
+  for (std::size_t i = 0; i < jobs.size(); ++i) order[jobs[i].get()] = i;
+  std::deque<std::unique_ptr<WriteJob>> later;
+  Status commit = Begin(jobs, tx, later);
   const double begin_seconds = MonoSeconds() - begin_start;
   Observe("begin", begin_seconds);
   std::size_t ran = jobs.size();
@@ -612,12 +711,14 @@ void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
       }
     }
   }
-  const bool deferred = ran < jobs.size();
+  const bool deferred = ran < jobs.size() || !later.empty();
   if (deferred) {
     deferred_.fetch_add(1);
-    std::lock_guard lock(mu_);
-    for (std::size_t i = jobs.size(); i > ran; --i) queue_.push_front(std::move(jobs[i - 1]));
+    for (std::size_t i = ran; i < jobs.size(); ++i) later.push_back(std::move(jobs[i]));
     jobs.resize(ran);
+    std::sort(later.begin(), later.end(),
+              [&](const auto& a, const auto& b) { return order[a.get()] < order[b.get()]; });
+    Requeue(std::move(later));
   }
   if (commit) {
     const double start = MonoSeconds();
