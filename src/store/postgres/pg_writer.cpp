@@ -285,6 +285,7 @@ Status Tx::Lock(std::vector<UserId> users) {
 }
 
 Status Tx::TryLockHeads(std::vector<UserId> users) {
+  std::erase_if(users, [&](UserId u) { return heads_.contains(u); });
   if (users.empty()) return Ok();
   std::sort(users.begin(), users.end());
   users.erase(std::unique(users.begin(), users.end()), users.end());
@@ -604,7 +605,18 @@ Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx,
       users.insert(users.end(), it->second.begin(), it->second.end());
     }
   }
-  // Heads are tried, never waited for, here: a job whose head another
+  // A job sent on kMaxDeferrals times takes its heads now, waiting, in
+  // ascending order while nothing else is held (the old, safe way), so that
+  // it never waits out of order later (which could deadlock, and costs
+  // PostgreSQL's deadlock_timeout to find).
+  std::vector<UserId> must_wait;
+  for (const auto& job : jobs) {
+    if (job->deferrals() >= kMaxDeferrals) {
+      must_wait.insert(must_wait.end(), job->hint().begin(), job->hint().end());
+    }
+  }
+  if (auto s = tx.Lock(std::move(must_wait)); !s) return s;
+  // The other heads are tried, never waited for, here: a job whose head another
   // transaction holds goes to the next batch, and so does every later job
   // naming a user of one sent on (their order). A job deferred too often
   // stays, to take its heads in the job phase (see pg_writer.hpp).

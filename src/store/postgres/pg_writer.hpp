@@ -87,9 +87,10 @@
 // LOCKED) and a job one of whose heads is taken goes to the next batch
 // (deferred, as above) instead of holding up the batch; so does every later
 // job of the batch that names a user of a job sent on, so that one user's
-// jobs keep their order. A job deferred kMaxDeferrals times stays and
-// takes its heads in the job phase (waits allowed anywhere), so no job
-// waits for ever. On one node nothing else holds heads: nothing changes.
+// jobs keep their order. A job deferred kMaxDeferrals times takes its
+// heads at BEGIN as before, waiting, in ascending order, before any other
+// head is tried (so it never waits out of order), and so no job is sent on
+// for ever. On one node nothing else holds heads: nothing changes.
 //
 // Batch size under contention: a batch holds its head locks until COMMIT,
 // so when several nodes' batches meet on the same heads the waits chain
@@ -200,7 +201,7 @@ class Tx {
   Status LockGroups(std::vector<GroupId> groups);
   // Locks those head rows of `users` that no other transaction holds
   // (SKIP LOCKED: never waits; missing rows are made first), in one
-  // statement; at BEGIN only, before any head is held.
+  // statement; at BEGIN only.
   Status TryLockHeads(std::vector<UserId> users);
   // Whether the batch holds the user's head row.
   bool HoldsHead(UserId user) const { return heads_.contains(user); }
