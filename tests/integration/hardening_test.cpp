@@ -344,8 +344,11 @@ TEST(Hardening, AcksThatWriteCountAsWrites) {
   }
   for (const auto& seq : seqs) {
     ASSERT_TRUE(b->SendJson({{"op", "ack"}, {"seq", seq}}));
-    // Each its own write: the last one is stored before the next is sent.
-    std::this_thread::sleep_for(60ms);
+    // Each its own write: the last one is stored (its delivered receipt
+    // reached the sender) before the next is sent. An ack sent while the
+    // last is still being written merges into it and takes no token: a
+    // fixed 60 ms pause here failed on a loaded machine.
+    ASSERT_TRUE(NextEventOfType(*a, "receipt"));
   }
   auto r = b->Request({{"op", "profile.set"}, {"status_text", "here"}});
   ASSERT_TRUE(r);

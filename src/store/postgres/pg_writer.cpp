@@ -233,26 +233,34 @@ Status Tx::Defer(std::string_view what) {
   return Fail(Errc::kUnavailable, "deferred: " + std::string(what) + " is locked by another node");
 }
 
-Status Tx::WaitLock(const std::vector<UserId>& users) {
-  if (users.empty()) return Ok();
+Status Tx::LockRows(const char* lock, const std::vector<UserId>& users, bool make_missing) {
   Params p;
   p.U64Array(users);
-  if (auto s = Pipe("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
-                    "ORDER BY u ON CONFLICT DO NOTHING",
-                    p);
-      !s) {
-    return s;
+  if (make_missing) {
+    if (auto s = Pipe("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
+                      "ORDER BY u ON CONFLICT DO NOTHING",
+                      p);
+        !s) {
+      return s;
+    }
   }
   // In the array's (ascending) order, one primary-key probe each (see
   // kLockHeads).
-  auto rows = ReadPast(kLockHeads, p);
+  auto rows = ReadPast(lock, p);
   if (!rows) return std::unexpected(rows.error());
   for (int i = 0; i < rows->size(); ++i) {
-    heads_[rows->U64(i, 0)] = HeadRow{.head = rows->U64(i, 1), .delivered = rows->U64(i, 2)};
+    const UserId user = rows->U64(i, 0);
+    heads_[user] = HeadRow{.head = rows->U64(i, 1), .delivered = rows->U64(i, 2)};
+    max_head_ = std::max(max_head_, user);
   }
+  return Ok();
+}
+
+Status Tx::WaitLock(const std::vector<UserId>& users) {
+  if (users.empty()) return Ok();
+  if (auto s = LockRows(kLockHeads, users, true); !s) return s;
   for (UserId u : users) {
     if (!heads_.contains(u)) return Fail(Errc::kInternal, "mailbox head row missing after insert");
-    max_head_ = std::max(max_head_, u);
   }
   return Ok();
 }
@@ -289,22 +297,10 @@ Status Tx::TryLockHeads(std::vector<UserId> users) {
   if (users.empty()) return Ok();
   std::sort(users.begin(), users.end());
   users.erase(std::unique(users.begin(), users.end()), users.end());
-  Params p;
-  p.U64Array(users);
-  if (auto s = Pipe("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
-                    "ORDER BY u ON CONFLICT DO NOTHING",
-                    p);
-      !s) {
-    return s;
-  }
-  auto rows = ReadPast(kTryLockHeads, p);
-  if (!rows) return std::unexpected(rows.error());
-  for (int i = 0; i < rows->size(); ++i) {
-    const UserId user = rows->U64(i, 0);
-    heads_[user] = HeadRow{.head = rows->U64(i, 1), .delivered = rows->U64(i, 2)};
-    max_head_ = std::max(max_head_, user);
-  }
-  return Ok();
+  // Making a missing row can wait (on another node inserting it), which is
+  // safe only while nothing is held; otherwise the job goes to the next
+  // batch like any whose head is taken.
+  return LockRows(kTryLockHeads, users, heads_.empty());
 }
 
 Result<std::unordered_map<UserId, std::vector<UserId>>> Tx::ReceiptSenders(

@@ -266,6 +266,10 @@ class Tx {
     Params params;
   };
   Result<HeadRow*> Locked(UserId user);
+  // Makes the missing head rows of `users` (ascending) when asked, then
+  // runs `lock` (kLockHeads or kTryLockHeads) over them and keeps the rows
+  // it returns.
+  Status LockRows(const char* lock, const std::vector<UserId>& users, bool make_missing);
   Status FlushHeads();
 
   Status Defer(std::string_view what);
