@@ -612,10 +612,10 @@ Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx,
     }
   }
   if (auto s = tx.Lock(std::move(must_wait)); !s) return s;
-  // The other heads are tried, never waited for, here: a job whose head another
-  // transaction holds goes to the next batch, and so does every later job
-  // naming a user of one sent on (their order). A job deferred too often
-  // stays, to take its heads in the job phase (see pg_writer.hpp).
+  // The other heads are tried, never waited for, here: a job whose head
+  // another transaction holds goes to the next batch, and so does every
+  // later job naming a user of one sent on (their order), even one that
+  // took its heads above (see pg_writer.hpp).
   if (auto s = tx.TryLockHeads(std::move(users)); !s) return s;
   std::unordered_set<UserId> sent_on;
   std::deque<std::unique_ptr<WriteJob>> kept;
@@ -623,10 +623,12 @@ Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx,
   std::vector<AckHint> acks;
   for (auto& job : jobs) {
     const auto& hint = job->hint();
-    const bool blocked = std::any_of(hint.begin(), hint.end(), [&](UserId u) {
-      return !tx.HoldsHead(u) || sent_on.contains(u);
-    });
-    if (blocked && job->deferrals() < kMaxDeferrals) {
+    const bool after_one_sent_on =
+        std::any_of(hint.begin(), hint.end(), [&](UserId u) { return sent_on.contains(u); });
+    const bool blocked = after_one_sent_on || std::any_of(hint.begin(), hint.end(), [&](UserId u) {
+                           return !tx.HoldsHead(u);
+                         });
+    if (after_one_sent_on || (blocked && job->deferrals() < kMaxDeferrals)) {
       sent_on.insert(hint.begin(), hint.end());
       job->Deferred({}, {});
       later.push_back(std::move(job));
