@@ -41,5 +41,23 @@ TEST(ClusterOtpLimits, CodesPerPhoneAndInAllAreCountedOnceForTheCluster) {
   }
 }
 
+// Codes a node issued while the bus was down are counted by the node alone
+// (Redis never saw them); once the bus is back, the node's own count still
+// applies, so the phone does not get its budget again. Before, the fourth
+// code went through on Redis's count of zero.
+TEST(ClusterOtpLimits, CodesIssuedWhileTheBusWasDownStillCountOnceItIsBack) {
+  Cluster c({.nodes = 1});
+  ASSERT_TRUE(c.Start());
+  c.KillRedis();
+  ASSERT_TRUE(c.WaitReady(0, 503));
+  const std::string phone = NextPhone();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(AskCode(c, 0, phone).status, 202);
+  ASSERT_TRUE(c.StartRedis());
+  ASSERT_TRUE(c.WaitReady(0, 200));
+  auto fourth = AskCode(c, 0, phone);
+  EXPECT_EQ(fourth.status, 429) << fourth.body;
+  EXPECT_EQ(fourth.ErrorCode(), "rate_limited");
+}
+
 }  // namespace
 }  // namespace parley::test

@@ -230,11 +230,13 @@ void HttpApi::Otp(const net::HttpRequest& request, net::HttpRespond respond) {
             if (fresh > 0) wait_s = std::min(wait_s, fresh);
             return respond(RateLimited(wait_s, "too many codes; try again later"));
           }
-          // Kept locally too, for when the bus is down.
-          core.otp_per_phone.Add(phone_key, now_s);
-          core.otp_per_address.Add(address_key, now_s);
-          core.abuse.otp_global.Add("", now_s);
-          IssueOtp(core, phone_key, std::move(respond));
+          // The node's own windows too (and kept for when the bus is
+          // down): codes it issued while the bus was not yet (or no longer)
+          // there are in them and not on the bus, so the bus alone let a
+          // phone have its budget again (seen: a fourth code in a minute
+          // right after start, the first three counted before the bus was
+          // connected).
+          IssueOtpIfLocalAllows(core, phone_key, address_key, now_s, fresh, std::move(respond));
         });
     return;
   }
