@@ -277,11 +277,7 @@ Status Tx::Lock(std::vector<UserId> users) {
       allow_waits_ ? users.begin() : std::upper_bound(users.begin(), users.end(), max_head_);
   if (above != users.begin()) {
     std::vector<UserId> below(users.begin(), above);
-    auto rows = ReadPast(kTryLockHeads, Params().U64Array(below));
-    if (!rows) return std::unexpected(rows.error());
-    for (int i = 0; i < rows->size(); ++i) {
-      heads_[rows->U64(i, 0)] = HeadRow{.head = rows->U64(i, 1), .delivered = rows->U64(i, 2)};
-    }
+    if (auto s = LockRows(kTryLockHeads, below, false); !s) return s;
     // Missing: taken by another transaction, or a head row not made yet
     // (making it could wait on another node's insert). Either way the job
     // runs again with these users locked at BEGIN.
@@ -625,10 +621,9 @@ Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx,
     const auto& hint = job->hint();
     const bool after_one_sent_on =
         std::any_of(hint.begin(), hint.end(), [&](UserId u) { return sent_on.contains(u); });
-    const bool blocked = after_one_sent_on || std::any_of(hint.begin(), hint.end(), [&](UserId u) {
-                           return !tx.HoldsHead(u);
-                         });
-    if (after_one_sent_on || (blocked && job->deferrals() < kMaxDeferrals)) {
+    const bool holds_all =
+        std::all_of(hint.begin(), hint.end(), [&](UserId u) { return tx.HoldsHead(u); });
+    if (after_one_sent_on || (!holds_all && job->deferrals() < kMaxDeferrals)) {
       sent_on.insert(hint.begin(), hint.end());
       job->Deferred({}, {});
       later.push_back(std::move(job));
@@ -636,8 +631,8 @@ Status Writer::BeginOnce(std::deque<std::unique_ptr<WriteJob>>& jobs, Tx& tx,
     }
     // What a job reads is prefetched only when its heads are held (a job
     // kept without them reads for itself once it has them).
-    if (!blocked && job->idem_key()) idem.push_back(*job->idem_key());
-    if (!blocked && job->ack_hint()) acks.push_back(*job->ack_hint());
+    if (holds_all && job->idem_key()) idem.push_back(*job->idem_key());
+    if (holds_all && job->ack_hint()) acks.push_back(*job->ack_hint());
     kept.push_back(std::move(job));
   }
   jobs.swap(kept);
@@ -666,8 +661,7 @@ void Writer::Retry(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   jobs.swap(failed);
   if (again.empty()) return;
   retried_.fetch_add(1);
-  std::lock_guard lock(mu_);
-  for (auto it = again.rbegin(); it != again.rend(); ++it) queue_.push_front(std::move(*it));
+  Requeue(std::move(again));
 }
 
 void Writer::Adapt(bool lost_lock_wait, bool deferred, double begin_seconds) {
