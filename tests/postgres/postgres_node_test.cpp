@@ -202,7 +202,7 @@ TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {
 
   auto after = SendText(*ws, bob.user_id, "after", "", 10s);
   ASSERT_TRUE(after.has_value());
-  EXPECT_EQ((*after)["op"], "ok") << json::serialize(*after);
+  EXPECT_EQ((*after)["op"], "ok") << json::serialize(*after) << "\nlog:\n" << node.Log();
 
   // Everything answered ok is in Bob's mailbox.
   auto ws_bob = Connect(node, bob);

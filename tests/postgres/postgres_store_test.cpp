@@ -143,5 +143,47 @@ TEST(PostgresStore, WritesFailWhileTheServerIsGoneAndResumeAfter) {
   s.Close();
 }
 
+// /ready asks Writable() and makes a read: once both say yes, a write must
+// go through. Writable() used to say Ok always and a read connection
+// reconnects at once, while the writer, failing writes meanwhile, tried again
+// only every 200 ms and only when a write came (CI saw a send answered
+// internal after /ready said 200).
+TEST(PostgresStore, OnceReachableAgainTheNextWriteGoesThrough) {
+  const std::string url = FreshDatabase();
+  auto opened = OpenPostgresStore({.url = url, .readers = 2});
+  ASSERT_TRUE(opened.has_value()) << opened.error().message;
+  Store& s = **opened;
+  ASSERT_TRUE(PutOtp(s, Code("+15550005555")));
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    test::SharedPostgres().Stop();
+    // Writes keep failing while the server is away (each a reconnect attempt
+    // when one is due); the last one just before it is back.
+    std::atomic<bool> stop{false};
+    std::thread load([&] {
+      for (int i = 0; !stop; ++i) {
+        (void)PutOtp(s, Code("+1555100" + std::to_string(1000 + i % 9000)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(s.Writable().has_value());
+    EXPECT_FALSE(PostgresStoreReachable(s));
+    test::SharedPostgres().Start();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    bool reachable = false;
+    const auto ready = [&] { return s.Writable().has_value() && s.GetUser(0).has_value(); };
+    while (!(reachable = ready()) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    stop = true;
+    load.join();
+    ASSERT_TRUE(reachable) << "never reachable again";
+    auto put = PutOtp(s, Code("+1555200000" + std::to_string(round)));
+    EXPECT_TRUE(put.has_value()) << put.error().message;
+  }
+  s.Close();
+}
+
 }  // namespace
 }  // namespace parley::store::testing

@@ -214,7 +214,16 @@ PgStore::~PgStore() {
 
 void PgStore::Close() { writer_->Close(); }
 
-bool PgStore::Reachable() { return reads_->Ping(); }
+// The writer reconnects on its own after losing the server, so /ready (which
+// asks this and a read) says 200 only once a write can go through again.
+Status PgStore::Writable() {
+  if (!writer_->healthy())
+    return Fail(Errc::kUnavailable, "postgresql: the writer is not connected");
+  return Ok();
+}
+
+// Both ways to the database: the writer is connected and a read answers now.
+bool PgStore::Reachable() { return Writable().has_value() && reads_->Ping(); }
 
 }  // namespace pg
 

@@ -174,6 +174,8 @@ class PgStore final : public Store {
                                           std::size_t max) override;
 
   void Close() override;
+  // kUnavailable while the writer's connection is down (see Writer::healthy).
+  Status Writable() override;
 
  private:
   // `hint`: the users whose heads the job will lock; `groups`: the groups

@@ -534,7 +534,17 @@ void Writer::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return !queue_.empty() || closed_; });
+      const auto ready = [this] { return !queue_.empty() || closed_; };
+      // While the connection is down the writer reconnects on its own, idle
+      // or not, so that /ready (which asks it) says 200 only once a write
+      // can go through, not at the first write after the server is back.
+      while (!healthy_.load() && !ready()) {
+        if (cv_.wait_for(lock, kReconnectPoll, ready)) break;
+        lock.unlock();
+        healthy_.store(conn_->EnsureConnected());
+        lock.lock();
+      }
+      cv_.wait(lock, ready);
       if (queue_.empty()) return;
       const std::size_t cap = batch_cap_.load(std::memory_order_relaxed);
       if (queue_.size() <= cap) {

@@ -102,6 +102,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -390,7 +391,8 @@ class Writer {
   ~Writer();
   void Submit(std::unique_ptr<WriteJob> job);
   void Close();
-  // Whether the last batch reached the database (for readiness).
+  // Whether the writer's connection is up: false from a batch that lost it
+  // until the writer, idle or not, has connected again (for readiness).
   bool healthy() const { return healthy_.load(); }
   // How many times a job was deferred (see the note at the top).
   std::uint64_t deferred() const { return deferred_.load(); }
@@ -427,6 +429,8 @@ class Writer {
   std::deque<std::unique_ptr<WriteJob>> queue_;
   bool closed_ = false;
   std::atomic<bool> healthy_{true};
+  // How often an idle writer whose connection is down tries it again.
+  static constexpr std::chrono::milliseconds kReconnectPoll{250};
   std::atomic<std::uint64_t> deferred_{0};
   std::atomic<std::uint64_t> retried_{0};
   std::atomic<std::size_t> batch_cap_{kMaxJobsPerCommit};
