@@ -113,8 +113,10 @@ int Serve(Config cfg) {
   std::string secret;
   if (store::IsPostgresUrl(cfg.store)) {
     // Shared by every node: schema and secrets live in the database.
-    auto opened = store::OpenPostgresStore(
-        {.url = cfg.store, .readers = StoreReaderThreads(cfg) + 2u, .observer = observer});
+    auto opened = store::OpenPostgresStore({.url = cfg.store,
+                                            .readers = StoreReaderThreads(cfg) + 2u,
+                                            .observer = observer,
+                                            .metrics = &metrics});
     if (!opened) throw std::runtime_error("store: " + opened.error().message);
     store = std::move(*opened);
     if (!cfg.jwt_secret.empty()) {

@@ -192,11 +192,19 @@ TEST(PostgresNode, ReadyAndWritesFollowTheDatabase) {
   ASSERT_TRUE(failed.has_value()) << "no answer while the database is down; log:\n" << node.Log();
   EXPECT_EQ((*failed)["op"], "error") << json::serialize(*failed);
   EXPECT_EQ(Str(*failed, "code"), "internal") << json::serialize(*failed);
+  // The writer lost its connection (that write failed): /metrics says so.
+  const std::string down = Http(node.endpoint(), "GET", "/metrics").body;
+  EXPECT_NE(down.find("\nparley_pg_writer_connected 0\n"), std::string::npos) << down;
 
   SharedPostgres().Start();
   auto back = WaitReady(node, 200, 30s);
   ASSERT_TRUE(back.has_value()) << "/ready never came back";
   EXPECT_LE(back->count(), 5000) << "ready again only after " << back->count() << " ms";
+  const std::string up = Http(node.endpoint(), "GET", "/metrics").body;
+  EXPECT_NE(up.find("\nparley_pg_writer_connected 1\n"), std::string::npos) << up;
+  EXPECT_NE(up.find("\nparley_pg_writer_batch_cap "), std::string::npos) << up;
+  EXPECT_NE(up.find("\nparley_pg_writer_deferred_total "), std::string::npos) << up;
+  EXPECT_NE(up.find("\nparley_pg_writer_lock_retries_total "), std::string::npos) << up;
   stop = true;
   load.join();  // before reading `acked`
 

@@ -202,10 +202,10 @@ bool ReadPool::Ping() { return Exec("SELECT 1").has_value(); }
 // ---- PgStore ----------------------------------------------------------------------
 
 PgStore::PgStore(std::unique_ptr<ReadPool> reads, std::unique_ptr<Conn> writer,
-                 StoreObserver observer)
+                 StoreObserver observer, Registry* metrics)
     : reads_(std::move(reads)),
       observer_(std::move(observer)),
-      writer_(std::make_unique<Writer>(std::move(writer), observer_)) {}
+      writer_(std::make_unique<Writer>(std::move(writer), observer_, metrics)) {}
 
 PgStore::~PgStore() {
   Close();
@@ -242,8 +242,8 @@ Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options)
     readers.push_back(std::move(*conn));
   }
   auto pool = std::make_unique<pg::ReadPool>(options.url, std::move(readers));
-  return std::unique_ptr<Store>(
-      std::make_unique<pg::PgStore>(std::move(pool), std::move(*writer), options.observer));
+  return std::unique_ptr<Store>(std::make_unique<pg::PgStore>(std::move(pool), std::move(*writer),
+                                                              options.observer, options.metrics));
 }
 
 Result<std::string> PostgresSharedSecret(const std::string& url, std::string_view name,

@@ -93,7 +93,8 @@ std::unexpected<Error> Failed(const Result<T>& r) {
 
 class PgStore final : public Store {
  public:
-  PgStore(std::unique_ptr<ReadPool> reads, std::unique_ptr<Conn> writer, StoreObserver observer);
+  PgStore(std::unique_ptr<ReadPool> reads, std::unique_ptr<Conn> writer, StoreObserver observer,
+          Registry* metrics = nullptr);
   ~PgStore() override;
 
   bool Reachable();

@@ -482,9 +482,32 @@ void Tx::Reset() {
 
 // ---- Writer --------------------------------------------------------------------
 
-Writer::Writer(std::unique_ptr<Conn> conn, StoreObserver observer)
+WriterMetrics::WriterMetrics(Registry& r)
+    : deferred(r.GetCounter("parley_pg_writer_deferred_total",
+                            "PostgreSQL write batches that sent jobs on to the next batch (a head "
+                            "another node's transaction held)")),
+      retried(r.GetCounter("parley_pg_writer_lock_retries_total",
+                           "PostgreSQL write batches rolled back after losing a lock wait, whose "
+                           "jobs ran again")),
+      batch_cap(r.GetGauge("parley_pg_writer_batch_cap",
+                           "Jobs the PostgreSQL writer takes per batch now (shrinks under lock "
+                           "contention)")),
+      connected(r.GetGauge("parley_pg_writer_connected",
+                           "1 while the PostgreSQL writer's connection is up (/ready needs it)")) {}
+
+Writer::Writer(std::unique_ptr<Conn> conn, StoreObserver observer, Registry* metrics)
     : conn_(std::move(conn)), observer_(std::move(observer)) {
+  if (metrics != nullptr) {
+    metrics_.emplace(*metrics);
+    metrics_->batch_cap.Set(static_cast<double>(kMaxJobsPerCommit));
+    metrics_->connected.Set(1);
+  }
   thread_ = std::thread([this] { Run(); });
+}
+
+void Writer::SetHealthy(bool up) {
+  healthy_.store(up);
+  if (metrics_) metrics_->connected.Set(up ? 1 : 0);
 }
 
 Writer::~Writer() {
@@ -541,7 +564,7 @@ void Writer::Run() {
       while (!healthy_.load() && !ready()) {
         if (cv_.wait_for(lock, kReconnectPoll, ready)) break;
         lock.unlock();
-        healthy_.store(conn_->EnsureConnected());
+        SetHealthy(conn_->EnsureConnected());
         lock.lock();
       }
       cv_.wait(lock, ready);
@@ -671,6 +694,7 @@ void Writer::Retry(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   jobs.swap(failed);
   if (again.empty()) return;
   retried_.fetch_add(1);
+  if (metrics_) metrics_->retried.Inc();
   Requeue(std::move(again));
 }
 
@@ -683,8 +707,9 @@ void Writer::Adapt(bool lost_lock_wait, bool deferred, double begin_seconds) {
   } else {
     cap *= 2;
   }
-  batch_cap_.store(std::clamp(cap, kMinJobsPerCommit, kMaxJobsPerCommit),
-                   std::memory_order_relaxed);
+  cap = std::clamp(cap, kMinJobsPerCommit, kMaxJobsPerCommit);
+  batch_cap_.store(cap, std::memory_order_relaxed);
+  if (metrics_) metrics_->batch_cap.Set(static_cast<double>(cap));
 }
 
 void Writer::Requeue(std::deque<std::unique_ptr<WriteJob>> jobs) {
@@ -728,6 +753,7 @@ void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   const bool deferred = ran < jobs.size() || !later.empty();
   if (deferred) {
     deferred_.fetch_add(1);
+    if (metrics_) metrics_->deferred.Inc();
     for (std::size_t i = ran; i < jobs.size(); ++i) later.push_back(std::move(jobs[i]));
     jobs.resize(ran);
     std::sort(later.begin(), later.end(),
@@ -751,7 +777,7 @@ void Writer::RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs) {
   }
   conn_->ExitPipeline();
   Adapt(lost, deferred, begin_seconds);
-  healthy_.store(conn_->healthy());
+  SetHealthy(conn_->healthy());
   for (auto& job : jobs) {
     Observe(job->op(), MonoSeconds() - job->submitted());
     job->Finish(commit);

@@ -119,6 +119,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "store/postgres/pg_bulk.hpp"
 #include "store/postgres/pg_conn.hpp"
@@ -385,9 +386,18 @@ std::unique_ptr<WriteJob> MakeJob(std::string_view op, std::vector<UserId> hint,
   return std::make_unique<FnJob<T, F>>(op, std::move(hint), std::move(body), std::move(done));
 }
 
+// What the writer reports on /metrics when given a registry.
+struct WriterMetrics {
+  explicit WriterMetrics(Registry& r);
+  Counter& deferred;
+  Counter& retried;
+  Gauge& batch_cap;
+  Gauge& connected;
+};
+
 class Writer {
  public:
-  Writer(std::unique_ptr<Conn> conn, StoreObserver observer);
+  Writer(std::unique_ptr<Conn> conn, StoreObserver observer, Registry* metrics = nullptr);
   ~Writer();
   void Submit(std::unique_ptr<WriteJob> job);
   void Close();
@@ -434,6 +444,9 @@ class Writer {
   std::atomic<std::uint64_t> deferred_{0};
   std::atomic<std::uint64_t> retried_{0};
   std::atomic<std::size_t> batch_cap_{kMaxJobsPerCommit};
+  std::optional<WriterMetrics> metrics_;
+  // Sets healthy_ and the connected gauge.
+  void SetHealthy(bool up);
   std::mutex join_mu_;
   std::thread thread_;
 };

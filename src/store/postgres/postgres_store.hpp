@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/metrics.hpp"
 #include "common/result.hpp"
 #include "store/store.hpp"
 
@@ -17,6 +18,9 @@ struct PostgresOptions {
   std::string url;          // a libpq URI: postgresql://USER@HOST:PORT/DB?...
   std::size_t readers = 4;  // connections for reads
   StoreObserver observer;   // optional
+  // Optional: the writer's counters go here (parley_pg_writer_*, see
+  // docs/operations.md).
+  Registry* metrics = nullptr;
 };
 
 // Whether `url` names a PostgreSQL store (postgresql:// or postgres://).
