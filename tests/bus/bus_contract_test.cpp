@@ -460,6 +460,37 @@ TEST_F(RedisBus, ReconnectsResubscribesAndFlowsAgainAfterARedisRestart) {
   EXPECT_TRUE(located);
 }
 
+// After a restart the registrations go back a chunk (256) at a time, each
+// chunk once the last answered: every one of a node's devices, however many,
+// is written again, and publications flow meanwhile.
+TEST_F(RedisBus, RegistrationsOfManyChunksAreAllWrittenAgainAfterARedisRestart) {
+  auto b = Started("b");
+  constexpr UserId kFirst = 1000;
+  constexpr int kDevices = 700;  // three chunks, the last one short
+  for (int i = 0; i < kDevices; ++i) {
+    Answer<Result<bool>> reg;
+    b->bus->Register(kFirst + i, 1, reg.Callback());
+    ASSERT_TRUE(reg.Get() && *reg.Get());
+  }
+  const std::string set = "nd:" + b->bus->instance();
+  const std::string all = ":" + std::to_string(kDevices) + "\r\n";
+  ASSERT_EQ(backend_.redis().Command({"SCARD", set}), all);
+  backend_.redis().Kill();
+  EXPECT_TRUE(b->inbox.Wait("state down"));
+  ASSERT_TRUE(backend_.redis().Start());
+  EXPECT_TRUE(b->inbox.Wait("state up"));
+  std::string count;
+  for (int i = 0; i < 100 && count != all; ++i) {
+    count = backend_.redis().Command({"SCARD", set});
+    if (count != all) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(count, all);
+  for (UserId u :
+       {kFirst, kFirst + 255, kFirst + 256, kFirst + 511, kFirst + 512, kFirst + kDevices - 1}) {
+    EXPECT_EQ(backend_.redis().Command({"ZCARD", "pr:" + std::to_string(u)}), ":1\r\n") << u;
+  }
+}
+
 TEST_F(RedisBus, GarbageOnChannelsIsCountedAndDropped) {
   auto a = Started("a");
   auto b = Started("b");

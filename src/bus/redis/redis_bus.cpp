@@ -333,13 +333,7 @@ class RedisBus final : public Bus {
     Heartbeat();
     if (claim_wanted_ && !claimed_) TryClaim();
     // A restarted Redis has none of this node's registrations.
-    const auto now = NowMs();
-    for (const auto& [user, device] : registrations_) {
-      Eval(kRegister, {PresenceKey(user), NodeSetKey()},
-           {Member(device), std::to_string(now + o_.registry_ttl.count()), std::to_string(now),
-            NodeSetMember(user, device), Ms(o_.registry_ttl)},
-           nullptr);
-    }
+    RegisterChunk(std::nullopt, false);
     UpdateState();
   }
 
@@ -437,16 +431,38 @@ class RedisBus final : public Bus {
   void Reregister() {
     PLOG_WARN("this node was taken for dead and swept; registering its devices again",
               "node={} registrations={}", o_.node_id, registrations_.size());
+    RegisterChunk(std::nullopt, true);
+  }
+
+  // Writes the registrations after `after` (from the first when empty) again
+  // after a reconnect or a sweep, kRegisterChunk at a time, the next chunk
+  // once Redis has answered this one's last, so that the hellos and
+  // publications of meanwhile are not queued behind tens of thousands of
+  // scripts. With `announce`, each user the script makes online again goes
+  // to on_presence. A lost connection ends the chain (the next CommandsUp
+  // starts another); a registration made meanwhile registered itself.
+  void RegisterChunk(std::optional<std::pair<UserId, DeviceId>> after, bool announce) {
+    constexpr std::size_t kRegisterChunk = 256;
+    if (!cmd_up_ || stopping_) return;
     const auto now = NowMs();
-    for (const auto& [user, device] : registrations_) {
+    auto it = after ? registrations_.upper_bound(*after) : registrations_.begin();
+    for (std::size_t n = 0; it != registrations_.end() && n < kRegisterChunk; ++n) {
+      const auto [user, device] = *it++;
+      const bool last = n + 1 == kRegisterChunk || it == registrations_.end();
+      const bool more = it != registrations_.end();
       Eval(kRegister, {PresenceKey(user), NodeSetKey()},
            {Member(device), std::to_string(now + o_.registry_ttl.count()), std::to_string(now),
             NodeSetMember(user, device), Ms(o_.registry_ttl)},
-           [this, user](Result<ReplyPtr> r) {
-             auto back = IntegerResult(r);
-             if (!back || !*back || !handlers_.on_presence) return;
-             PresenceChange p{.user = user, .online = true, .last_seen_ms = 0, .origin = instance_};
-             gate_.Post([h = handlers_.on_presence, p = std::move(p)] { h(p); });
+           [this, user, device, announce, last, more](Result<ReplyPtr> r) {
+             if (!r) return;  // the connection is gone: the next CommandsUp starts again
+             if (announce && handlers_.on_presence) {
+               if (auto back = IntegerResult(r); back && *back) {
+                 PresenceChange p{
+                     .user = user, .online = true, .last_seen_ms = 0, .origin = instance_};
+                 gate_.Post([h = handlers_.on_presence, p = std::move(p)] { h(p); });
+               }
+             }
+             if (last && more) RegisterChunk(std::make_pair(user, device), announce);
            });
     }
   }
