@@ -335,24 +335,45 @@ TEST(Hardening, AcksThatWriteCountAsWrites) {
   auto a = Connect(*server, alice);
   auto b = Connect(*server, bob);
   ASSERT_TRUE(a && b);
-  std::vector<std::string> seqs;
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(SendText(*a, bob.user_id, "m" + std::to_string(i)));
-    auto m = NextEventOfType(*b, "message");
-    ASSERT_TRUE(m);
-    seqs.push_back(Str(*m, "seq"));
+  // The bucket holds 4 and refills 1 a second: four acks and a profile.set
+  // within one second leave nothing for the profile.set. An attempt that took
+  // longer (each ack waits for its receipt: on a loaded machine, with
+  // PostgreSQL, four of them have taken over a second) proves nothing, so
+  // it is tried again once the bucket is full.
+  int judged = 0;
+  std::vector<std::string> slow;
+  for (int attempt = 0; attempt < 6 && judged == 0; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+    std::vector<std::string> seqs;
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(
+          SendText(*a, bob.user_id, "m" + std::to_string(attempt) + "." + std::to_string(i)));
+      auto m = NextEventOfType(*b, "message");
+      ASSERT_TRUE(m);
+      seqs.push_back(Str(*m, "seq"));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    for (const auto& seq : seqs) {
+      ASSERT_TRUE(b->SendJson({{"op", "ack"}, {"seq", seq}}));
+      // Each its own write: the last one is stored (its delivered receipt
+      // reached the sender) before the next is sent. An ack sent while the
+      // last is still being written merges into it and takes no token (the
+      // server ends the write before it sends the receipt).
+      ASSERT_TRUE(NextEventOfType(*a, "receipt"));
+    }
+    auto r = b->Request({{"op", "profile.set"}, {"status_text", "here"}});
+    ASSERT_TRUE(r);
+    const auto took = std::chrono::steady_clock::now() - start;
+    if (took >= std::chrono::milliseconds(950)) {
+      slow.push_back(
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+      continue;
+    }
+    ++judged;
+    EXPECT_EQ(Str(*r, "code"), "rate_limited") << json::serialize(*r);
   }
-  for (const auto& seq : seqs) {
-    ASSERT_TRUE(b->SendJson({{"op", "ack"}, {"seq", seq}}));
-    // Each its own write: the last one is stored (its delivered receipt
-    // reached the sender) before the next is sent. An ack sent while the
-    // last is still being written merges into it and takes no token: a
-    // fixed 60 ms pause here failed on a loaded machine.
-    ASSERT_TRUE(NextEventOfType(*a, "receipt"));
-  }
-  auto r = b->Request({{"op", "profile.set"}, {"status_text", "here"}});
-  ASSERT_TRUE(r);
-  EXPECT_EQ(Str(*r, "code"), "rate_limited") << json::serialize(*r);
+  EXPECT_EQ(judged, 1) << "every attempt took a second or more (ms): "
+                       << ::testing::PrintToString(slow);
 }
 
 // A group change that changes nothing reaches nobody: it pays no fan-out

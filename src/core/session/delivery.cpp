@@ -182,17 +182,20 @@ void Session::SubmitAck(store::Seq seq) {
   // is still written after the connection closed.
   core_.store.Ack(identity_.user, identity_.device, seq, NowMs(),
                   [self = shared_from_this()](Result<store::AckResult> r) {
-                    if (r) {
-                      self->core_.Wake(r->appended);
-                    } else {
-                      PLOG_ERROR("store write failed", "op=ack error={}",
-                                 LogQuote(r.error().message));
-                    }
+                    // This write is over before anyone hears of it: an ack
+                    // sent after its receipts reached their senders is a
+                    // write of its own, never merged into this one.
                     store::Seq next = 0;
                     {
                       std::lock_guard lock(self->acks_.mu);
                       std::swap(next, self->acks_.pending);
                       self->acks_.in_flight = next != 0;
+                    }
+                    if (r) {
+                      self->core_.Wake(r->appended);
+                    } else {
+                      PLOG_ERROR("store write failed", "op=ack error={}",
+                                 LogQuote(r.error().message));
                     }
                     if (next != 0) self->SubmitAck(next);
                   });
