@@ -155,13 +155,10 @@ class RedisBus final : public Bus {
     asio::post(io_, [this, user, device, done = std::move(done)]() mutable {
       registrations_.insert({user, device});
       if (!cmd_up_) return Answer(std::move(done), Fail(Errc::kUnavailable, "bus down"));
-      const auto now = NowMs();
-      Eval(kRegister, {PresenceKey(user), NodeSetKey()},
-           {Member(device), std::to_string(now + o_.registry_ttl.count()), std::to_string(now),
-            NodeSetMember(user, device), Ms(o_.registry_ttl)},
-           [this, done = std::move(done)](Result<ReplyPtr> r) mutable {
-             Answer(std::move(done), IntegerResult(r));
-           });
+      EvalRegister(user, device, NowMs(),
+                   [this, done = std::move(done)](Result<ReplyPtr> r) mutable {
+                     Answer(std::move(done), IntegerResult(r));
+                   });
     });
   }
 
@@ -333,7 +330,7 @@ class RedisBus final : public Bus {
     Heartbeat();
     if (claim_wanted_ && !claimed_) TryClaim();
     // A restarted Redis has none of this node's registrations.
-    RegisterChunk(std::nullopt, false);
+    RegisterChunk(std::nullopt, Chain::kRestore);
     UpdateState();
   }
 
@@ -431,39 +428,51 @@ class RedisBus final : public Bus {
   void Reregister() {
     PLOG_WARN("this node was taken for dead and swept; registering its devices again",
               "node={} registrations={}", o_.node_id, registrations_.size());
-    RegisterChunk(std::nullopt, true);
+    RegisterChunk(std::nullopt, Chain::kAnnounce);
   }
 
-  // Writes the registrations after `after` (from the first when empty) again
-  // after a reconnect or a sweep, kRegisterChunk at a time, the next chunk
-  // once Redis has answered this one's last, so that the hellos and
-  // publications of meanwhile are not queued behind tens of thousands of
-  // scripts. With `announce`, each user the script makes online again goes
-  // to on_presence. A lost connection ends the chain (the next CommandsUp
-  // starts another); a registration made meanwhile registered itself.
-  void RegisterChunk(std::optional<std::pair<UserId, DeviceId>> after, bool announce) {
+  // kRegister for one device: its presence entry (expiring after
+  // registry_ttl, stale ones pruned) and its line in this node's set.
+  void EvalRegister(UserId user, DeviceId device, std::int64_t now, ReplyHandler handler) {
+    Eval(kRegister, {PresenceKey(user), NodeSetKey()},
+         {Member(device), std::to_string(now + o_.registry_ttl.count()), std::to_string(now),
+          NodeSetMember(user, device), Ms(o_.registry_ttl)},
+         std::move(handler));
+  }
+
+  // Why the registrations are written again: after a reconnect (a restarted
+  // Redis may have none), after a sweep (and the users made online again
+  // are announced), or to renew them before they expire.
+  enum class Chain { kRestore, kAnnounce, kRefresh };
+
+  // Writes the registrations after `after` (from the first when empty)
+  // again, kRegisterChunk at a time, the next chunk once Redis has answered
+  // this one's last, so that the hellos and publications of meanwhile are
+  // not queued behind tens of thousands of scripts. A lost connection ends
+  // the chain (the next CommandsUp starts another); a registration made
+  // meanwhile registered itself.
+  void RegisterChunk(std::optional<std::pair<UserId, DeviceId>> after, Chain chain) {
     constexpr std::size_t kRegisterChunk = 256;
-    if (!cmd_up_ || stopping_) return;
-    const auto now = NowMs();
     auto it = after ? registrations_.upper_bound(*after) : registrations_.begin();
+    if (!cmd_up_ || stopping_ || it == registrations_.end()) {
+      if (chain == Chain::kRefresh) refreshing_ = false;
+      return;
+    }
+    const auto now = NowMs();
     for (std::size_t n = 0; it != registrations_.end() && n < kRegisterChunk; ++n) {
       const auto [user, device] = *it++;
       const bool last = n + 1 == kRegisterChunk || it == registrations_.end();
-      const bool more = it != registrations_.end();
-      Eval(kRegister, {PresenceKey(user), NodeSetKey()},
-           {Member(device), std::to_string(now + o_.registry_ttl.count()), std::to_string(now),
-            NodeSetMember(user, device), Ms(o_.registry_ttl)},
-           [this, user, device, announce, last, more](Result<ReplyPtr> r) {
-             if (!r) return;  // the connection is gone: the next CommandsUp starts again
-             if (announce && handlers_.on_presence) {
-               if (auto back = IntegerResult(r); back && *back) {
-                 PresenceChange p{
-                     .user = user, .online = true, .last_seen_ms = 0, .origin = instance_};
-                 gate_.Post([h = handlers_.on_presence, p = std::move(p)] { h(p); });
-               }
-             }
-             if (last && more) RegisterChunk(std::make_pair(user, device), announce);
-           });
+      EvalRegister(user, device, now, [this, user, device, chain, last](Result<ReplyPtr> r) {
+        if (chain == Chain::kAnnounce && handlers_.on_presence) {
+          if (auto back = IntegerResult(r); back && *back) {
+            PresenceChange p{.user = user, .online = true, .last_seen_ms = 0, .origin = instance_};
+            gate_.Post([h = handlers_.on_presence, p = std::move(p)] { h(p); });
+          }
+        }
+        if (!last) return;
+        if (r) return RegisterChunk(std::make_pair(user, device), chain);
+        if (chain == Chain::kRefresh) refreshing_ = false;  // the connection is gone
+      });
     }
   }
 
@@ -474,39 +483,7 @@ class RedisBus final : public Bus {
     });
     if (!cmd_up_ || registrations_.empty() || refreshing_) return;
     refreshing_ = true;
-    RefreshChunk(std::nullopt);
-  }
-
-  // Registrations after `after` (from the first when empty), a chunk at a
-  // time, the next once Redis has answered this one: three commands per
-  // registration all at once (tens of thousands on a busy node) would queue
-  // every hello's registration and every publication behind them.
-  void RefreshChunk(std::optional<std::pair<UserId, DeviceId>> after) {
-    constexpr std::size_t kChunk = 256;
-    if (!cmd_up_ || stopping_) {
-      refreshing_ = false;
-      return;
-    }
-    const std::string expiry = std::to_string(NowMs() + o_.registry_ttl.count());
-    const std::string ttl = Ms(o_.registry_ttl);
-    auto it = after ? registrations_.upper_bound(*after) : registrations_.begin();
-    std::optional<std::pair<UserId, DeviceId>> last;
-    for (std::size_t n = 0; it != registrations_.end() && n < kChunk; ++it, ++n) {
-      const auto& [user, device] = *it;
-      cmd_->Command({"ZADD", PresenceKey(user), expiry, Member(device)}, nullptr);
-      cmd_->Command({"PEXPIRE", PresenceKey(user), ttl}, nullptr);
-      // Again after a sweep that took this node for dead (a long pause).
-      cmd_->Command({"SADD", NodeSetKey(), NodeSetMember(user, device)}, nullptr);
-      last = *it;
-    }
-    const bool more = it != registrations_.end();
-    cmd_->Command({"PEXPIRE", NodeSetKey(), ttl}, [this, more, last](Result<ReplyPtr> r) {
-      if (!r || !more || !last) {
-        refreshing_ = false;
-        return;
-      }
-      RefreshChunk(last);
-    });
+    RegisterChunk(std::nullopt, Chain::kRefresh);
   }
 
   // ---- the node claim ---------------------------------------------------
