@@ -38,7 +38,15 @@ UP=$(curl -sf -X POST -T "$DIR/file.bin" -H "Authorization: Bearer $TOKEN" \
 ID=$(sed 's/.*"media_id":"\([0-9]*\)".*/\1/' "$DIR/up.json")
 DOWN=$(curl -sf -H "Authorization: Bearer $TOKEN" -o /dev/null \
   -w '%{speed_download} %{time_total}' "http://127.0.0.1:$PORT/v1/media/$ID")
+LOC=$(curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H "Tus-Resumable: 1.0.0" \
+  -H "Upload-Length: $((SIZE_MIB << 20))" -o /dev/null -w '%{redirect_url}%{header_json}' \
+  "http://127.0.0.1:$PORT/v1/uploads" | sed -n 's/.*"location":\["\([^"]*\)".*/\1/p')
+TUS=$(curl -sf -X PATCH -T "$DIR/file.bin" -H "Authorization: Bearer $TOKEN" \
+  -H "Tus-Resumable: 1.0.0" -H "Upload-Offset: 0" \
+  -H "Content-Type: application/offset+octet-stream" -o /dev/null \
+  -w '%{speed_upload} %{time_total}' "http://127.0.0.1:$PORT$LOC")
 echo "upload   ${SIZE_MIB} MiB: $(awk '{printf "%.0f MB/s (%.2f s)", $1/1e6, $2}' <<<"$UP")"
+echo "tus PATCH ${SIZE_MIB} MiB: $(awk '{printf "%.0f MB/s (%.2f s)", $1/1e6, $2}' <<<"$TUS")"
 echo "download ${SIZE_MIB} MiB: $(awk '{printf "%.0f MB/s (%.2f s)", $1/1e6, $2}' <<<"$DOWN")"
 echo "peak RSS after upload and one download: $(hwm) KiB"
 

@@ -1,7 +1,7 @@
 #include "media/blob_store.hpp"
 
 #include <fcntl.h>
-#include <sodium.h>
+#include <openssl/evp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <system_error>
 
 #include "common/log.hpp"
@@ -292,20 +293,24 @@ Result<std::string> Sha256OfFile(int fd) {
   return hash.HexDigest();
 }
 
-Sha256::Sha256() {
-  static_assert(sizeof(state_) >= sizeof(crypto_hash_sha256_state));
-  crypto_hash_sha256_init(reinterpret_cast<crypto_hash_sha256_state*>(state_));
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+    throw std::bad_alloc();
+  }
 }
 
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
 void Sha256::Update(std::string_view bytes) {
-  crypto_hash_sha256_update(reinterpret_cast<crypto_hash_sha256_state*>(state_),
-                            reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  // Cannot fail for an initialised software digest.
+  EVP_DigestUpdate(ctx_, bytes.data(), bytes.size());
 }
 
 std::string Sha256::HexDigest() {
-  std::array<unsigned char, crypto_hash_sha256_BYTES> out{};
-  crypto_hash_sha256_final(reinterpret_cast<crypto_hash_sha256_state*>(state_), out.data());
-  return Hex(out.data(), out.size());
+  std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx_, out.data(), &n);
+  return Hex(out.data(), n);
 }
 
 Result<std::unique_ptr<BlobStore>> OpenLocalBlobStore(const std::string& dir) {

@@ -60,8 +60,11 @@ HttpResponse ErrorResponse(int status, std::string_view code, std::string_view m
   return r;
 }
 
-// Bytes read from the socket per streamed-body chunk.
+// Bytes of a file per pread of a streamed response.
 constexpr std::size_t kStreamChunkBytes = 64 * 1024;
+// Bytes of a streamed request body per chunk handed to the service: each is
+// a hand-off to its thread and back, so larger than a response's piece.
+constexpr std::size_t kBodyChunkBytes = 256 * 1024;
 
 // A Beast body that is a range of an open file, read with pread as the
 // socket drains: a large download costs one small buffer, not its size.
@@ -347,7 +350,11 @@ class HttpSession final : public Connection,
       PLOG_ERROR("HandleHttpStream threw", "error={}", LogQuote(e.what()));
       slot->Deliver(ErrorResponse(500, "internal", "internal error"));
     }
-    chunk_.resize(kStreamChunkBytes);
+    chunk_.resize(kBodyChunkBytes);
+    // Beast reads at most the buffer's free capacity (and at least 512
+    // bytes) per read: sized by the head, that was 512 bytes per recvmsg,
+    // 200,000 reads and wake-ups for 100 MiB.
+    buffer_.reserve(kBodyChunkBytes);
     ReadChunk();
   }
 
@@ -406,6 +413,9 @@ class HttpSession final : public Connection,
     if (!streaming_) return;
     if (!stream_parser_->is_done()) return ReadChunk();
     streaming_ = false;
+    // An idle keep-alive connection holds no chunk.
+    chunk_ = {};
+    buffer_.shrink_to_fit();
     Lowest().expires_never();  // core's turn; the write sets its own deadline
     if (auto sink = std::exchange(sink_, nullptr)) sink->OnEnd();
   }
