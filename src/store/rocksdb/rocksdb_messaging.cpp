@@ -505,7 +505,13 @@ Result<AckResult> RocksStore::ApplyAck(WriteTxn& txn, UserId user, DeviceId devi
   if (up_to <= state->delivered_seq) return result;
 
   // The scan is only needed if an incoming message may lie in the range.
-  if (IncomingMark(user, *head) > state->delivered_seq) {
+  const bool incoming = IncomingMark(user, *head) > state->delivered_seq;
+  // Nothing incoming past the watermark (the sender's acks of its own copies
+  // and of receipts): moving it would only spare a later ack's scan those
+  // rows, so it stays, and its row is not written, until kLazyWatermark rows
+  // lie behind it.
+  if (!incoming && up_to - state->delivered_seq < kLazyWatermark) return result;
+  if (incoming) {
     if (auto s = WriteDeliveredReceipts(txn, user, state->delivered_seq, up_to, *head, now_ms,
                                         result.appended);
         !s) {

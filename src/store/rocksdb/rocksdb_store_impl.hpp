@@ -314,6 +314,9 @@ class RocksStore final : public Store {
   // nothing else; a user without an entry starts at the mailbox head.
   // Cleared when it grows past kMaxIncomingMarks.
   static constexpr std::size_t kMaxIncomingMarks = 1 << 20;
+  // How far an ack with nothing incoming in its range may leave the user's
+  // delivered watermark behind (rows a later ack's scan may have to pass).
+  static constexpr Seq kLazyWatermark = 256;
   std::unordered_map<UserId, Seq> incoming_marks_;
   void NoteIncoming(UserId user, Seq seq);
   // The user's mark; a user without one gets `head` (the mailbox's head).
