@@ -415,8 +415,10 @@ class HttpSession final : public Connection,
     if (!streaming_) return;
     if (!stream_parser_->is_done()) return ReadChunk();
     streaming_ = false;
-    // An idle keep-alive connection holds no chunk.
-    chunk_ = {};
+    // An idle keep-alive connection holds no chunk (`chunk_ = {}` would
+    // keep the capacity).
+    chunk_.clear();
+    chunk_.shrink_to_fit();
     buffer_.shrink_to_fit();
     Lowest().expires_never();  // core's turn; the write sets its own deadline
     if (auto sink = std::exchange(sink_, nullptr)) sink->OnEnd();
