@@ -39,6 +39,7 @@
 #include <boost/beast/websocket/teardown.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -63,23 +64,23 @@ class CoalescingStream {
   CoalescingStream(const CoalescingStream&) = delete;
   CoalescingStream& operator=(const CoalescingStream&) = delete;
 
-  void SetOwner(std::weak_ptr<void> owner) { owner_ = std::move(owner); }
+  void SetOwner(std::weak_ptr<void> owner) { s_->owner = std::move(owner); }
 
   executor_type get_executor() noexcept { return next_.get_executor(); }
   Next& next_layer() noexcept { return next_; }
   const Next& next_layer() const noexcept { return next_; }
 
   // Socket writes started so far (each carries one or more frames).
-  std::size_t flushes() const noexcept { return flushes_; }
-  bool Full() const noexcept { return pending_.size() >= kMaxPending; }
-  const error_code& error() const noexcept { return error_; }
+  std::size_t flushes() const noexcept { return s_->flushes; }
+  bool Full() const noexcept { return s_->pending.size() >= kMaxPending; }
+  const error_code& error() const noexcept { return s_->error; }
 
   // Appends `head` then `body` as one unit; false once a write has failed.
   bool Append(std::string_view head, std::string_view body) {
-    if (error_) return false;
-    pending_.reserve(pending_.size() + head.size() + body.size());
-    pending_.append(head);
-    pending_.append(body);
+    if (s_->error) return false;
+    s_->pending.reserve(s_->pending.size() + head.size() + body.size());
+    s_->pending.append(head);
+    s_->pending.append(body);
     Schedule();
     return true;
   }
@@ -87,20 +88,20 @@ class CoalescingStream {
   // Runs `then` once the pending bytes have moved to the socket (Full() is
   // false then, unless a write failed: then with its error).
   void WhenRoom(Handler then) {
-    if (!Full() || error_) {
-      boost::asio::post(get_executor(), boost::asio::append(std::move(then), error_));
+    if (!Full() || s_->error) {
+      boost::asio::post(get_executor(), boost::asio::append(std::move(then), s_->error));
       return;
     }
-    room_waiters_.push_back(std::move(then));
+    s_->room_waiters.push_back(std::move(then));
   }
 
   // Runs `then` once nothing is pending or in flight.
   void WhenFlushed(Handler then) {
-    if (!writing_ && (pending_.empty() || error_)) {
-      boost::asio::post(get_executor(), boost::asio::append(std::move(then), error_));
+    if (!s_->writing && (s_->pending.empty() || s_->error)) {
+      boost::asio::post(get_executor(), boost::asio::append(std::move(then), s_->error));
       return;
     }
-    flushed_waiters_.push_back(std::move(then));
+    s_->flushed_waiters.push_back(std::move(then));
   }
 
   template <class MutableBuffers, class Token>
@@ -121,16 +122,16 @@ class CoalescingStream {
   template <class ConstBuffers>
   void Accept(const ConstBuffers& buffers, WriteHandler handler) {
     const std::size_t n = boost::asio::buffer_size(buffers);
-    if (error_) {
-      boost::asio::post(get_executor(), boost::asio::append(std::move(handler), error_, 0));
+    if (s_->error) {
+      boost::asio::post(get_executor(), boost::asio::append(std::move(handler), s_->error, 0));
       return;
     }
-    const std::size_t at = pending_.size();
-    pending_.resize(at + n);
-    boost::asio::buffer_copy(boost::asio::buffer(pending_.data() + at, n), buffers);
+    const std::size_t at = s_->pending.size();
+    s_->pending.resize(at + n);
+    boost::asio::buffer_copy(boost::asio::buffer(s_->pending.data() + at, n), buffers);
     Schedule();
     if (Full()) {
-      room_waiters_.push_back(
+      s_->room_waiters.push_back(
           [h = std::move(handler), n](error_code ec) mutable { std::move(h)(ec, ec ? 0 : n); });
       return;
     }
@@ -139,47 +140,47 @@ class CoalescingStream {
 
   // The flush runs after the handlers already queued: they may append more.
   void Schedule() {
-    if (writing_ || scheduled_) return;
-    scheduled_ = true;
-    boost::asio::post(get_executor(), [this, weak = owner_] {
+    if (s_->writing || s_->scheduled) return;
+    s_->scheduled = true;
+    boost::asio::post(get_executor(), [this, weak = s_->owner] {
       auto keep = weak.lock();
       if (!keep) return;  // the owner, and this stream with it, is gone
-      scheduled_ = false;
-      if (!writing_) Flush(std::move(keep));
+      s_->scheduled = false;
+      if (!s_->writing) Flush(std::move(keep));
     });
   }
 
   void Flush(std::shared_ptr<void> keep) {
-    if (pending_.empty() || error_) return Settle();
-    writing_ = true;
-    ++flushes_;
-    out_.swap(pending_);
-    pending_.clear();
-    boost::asio::async_write(next_, boost::asio::buffer(out_),
+    if (s_->pending.empty() || s_->error) return Settle();
+    s_->writing = true;
+    ++s_->flushes;
+    s_->out.swap(s_->pending);
+    s_->pending.clear();
+    boost::asio::async_write(next_, boost::asio::buffer(s_->out),
                              [this, keep](error_code ec, std::size_t) mutable {
-                               writing_ = false;
-                               if (ec && !error_) error_ = ec;
-                               out_.clear();
-                               if (!error_ && !pending_.empty()) {
+                               s_->writing = false;
+                               if (ec && !s_->error) s_->error = ec;
+                               s_->out.clear();
+                               if (!s_->error && !s_->pending.empty()) {
                                  Flush(std::move(keep));
                                } else {
                                  Settle();
                                }
                              });
     // The bytes moved out of pending: whoever waited for room may go on.
-    Wake(room_waiters_);
+    Wake(s_->room_waiters);
   }
 
   // Nothing in flight any more.
   void Settle() {
-    if (error_) pending_.clear();
-    if (pending_.empty()) {
+    if (s_->error) s_->pending.clear();
+    if (s_->pending.empty()) {
       // An idle connection keeps no buffer.
-      std::string().swap(out_);
-      std::string().swap(pending_);
-      Wake(flushed_waiters_);
+      std::string().swap(s_->out);
+      std::string().swap(s_->pending);
+      Wake(s_->flushed_waiters);
     }
-    Wake(room_waiters_);
+    Wake(s_->room_waiters);
   }
 
   void Wake(std::vector<Handler>& waiters) {
@@ -187,19 +188,25 @@ class CoalescingStream {
     std::vector<Handler> now;
     now.swap(waiters);
     for (auto& h : now)
-      boost::asio::post(get_executor(), boost::asio::append(std::move(h), error_));
+      boost::asio::post(get_executor(), boost::asio::append(std::move(h), s_->error));
   }
 
+  // Everything but the socket lives apart, so that Beast's WebSocket state,
+  // which holds this layer, stays within jemalloc's 2,560-byte class.
+  struct State {
+    std::weak_ptr<void> owner;
+    std::string pending;  // appended, not yet handed to the socket
+    std::string out;      // the write in flight
+    std::vector<Handler> room_waiters;
+    std::vector<Handler> flushed_waiters;
+    error_code error;
+    std::uint32_t flushes = 0;  // wraps; 32 bits keep State in the 160-byte class
+    bool writing = false;
+    bool scheduled = false;
+  };
+
   Next next_;
-  std::weak_ptr<void> owner_;
-  std::string pending_;  // appended, not yet handed to the socket
-  std::string out_;      // the write in flight
-  std::vector<Handler> room_waiters_;
-  std::vector<Handler> flushed_waiters_;
-  error_code error_;
-  std::size_t flushes_ = 0;
-  bool writing_ = false;
-  bool scheduled_ = false;
+  std::unique_ptr<State> s_ = std::make_unique<State>();
 };
 
 // Beast's WebSocket close ends with a teardown of the next layer: first the

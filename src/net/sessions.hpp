@@ -4,7 +4,9 @@
 // ws_session.cpp, instantiated there for the plain and the TLS stream.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -18,6 +20,13 @@ namespace parley::net::detail {
 using PlainStream = boost::beast::tcp_stream;
 using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_body>;
+// A plain WebSocket runs on the bare socket, typed on its strand: no
+// tcp_stream (its deadlines are HTTP's; the WebSocket keeps its own timers)
+// and no type-erased executor in every operation. About a kilobyte less per
+// idle session (docs/benchmarks.md, "Memory per idle session").
+using PlainWsSocket =
+    boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                     boost::asio::strand<boost::asio::io_context::executor_type>>;
 
 // A freshly accepted socket, whose executor is a new strand. TLS when the
 // server has a TLS context.

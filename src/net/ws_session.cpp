@@ -33,6 +33,8 @@
 #include <string_view>
 #include <utility>
 
+#include <unistd.h>
+
 #include "common/fifo.hpp"
 #include "common/log.hpp"
 #include "net/coalescing_stream.hpp"
@@ -117,6 +119,13 @@ std::string_view TruncateUtf8(std::string_view s, std::size_t max) {
   return s.substr(0, n);
 }
 
+// Closes the socket under a session's layers, whichever it is.
+void CloseLowest(beast::tcp_stream& s) { s.close(); }
+void CloseLowest(PlainWsSocket& s) {
+  error_code ignored;
+  s.close(ignored);
+}
+
 // What a WsConnection reaches through its weak reference. Not a template,
 // so that the connection object handed to core is not one either.
 class WsControl {
@@ -166,6 +175,8 @@ class WsSession final : public Connection,
                         public WsControl,
                         public std::enable_shared_from_this<WsSession<Stream>> {
   using Clock = std::chrono::steady_clock;
+  using Timer =
+      asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, typename Stream::executor_type>;
 
   struct Outgoing {
     std::string data;
@@ -180,12 +191,9 @@ class WsSession final : public Connection,
         state_(state),
         ws_(std::move(stream)),
         executor_(ws_.get_executor()),
-        upgrade_(std::move(upgrade)),
+        upgrade_(std::make_unique<HttpRequest>(std::move(upgrade))),
         id_(g_next_ws_id.fetch_add(1)),
-        auth_timer_(executor_),
-        heartbeat_timer_(executor_),
-        close_timer_(executor_),
-        drain_timer_(executor_) {
+        heartbeat_timer_(executor_) {
     state_.ws_open.Add(1);
   }
 
@@ -227,7 +235,7 @@ class WsSession final : public Connection,
   void ForceClose() override {
     if (state_.destroying()) return;
     asio::post(executor_, [self = this->shared_from_this()] {
-      self->Lowest().close();
+      self->CloseSocket();
       self->Unpause();  // the read that fails is what ends the session
     });
   }
@@ -285,12 +293,18 @@ class WsSession final : public Connection,
   void Authenticated() override {
     authenticated_.store(true);
     if (slot_) slot_->Authenticated();
-    if (state_.destroying()) return;
-    asio::post(executor_, [self = this->shared_from_this()] { self->auth_timer_.cancel(); });
+    // The heartbeat timer, armed for the hello deadline, finds it met.
   }
 
  private:
-  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(ws_); }
+  // Fails whatever is in flight on the socket; the read loop ends next.
+  void CloseSocket() { CloseLowest(beast::get_lowest_layer(ws_)); }
+
+  // The timers only a closing or draining session needs, made on first use.
+  Timer& Later(std::unique_ptr<Timer>& t) {
+    if (!t) t = std::make_unique<Timer>(executor_);
+    return *t;
+  }
 
   void OnAccept(error_code ec) {
     if (ec) {
@@ -302,18 +316,20 @@ class WsSession final : public Connection,
     state_.Responses(101).Inc();
     last_received_ = last_ping_ = Clock::now();
     auto connection = std::make_shared<WsConnectionImpl>(
-        std::weak_ptr<WsControl>(this->weak_from_this()), upgrade_.remote_address, id_);
+        std::weak_ptr<WsControl>(this->weak_from_this()), upgrade_->remote_address, id_);
     try {
-      handler_ = state_.service.OpenWebSocket(std::move(connection), upgrade_);
+      handler_ = state_.service.OpenWebSocket(std::move(connection), *upgrade_);
     } catch (const std::exception& e) {
       PLOG_ERROR("OpenWebSocket threw", "error={}", LogQuote(e.what()));
     }
-    upgrade_ = HttpRequest{};
+    upgrade_.reset();
     DoRead();
     if (!handler_) return DoClose(1011, "internal error", false);
     // A shutdown that began during the handshake found us not yet accepted.
     if (state_.shutting_down()) return DoClose(1001, "server shutting down", false);
-    ArmAuth();
+    if (!authenticated_.load() && state_.options.auth_timeout.count() > 0) {
+      auth_deadline_ = Clock::now() + state_.options.auth_timeout;
+    }
     ArmHeartbeat();
   }
 
@@ -384,8 +400,9 @@ class WsSession final : public Connection,
     const bool idle = !handler_ || handler_->Idle();
     idle_checks_ = idle ? idle_checks_ + 1 : 0;
     if (idle_checks_ >= 2) return DoClose(1001, "server shutting down", false);
-    drain_timer_.expires_after(std::chrono::milliseconds(idle ? 2 : 10));
-    drain_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+    Timer& drain = Later(drain_timer_);
+    drain.expires_after(std::chrono::milliseconds(idle ? 2 : 10));
+    drain.async_wait([weak = this->weak_from_this()](error_code ec) {
       if (ec) return;
       if (auto s = weak.lock()) s->Drain();
     });
@@ -404,15 +421,14 @@ class WsSession final : public Connection,
     if (finished_) return;
     finished_ = true;
     closing_.store(true);
-    auth_timer_.cancel();
     heartbeat_timer_.cancel();
-    close_timer_.cancel();
-    drain_timer_.cancel();
+    if (close_timer_) close_timer_->cancel();
+    if (drain_timer_) drain_timer_->cancel();
     queue_.clear();
     queued_bytes_.store(0);
     if (ec != websocket::error::closed) {
       // Fail any write still in flight rather than wait for it.
-      Lowest().close();
+      CloseSocket();
       PLOG_DEBUG("websocket read ended", "conn={} error={}", id_, LogQuote(ec.message()));
     }
     NotifyClosed();
@@ -444,7 +460,6 @@ class WsSession final : public Connection,
     if (!accepted_ || close_started_ || finished_) return;
     close_started_ = true;
     closing_.store(true);
-    auth_timer_.cancel();
     heartbeat_timer_.cancel();
     if (drop_backlog) {
       // A slow consumer would not read the backlog anyway; dropping it lets
@@ -455,14 +470,15 @@ class WsSession final : public Connection,
         queue_.pop_back();
       }
     }
-    close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code),
-                                            TruncateUtf8(reason, kMaxCloseReason));
+    close_code_ = code;
+    close_text_ = TruncateUtf8(reason, kMaxCloseReason);
     queue_.push_back(Outgoing{ByeFrame(code, reason), false, false});
     Unpause();  // the peer's close frame must be read
-    close_timer_.expires_after(kCloseTimeout);
-    close_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+    Timer& close = Later(close_timer_);
+    close.expires_after(kCloseTimeout);
+    close.async_wait([weak = this->weak_from_this()](error_code ec) {
       if (ec) return;
-      if (auto s = weak.lock()) s->Lowest().close();
+      if (auto s = weak.lock()) s->CloseSocket();
     });
     DoWrite();
   }
@@ -484,7 +500,7 @@ class WsSession final : public Connection,
       const bool ok = out.Append(TextFrameHeader(o.data.size(), head), o.data);
       if (o.counted) queued_bytes_.fetch_sub(o.data.size());
       if (!ok) {
-        Lowest().close();  // the read loop fails next and finishes the session
+        CloseSocket();  // the read loop fails next and finishes the session
         Unpause();
         return;
       }
@@ -495,9 +511,12 @@ class WsSession final : public Connection,
         writing_ = true;
         // Completes once the close frame is out; the read loop then sees
         // the peer's close frame (error::closed) and ends the session.
-        ws_.async_close(close_reason_, [self = this->shared_from_this()](error_code ec) {
+        // Beast writes the close frame before async_close returns.
+        const websocket::close_reason reason(static_cast<websocket::close_code>(close_code_),
+                                             close_text_);
+        ws_.async_close(reason, [self = this->shared_from_this()](error_code ec) {
           self->writing_ = false;
-          if (ec && !self->finished_) self->Lowest().close();
+          if (ec && !self->finished_) self->CloseSocket();
         });
       }
       return;
@@ -515,33 +534,26 @@ class WsSession final : public Connection,
     writing_ = false;
     if (finished_) return;
     if (ec) {
-      Lowest().close();  // the read loop fails next and finishes the session
+      CloseSocket();  // the read loop fails next and finishes the session
       Unpause();
       return;
     }
     DoWrite();
   }
 
-  void ArmAuth() {
-    if (authenticated_.load() || state_.options.auth_timeout.count() <= 0) return;
-    auth_timer_.expires_after(state_.options.auth_timeout);
-    auth_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
-      if (ec) return;
-      auto s = weak.lock();
-      if (s && !s->authenticated_.load()) s->DoClose(4401, "not authenticated", false);
-    });
-  }
-
-  // One timer serves both the pings (after ping_interval of quiet) and the
-  // idle deadline (idle_timeout without anything received, pongs included).
+  // One timer serves the pings (after ping_interval of quiet), the idle
+  // deadline (idle_timeout without anything received, pongs included) and,
+  // until hello succeeds, the auth deadline (auth_timeout after the upgrade).
   void ArmHeartbeat() {
     const auto& o = state_.options;
     const bool ping = o.ping_interval.count() > 0;
     const bool idle = o.idle_timeout.count() > 0;
-    if (!ping && !idle) return;
+    const bool auth = AuthPending();
+    if (!ping && !idle && !auth) return;
     Clock::time_point next = Clock::time_point::max();
     if (ping) next = std::max(last_received_, last_ping_) + o.ping_interval;
     if (idle) next = std::min(next, last_received_ + o.idle_timeout);
+    if (auth) next = std::min(next, auth_deadline_);
     heartbeat_timer_.expires_at(next);
     heartbeat_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
       if (ec) return;
@@ -549,10 +561,15 @@ class WsSession final : public Connection,
     });
   }
 
+  bool AuthPending() const {
+    return auth_deadline_ != Clock::time_point::max() && !authenticated_.load();
+  }
+
   void OnHeartbeat() {
     if (close_started_ || finished_) return;
     const auto& o = state_.options;
     const auto now = Clock::now();
+    if (AuthPending() && now >= auth_deadline_) return DoClose(4401, "not authenticated", false);
     if (o.idle_timeout.count() > 0 && now - last_received_ >= o.idle_timeout) {
       return DoClose(4408, "heartbeat timeout", false);
     }
@@ -572,7 +589,7 @@ class WsSession final : public Connection,
   ServerState& state_;
   websocket::stream<CoalescingStream<Stream>> ws_;  // frames gather while one write is out
   const typename Stream::executor_type executor_;
-  HttpRequest upgrade_;  // until OpenWebSocket has seen it
+  std::unique_ptr<HttpRequest> upgrade_;  // until OpenWebSocket has seen it
   const std::uint64_t id_;
   std::uint64_t key_ = 0;
   std::shared_ptr<WsHandler> handler_;
@@ -582,26 +599,28 @@ class WsSession final : public Connection,
   std::atomic<bool> authenticated_{false};
   std::atomic<std::size_t> queued_bytes_{0};
 
-  // The strand only.
+  // The strand only. (Laid out without padding: an idle session's object
+  // stays within jemalloc's 448-byte class.)
   beast::flat_buffer read_buf_;
   Fifo<Outgoing> queue_;
-  websocket::close_reason close_reason_;
+  std::string close_text_;  // with close_code_: the close frame's, once close_started_
   Clock::time_point last_received_{};
   Clock::time_point last_ping_{};
-  asio::steady_timer auth_timer_;
-  asio::steady_timer heartbeat_timer_;
-  asio::steady_timer close_timer_;
-  asio::steady_timer drain_timer_;
+  Clock::time_point auth_deadline_ = Clock::time_point::max();  // none: max
+  Timer heartbeat_timer_;                   // ArmHeartbeat: pings, idle and auth deadlines
+  std::unique_ptr<Timer> close_timer_;      // Later()
+  std::unique_ptr<Timer> drain_timer_;      // Later()
+  std::shared_ptr<WsSession> paused_self_;  // while paused_: what keeps the session alive
   int idle_checks_ = 0;
+  std::uint16_t close_code_ = 0;
   bool draining_ = false;  // shutdown: no more frames to the handler
   bool accepted_ = false;
   bool writing_ = false;
   bool ping_queued_ = false;
-  bool close_started_ = false;              // bye queued
-  bool close_sent_ = false;                 // close frame handed to Beast
-  bool paused_ = false;                     // no read pending: the handler is not ReadyForMore
-  std::shared_ptr<WsSession> paused_self_;  // while paused_: what keeps the session alive
-  bool finished_ = false;                   // read loop over, OnClose called
+  bool close_started_ = false;  // bye queued
+  bool close_sent_ = false;     // close frame handed to Beast
+  bool paused_ = false;         // no read pending: the handler is not ReadyForMore
+  bool finished_ = false;       // read loop over, OnClose called
 };
 
 template <class Stream>
@@ -616,7 +635,28 @@ void Launch(ServerState& state, Stream&& stream, UpgradeRequest&& upgrade, HttpR
 
 void StartWebSocket(ServerState& state, PlainStream&& stream, UpgradeRequest&& upgrade,
                     HttpRequest request, std::shared_ptr<ConnectionSlot> slot) {
-  Launch(state, std::move(stream), std::move(upgrade), std::move(request), std::move(slot));
+  // The same descriptor, re-homed on a socket typed on the connection's
+  // strand (the listener accepts each socket onto a strand of its own).
+  using Strand = PlainWsSocket::executor_type;
+  asio::ip::tcp::socket socket = stream.release_socket();
+  const auto* strand = socket.get_executor().target<Strand>();
+  PlainWsSocket ws(strand ? *strand : asio::make_strand(state.ioc));
+  error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (!ec) {
+    const auto fd = socket.release(ec);
+    if (!ec) {
+      ws.assign(protocol, fd, ec);
+      if (ec) ::close(fd);
+    }
+  }
+  if (ec) {
+    // The peer is already gone (or the descriptor could not be taken over):
+    // nothing was answered yet, so closing is all there is to do.
+    PLOG_DEBUG("websocket upgrade dropped", "error={}", LogQuote(ec.message()));
+    return;
+  }
+  Launch(state, std::move(ws), std::move(upgrade), std::move(request), std::move(slot));
 }
 
 void StartWebSocket(ServerState& state, TlsStream&& stream, UpgradeRequest&& upgrade,
