@@ -178,29 +178,31 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   // the user already has its share of writes in flight.
   std::shared_ptr<WriteTicket> BeginWrite(const Rid& rid);
 
+  // Members ordered so that no padding is left (an idle session's object
+  // is in jemalloc's 320-byte class; docs/benchmarks.md, memory per session).
   Core& core_;
   std::shared_ptr<net::WsConnection> conn_;
   // The read pool's strand when the store's reads block; empty: the
   // connection's strand is home.
   std::optional<StoreReadPool::Strand> home_;
+  std::atomic<std::size_t> queued_bytes_{0};
   // Frames handed to home_ and not handled yet (read pool only).
   std::atomic<std::uint32_t> queued_frames_{0};
-  std::atomic<std::size_t> queued_bytes_{0};
+  std::atomic<std::uint32_t> in_flight_{0};  // requests waiting for the store (WriteTicket)
+  std::string header_token_;
+  Identity identity_;
+  std::vector<double> bad_frames_;          // when, for the five-in-a-minute rule (at most 5)
+  std::uint16_t refused_in_a_row_ = 0;      // up to kRefusalsBeforeClose
   std::atomic<bool> resume_wanted_{false};  // ReadyForMore said no
   std::atomic<bool> gone_{false};           // OnClose was called: skip queued frames
-  std::string header_token_;
   bool authenticated_ = false;
   bool closed_ = false;
   // hello asked not to be sent the copies of this connection's own sends
   // (extension, docs/protocol.md); set before any send, read by its callbacks.
   bool skip_own_copy_ = false;
-  Identity identity_;
-  std::vector<double> bad_frames_;  // when, for the five-in-a-minute rule (at most 5)
-  std::uint32_t refused_in_a_row_ = 0;
-  std::atomic<std::uint32_t> in_flight_{0};  // requests waiting for the store (WriteTicket)
 
   // Delivery state, on the connection's strand only.
-  bool delivering_ = false;
+  bool delivering_ = false;     // beside skip_own_copy_: no padding
   store::Seq cursor_ = 0;       // the highest seq this device acknowledged
   store::Seq next_ = 1;         // the next seq the backlog stream sends
   store::Seq head_ = 0;         // the highest seq known to exist

@@ -1,6 +1,17 @@
 #include "core/session/sessions.hpp"
 
+#include <algorithm>
+
 namespace parley::core {
+namespace {
+
+template <class Devices>
+auto FindDevice(Devices& devices, store::DeviceId device) {
+  return std::find_if(devices.begin(), devices.end(),
+                      [device](const auto& d) { return d.first == device; });
+}
+
+}  // namespace
 
 std::shared_ptr<Session> SessionRegistry::Attach(store::UserId user, store::DeviceId device,
                                                  std::shared_ptr<Session> session,
@@ -9,10 +20,12 @@ std::shared_ptr<Session> SessionRegistry::Attach(store::UserId user, store::Devi
   std::lock_guard lock(s.mu);
   auto& devices = s.users[user];
   if (came_online != nullptr) *came_online = devices.empty();
-  auto& slot = devices[device];
-  std::shared_ptr<Session> old = std::move(slot);
-  slot = std::move(session);
-  return old;
+  const auto d = FindDevice(devices, device);
+  if (d == devices.end()) {
+    devices.emplace_back(device, std::move(session));
+    return nullptr;
+  }
+  return std::exchange(d->second, std::move(session));
 }
 
 bool SessionRegistry::Detach(store::UserId user, store::DeviceId device, const Session* session,
@@ -22,7 +35,7 @@ bool SessionRegistry::Detach(store::UserId user, store::DeviceId device, const S
   std::lock_guard lock(s.mu);
   auto u = s.users.find(user);
   if (u == s.users.end()) return false;
-  auto d = u->second.find(device);
+  const auto d = FindDevice(u->second, device);
   if (d == u->second.end() || d->second.get() != session) return false;
   u->second.erase(d);
   if (u->second.empty()) {
@@ -37,7 +50,7 @@ std::shared_ptr<Session> SessionRegistry::Find(store::UserId user, store::Device
   std::lock_guard lock(s.mu);
   auto u = s.users.find(user);
   if (u == s.users.end()) return nullptr;
-  auto d = u->second.find(device);
+  const auto d = FindDevice(u->second, device);
   return d == u->second.end() ? nullptr : d->second;
 }
 
