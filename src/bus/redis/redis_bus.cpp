@@ -294,8 +294,11 @@ class RedisBus final : public Bus {
         if (metrics_ != nullptr) metrics_->publish_lost.Inc();
         return;
       }
-      cmd_->Command({"PUBLISH", channel, payload}, nullptr);
+      // Counted before the command goes out (as the local bus counts before
+      // it delivers): the write may reach Redis, and a subscriber, before
+      // Command() returns.
       if (metrics_ != nullptr) metrics_->published.Inc();
+      cmd_->Command({"PUBLISH", channel, payload}, nullptr);
     });
   }
 
