@@ -42,8 +42,7 @@ bench=$!
 authenticated() { curl -s "$url/metrics" | awk '$1 == "parley_sessions_authenticated" {print $2}'; }
 dump() { # waits for the helper to write the next dump
   touch "$W/dump"
-  while [[ ! -s $W/dump.$1 || -e $W/dump ]]; do sleep 0.05; done
-  sleep 0.2
+  while [[ ! -s $W/dump.$1 ]]; do sleep 0.05; done
 }
 # Signed up: parley-bench writes the accounts file once all are.
 signed_up() { if [[ -f $W/accounts.jsonl ]]; then wc -l <"$W/accounts.jsonl"; else echo 0; fi; }

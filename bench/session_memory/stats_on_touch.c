@@ -22,11 +22,14 @@ static void* Poll(void* arg) {
   for (int n = 0;; usleep(50000)) {
     if (access(trigger, F_OK) != 0) continue;
     unlink(trigger);
+    char tmp[4096 + 8];
     snprintf(path, sizeof path, "%s.%d", trigger, n++);
-    out = fopen(path, "w");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    out = fopen(tmp, "w");
     if (out == NULL) continue;
     malloc_stats_print(Write, NULL, "J");
     fclose(out);
+    rename(tmp, path); /* the script sees the dump whole or not at all */
   }
   return NULL;
 }
