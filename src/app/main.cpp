@@ -133,6 +133,7 @@ int Serve(Config cfg) {
     store::RocksOptions store_options;
     store_options.path = (std::filesystem::path(cfg.data_dir) / "db").string();
     store_options.sync = cfg.store_sync;
+    store_options.writer_priority = static_cast<int>(cfg.store_writer_priority);
     store_options.min_free_bytes = static_cast<std::uint64_t>(cfg.store_min_free_mib) << 20;
     store_options.observer = observer;
     auto opened = store::OpenRocksStore(store_options);

@@ -88,6 +88,11 @@ const std::array kKeys = {
            "PostgreSQL store: threads, each with its own connection, that run WebSocket ops and "
            "HTTP requests which read (0: two per core; unused with rocksdb)",
            &Config::store_readers},
+    KeyDef{"store_writer_priority",
+           "nice steps by which the store's one writer thread runs ahead of the I/O threads "
+           "(0-20; needs root, CAP_SYS_NICE or RLIMIT_NICE, else left at 0; unused with "
+           "postgresql)",
+           &Config::store_writer_priority},
     KeyDef{"media_dir", "directory for media blobs (empty: <data_dir>/media)", &Config::media_dir},
     KeyDef{"media_min_free_mib",
            "MiB kept free on the media volume: below it /ready answers 503 (0: not checked)",
@@ -405,6 +410,10 @@ void Validate(const Config& cfg) {
   if (cfg.media_job_timeout_s == 0) Fail("media_job_timeout_s", "must be at least 1");
   if (!cfg.media_worker.empty() && ::access(cfg.media_worker.c_str(), X_OK) != 0) {
     Fail("media_worker", "not an executable file: " + cfg.media_worker);
+  }
+  if (cfg.store_writer_priority > 20) {
+    Fail("store_writer_priority",
+         fmt::format("{} is above the maximum of 20", cfg.store_writer_priority));
   }
   if (cfg.max_frame_bytes < 1024) {
     Fail("max_frame_bytes", fmt::format("{} is below the minimum of 1024", cfg.max_frame_bytes));

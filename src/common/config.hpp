@@ -58,6 +58,9 @@ struct Config {
   // work which reads, off the I/O threads (core/store_reads.hpp); 0: two
   // per core (StoreReaderThreads).
   std::uint32_t store_readers = 0;
+  // RocksDB: nice steps by which the store's writer thread (every write
+  // passes through it) runs ahead of the others; 0 leaves it alone.
+  std::uint32_t store_writer_priority = 10;
 
   // Media.
   std::string media_dir;                         // empty: <data_dir>/media

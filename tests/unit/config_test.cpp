@@ -75,6 +75,16 @@ TEST(ConfigTest, StoreReadersDefaultToTwoPerCore) {
   EXPECT_EQ(StoreReaderThreads(Load({}, {{"PARLEY_STORE_READERS", "1"}})), 1u);
 }
 
+TEST(ConfigTest, StoreWriterPriorityIsTenStepsAndAtMostTwenty) {
+  EXPECT_EQ(Load({}).store_writer_priority, 10u);
+  EXPECT_EQ(Load({"--store-writer-priority", "0"}).store_writer_priority, 0u);
+  EXPECT_EQ(Load({}, {{"PARLEY_STORE_WRITER_PRIORITY", "20"}}).store_writer_priority, 20u);
+  EXPECT_EQ(ErrorOf({"--store-writer-priority", "21"}).rfind("config: store_writer_priority: ", 0),
+            0u);
+  EXPECT_EQ(ErrorOf({"--store-writer-priority", "-1"}).rfind("config: store_writer_priority: ", 0),
+            0u);
+}
+
 TEST(ConfigTest, AnEmptyArgvIsAccepted) {
   EXPECT_EQ(LoadConfig(0, nullptr, {}).listen, "127.0.0.1:8080");
 }

@@ -6,6 +6,11 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <pthread.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -308,6 +313,40 @@ TEST_F(RocksStoreTest, HeadsFollowJobsAndRollbacksInABatch) {
   EXPECT_EQ(heads.Committed(7).value(), 3u);
   EXPECT_EQ(heads.Committed(8).value(), 11u);
   EXPECT_EQ(heads.Committed(9).value(), 0u);
+  writer.Close();
+}
+
+// The writer thread is named for `top -H` and moves its own nice value by
+// `priority` from what it inherited (a negative one, which needs no
+// privilege, puts it behind the others); the thread that made it is unmoved.
+TEST_F(RocksStoreTest, WriterThreadHasItsNameAndPriority) {
+  auto db = rocks::Database::Open(path(), false);
+  ASSERT_TRUE(db.has_value()) << db.error().message;
+  errno = 0;
+  const int here = ::getpriority(PRIO_PROCESS, 0);
+  ASSERT_EQ(errno, 0);
+  rocks::GroupWriter writer((*db)->db(), false, nullptr, nullptr, -3);
+  struct Seen {
+    std::string name;
+    int nice = 0;
+  };
+  Pending<Seen> seen;
+  writer.Submit(rocks::MakeJob<Seen>(
+      "look",
+      [](rocks::WriteTxn&) -> Result<Seen> {
+        char name[16] = {};
+        pthread_getname_np(pthread_self(), name, sizeof name);
+        errno = 0;
+        const int nice = ::getpriority(PRIO_PROCESS, 0);
+        if (errno != 0) return Fail(Errc::kInternal, "getpriority failed");
+        return Seen{.name = name, .nice = nice};
+      },
+      seen.callback()));
+  auto r = seen.Get();
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->name, "store-writer");
+  EXPECT_EQ(r->nice, std::min(here + 3, 19));
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, 0), here);
   writer.Close();
 }
 

@@ -1,6 +1,13 @@
 #include "store/rocksdb/group_writer.hpp"
 
+#include <pthread.h>
 #include <rocksdb/iterator.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "common/log.hpp"
 #include "store/rocksdb/codec.hpp"
@@ -138,8 +145,10 @@ std::unique_ptr<rocksdb::Iterator> WriteTxn::NewIterator(rocksdb::ColumnFamilyHa
       batch_->NewIteratorWithBase(cf, db_->NewIterator(ro, cf), &ro));
 }
 
-GroupWriter::GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, BatchObserver* batches)
+GroupWriter::GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, BatchObserver* batches,
+                         int priority)
     : db_(db),
+      priority_(priority),
       observer_(std::move(observer)),
       batches_(batches),
       // overwrite_key: one index entry per key, which iterators over the
@@ -147,6 +156,7 @@ GroupWriter::GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, Bat
       batch_(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true) {
   write_options_.sync = sync;
   thread_ = std::thread([this] { Run(); });
+  pthread_setname_np(thread_.native_handle(), "store-writer");
 }
 
 GroupWriter::~GroupWriter() {
@@ -194,6 +204,19 @@ void GroupWriter::Close() {
 }
 
 void GroupWriter::Run() {
+  // On Linux a thread's nice value is its own (PRIO_PROCESS with a thread
+  // id): this moves the writer only, from what it inherited.
+  if (priority_ != 0) {
+    errno = 0;
+    const int inherited = ::getpriority(PRIO_PROCESS, 0);
+    const int nice = std::clamp(inherited - priority_, -20, 19);
+    if (errno != 0 || ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+      PLOG_WARN("store writer priority not changed", "nice={} error={} hint={}", nice,
+                LogQuote(std::strerror(errno)),
+                LogQuote("run as root, grant CAP_SYS_NICE or raise RLIMIT_NICE (systemd: "
+                         "LimitNICE=), or set store_writer_priority to 0"));
+    }
+  }
   std::deque<std::unique_ptr<WriteJob>> jobs;
   for (;;) {
     {

@@ -202,8 +202,13 @@ std::unique_ptr<WriteJob> MakeJob(std::string_view op, F body, Callback<T> done)
 
 class GroupWriter {
  public:
-  // `batches` (optional) must outlive the writer.
-  GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, BatchObserver* batches = nullptr);
+  // `batches` (optional) must outlive the writer. `priority`: nice steps the
+  // writer thread takes ahead of the process's other threads (0: none; a
+  // negative value puts it behind them). Every write waits for this one
+  // thread, so on a busy machine it is the queue; when the process may not
+  // raise a thread's priority, the writer runs at the default and says so.
+  GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, BatchObserver* batches = nullptr,
+              int priority = 0);
   ~GroupWriter();
   GroupWriter(const GroupWriter&) = delete;
   GroupWriter& operator=(const GroupWriter&) = delete;
@@ -227,6 +232,7 @@ class GroupWriter {
   void Observe(std::string_view op, double seconds) const;
 
   rocksdb::DB* db_;
+  int priority_;
   rocksdb::WriteOptions write_options_;
   StoreObserver observer_;
   BatchObserver* batches_;

@@ -14,7 +14,8 @@ RocksStore::RocksStore(std::unique_ptr<Database> db, const RocksOptions& options
       heads_([this](UserId user) { return LoadHead(user); }) {
   if (!db_->read_only()) {
     if (db_->health() != nullptr) db_->health()->SetReserve(options.path, options.min_free_bytes);
-    writer_ = std::make_unique<GroupWriter>(db_->db(), options.sync, options.observer, &batches_);
+    writer_ = std::make_unique<GroupWriter>(db_->db(), options.sync, options.observer, &batches_,
+                                            options.writer_priority);
     // Read and rewritten by every ack.
     for (Cf family : {Cf::kDevices, Cf::kCursors, Cf::kUserState}) {
       writer_->CacheFamily(cf(family));

@@ -14,6 +14,9 @@ struct RocksOptions {
   std::string path;        // the database directory, created if missing
   bool read_only = false;  // for `parleyd admin` while a server may be running
   bool sync = true;        // fsync each group commit (false only in benchmarks)
+  // Nice steps the writer thread takes ahead of the process's others (0:
+  // none). Without the privilege for it the writer runs at the default.
+  int writer_priority = 0;
   StoreObserver observer;  // optional
   // Writes (other than those that free space: purge, delete_media) are
   // refused with kNoSpace while the database's volume has less free space
