@@ -316,10 +316,11 @@ TEST_F(RocksStoreTest, HeadsFollowJobsAndRollbacksInABatch) {
   writer.Close();
 }
 
-// The writer thread is named for `top -H` and moves its own nice value by
-// `priority` from what it inherited (a negative one, which needs no
-// privilege, puts it behind the others); the thread that made it is unmoved.
-TEST_F(RocksStoreTest, WriterThreadHasItsNameAndPriority) {
+// The writer thread is named for `top -H`, and moves its own nice value by
+// `priority` from what it inherited while writes queue up behind it, back
+// once they no longer do (a negative priority, which needs no privilege,
+// puts it behind the others); the thread that made it is unmoved.
+TEST_F(RocksStoreTest, WriterThreadHasItsNameAndMovesItsPriorityWithTheQueue) {
   auto db = rocks::Database::Open(path(), false);
   ASSERT_TRUE(db.has_value()) << db.error().message;
   errno = 0;
@@ -330,22 +331,48 @@ TEST_F(RocksStoreTest, WriterThreadHasItsNameAndPriority) {
     std::string name;
     int nice = 0;
   };
-  Pending<Seen> seen;
-  writer.Submit(rocks::MakeJob<Seen>(
-      "look",
-      [](rocks::WriteTxn&) -> Result<Seen> {
-        char name[16] = {};
-        pthread_getname_np(pthread_self(), name, sizeof name);
-        errno = 0;
-        const int nice = ::getpriority(PRIO_PROCESS, 0);
-        if (errno != 0) return Fail(Errc::kInternal, "getpriority failed");
-        return Seen{.name = name, .nice = nice};
-      },
-      seen.callback()));
-  auto r = seen.Get();
-  ASSERT_TRUE(r.has_value()) << r.error().message;
-  EXPECT_EQ(r->name, "store-writer");
-  EXPECT_EQ(r->nice, std::min(here + 3, 19));
+  auto look = [](rocks::WriteTxn&) -> Result<Seen> {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, 0);
+    if (errno != 0) return Fail(Errc::kInternal, "getpriority failed");
+    return Seen{.name = name, .nice = nice};
+  };
+
+  // A lone write: nothing queued behind the writer, so it keeps its nice value.
+  Pending<Seen> alone;
+  writer.Submit(rocks::MakeJob<Seen>("look", look, alone.callback()));
+  auto first = alone.Get();
+  ASSERT_TRUE(first.has_value()) << first.error().message;
+  EXPECT_EQ(first->name, "store-writer");
+  EXPECT_EQ(first->nice, here);
+
+  // Park the writer, queue 200 writes behind it: they run moved.
+  std::promise<void> release, parked;
+  auto released = release.get_future().share();
+  writer.Submit(rocks::MakeJob<int>(
+      "hold", [](rocks::WriteTxn&) -> Result<int> { return 0; },
+      Callback<int>([&, released](Result<int>) {
+        parked.set_value();
+        released.wait();
+      })));
+  parked.get_future().wait();
+  std::vector<Pending<Seen>> queued(200);
+  for (auto& q : queued) writer.Submit(rocks::MakeJob<Seen>("look", look, q.callback()));
+  release.set_value();
+  for (auto& q : queued) {
+    auto r = q.Get();
+    ASSERT_TRUE(r.has_value()) << r.error().message;
+    EXPECT_EQ(r->nice, std::min(here + 3, 19));
+  }
+
+  // The queue is empty again: back where it started.
+  Pending<Seen> after;
+  writer.Submit(rocks::MakeJob<Seen>("look", look, after.callback()));
+  auto last = after.Get();
+  ASSERT_TRUE(last.has_value()) << last.error().message;
+  EXPECT_EQ(last->nice, here);
   EXPECT_EQ(::getpriority(PRIO_PROCESS, 0), here);
   writer.Close();
 }

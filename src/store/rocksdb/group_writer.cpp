@@ -203,26 +203,35 @@ void GroupWriter::Close() {
   if (thread_.joinable()) thread_.join();
 }
 
-void GroupWriter::Run() {
+void GroupWriter::Prioritize(std::size_t queued) {
+  if (priority_ == 0 || priority_failed_) return;
+  const bool want = queued >= (ahead_ ? kBehindBelowJobs : kAheadFromJobs);
+  if (want == ahead_) return;
   // On Linux a thread's nice value is its own (PRIO_PROCESS with a thread
-  // id): this moves the writer only, from what it inherited.
-  if (priority_ != 0) {
-    errno = 0;
-    const int inherited = ::getpriority(PRIO_PROCESS, 0);
-    const int nice = std::clamp(inherited - priority_, -20, 19);
-    if (errno != 0 || ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
-      PLOG_WARN("store writer priority not changed", "nice={} error={} hint={}", nice,
-                LogQuote(std::strerror(errno)),
-                LogQuote("run as root, grant CAP_SYS_NICE or raise RLIMIT_NICE (systemd: "
-                         "LimitNICE=), or set store_writer_priority to 0"));
-    }
+  // id): this moves the writer only, relative to what it inherited.
+  const int nice = std::clamp(inherited_nice_ - (want ? priority_ : 0), -20, 19);
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice) != 0) {
+    priority_failed_ = true;
+    PLOG_WARN("store writer priority not changed", "nice={} error={} hint={}", nice,
+              LogQuote(std::strerror(errno)),
+              LogQuote("run as root, grant CAP_SYS_NICE or raise RLIMIT_NICE (systemd: "
+                       "LimitNICE=), or set store_writer_priority to 0"));
+    return;
   }
+  ahead_ = want;
+}
+
+void GroupWriter::Run() {
+  errno = 0;
+  inherited_nice_ = ::getpriority(PRIO_PROCESS, 0);
+  if (errno != 0) priority_failed_ = true;
   std::deque<std::unique_ptr<WriteJob>> jobs;
   for (;;) {
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [this] { return !queue_.empty() || closed_; });
       if (queue_.empty()) return;  // closed and drained
+      Prioritize(queue_.size());
       if (queue_.size() <= kMaxJobsPerCommit) {
         jobs.swap(queue_);
       } else {

@@ -203,10 +203,11 @@ std::unique_ptr<WriteJob> MakeJob(std::string_view op, F body, Callback<T> done)
 class GroupWriter {
  public:
   // `batches` (optional) must outlive the writer. `priority`: nice steps the
-  // writer thread takes ahead of the process's other threads (0: none; a
-  // negative value puts it behind them). Every write waits for this one
-  // thread, so on a busy machine it is the queue; when the process may not
-  // raise a thread's priority, the writer runs at the default and says so.
+  // writer thread takes ahead of the process's other threads while writes
+  // queue up behind it (0: never; a negative value puts it behind them
+  // instead). Every write waits for this one thread, so on a busy machine it
+  // is the queue; when the process may not raise a thread's priority, the
+  // writer stays at the default and says so once.
   GroupWriter(rocksdb::DB* db, bool sync, StoreObserver observer, BatchObserver* batches = nullptr,
               int priority = 0);
   ~GroupWriter();
@@ -227,12 +228,24 @@ class GroupWriter {
   void Close();
 
  private:
+  // While at least kAheadFromJobs writes wait at the start of a batch the
+  // writer runs `priority` steps ahead; once fewer than kBehindBelowJobs do,
+  // at the default again. Ahead all the time it would preempt each thread
+  // that queues a write and commit nearly every write on its own: a connect
+  // storm, whose writes never queue up, ran 19% slower that way.
+  static constexpr std::size_t kAheadFromJobs = 128;
+  static constexpr std::size_t kBehindBelowJobs = 32;
+  void Prioritize(std::size_t queued);
   void Run();
   void RunBatch(std::deque<std::unique_ptr<WriteJob>>& jobs);
   void Observe(std::string_view op, double seconds) const;
 
   rocksdb::DB* db_;
   int priority_;
+  // Writer thread only.
+  int inherited_nice_ = 0;
+  bool ahead_ = false;
+  bool priority_failed_ = false;
   rocksdb::WriteOptions write_options_;
   StoreObserver observer_;
   BatchObserver* batches_;
