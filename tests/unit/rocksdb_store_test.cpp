@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <future>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -251,6 +252,24 @@ TEST_F(RocksStoreTest, CommitsAreBounded) {
 
 // ---- Mailbox heads through the writer ---------------------------------------------
 
+// Queues a write whose callback holds the writer thread until the returned
+// promise is set, and returns once it does: what is queued next waits, and
+// forms one batch.
+std::promise<void> ParkWriter(rocks::GroupWriter& writer) {
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  auto parked = std::make_shared<std::promise<void>>();
+  auto held = parked->get_future();
+  writer.Submit(rocks::MakeJob<int>(
+      "hold", [](rocks::WriteTxn&) -> Result<int> { return 0; },
+      Callback<int>([parked, released](Result<int>) {
+        parked->set_value();
+        released.wait();
+      })));
+  held.wait();
+  return release;
+}
+
 // Jobs of one batch continue from each other's heads; a rolled-back job's
 // raises vanish; the committed heads move when the batch commits, before any
 // callback runs.
@@ -283,15 +302,7 @@ TEST_F(RocksStoreTest, HeadsFollowJobsAndRollbacksInABatch) {
   };
 
   // Park the writer so that the jobs below form one batch.
-  std::promise<void> release, parked;
-  auto released = release.get_future().share();
-  writer.Submit(rocks::MakeJob<int>(
-      "hold", [](rocks::WriteTxn&) -> Result<int> { return 0; },
-      Callback<int>([&, released](Result<int>) {
-        parked.set_value();
-        released.wait();
-      })));
-  parked.get_future().wait();
+  auto release = ParkWriter(writer);
 
   Pending<Seqs> a, b, c, d;
   Seq committed_seen_by_d = 0;
@@ -349,15 +360,7 @@ TEST_F(RocksStoreTest, WriterThreadHasItsNameAndMovesItsPriorityWithTheQueue) {
   EXPECT_EQ(first->nice, here);
 
   // Park the writer, queue 200 writes behind it: they run moved.
-  std::promise<void> release, parked;
-  auto released = release.get_future().share();
-  writer.Submit(rocks::MakeJob<int>(
-      "hold", [](rocks::WriteTxn&) -> Result<int> { return 0; },
-      Callback<int>([&, released](Result<int>) {
-        parked.set_value();
-        released.wait();
-      })));
-  parked.get_future().wait();
+  auto release = ParkWriter(writer);
   std::vector<Pending<Seen>> queued(200);
   for (auto& q : queued) writer.Submit(rocks::MakeJob<Seen>("look", look, q.callback()));
   release.set_value();
