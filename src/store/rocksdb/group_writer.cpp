@@ -227,11 +227,12 @@ void GroupWriter::Run() {
   if (errno != 0) priority_failed_ = true;
   std::deque<std::unique_ptr<WriteJob>> jobs;
   for (;;) {
+    std::size_t queued = 0;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [this] { return !queue_.empty() || closed_; });
       if (queue_.empty()) return;  // closed and drained
-      Prioritize(queue_.size());
+      queued = queue_.size();
       if (queue_.size() <= kMaxJobsPerCommit) {
         jobs.swap(queue_);
       } else {
@@ -241,6 +242,8 @@ void GroupWriter::Run() {
         }
       }
     }
+    // Outside the lock: a submitter never waits for the system call.
+    Prioritize(queued);
     RunBatch(jobs);
     jobs.clear();
   }
