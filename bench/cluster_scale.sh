@@ -27,7 +27,8 @@
 #   default: what the open-files limit needs), BASE_PORT (31080: nodes on
 #   BASE_PORT+1...), REDIS_PORT (31079), PG_PORT (31432, a unix socket),
 #   OUT (where scale.json and the logs go; default the folder), CLUSTER_DIR,
-#   KEEP, PARLEY_PG_BIN, PARLEYD (default BUILD_DIR/parleyd). Ports sit below the ephemeral range
+#   KEEP, PARLEY_PG_BIN, PARLEYD (default BUILD_DIR/parleyd), PG_SETTINGS
+#   (more server options, e.g. "-c wal_init_zero=off"). Ports sit below the ephemeral range
 #   (/proc/sys/net/ipv4/ip_local_port_range), which 100,000 client sockets use.
 #
 # Internal: `cluster_scale.sh measure DIR LABEL` is what parley-bench runs
@@ -144,7 +145,7 @@ mkdir -p "$DIR/pg"
 as_pg "$PG_BIN/initdb" --no-sync -A trust -U postgres -E UTF8 --locale=C -D "$DIR/pg/data" \
   >"$DIR/pg/initdb.log" 2>&1 || die "initdb failed: $DIR/pg/initdb.log"
 as_pg "$PG_BIN/pg_ctl" start -w -t 60 -s -D "$DIR/pg/data" -l "$DIR/pg/server.log" \
-  -o "-p $PG_PORT -k $DIR/pg -c listen_addresses='' -c max_connections=200" ||
+  -o "-p $PG_PORT -k $DIR/pg -c listen_addresses='' -c max_connections=200 ${PG_SETTINGS:-}" ||
   die "PostgreSQL did not start: $DIR/pg/server.log"
 PG_STARTED=1
 as_pg "$PG_BIN/createdb" -h "$DIR/pg" -p "$PG_PORT" -U postgres parley || die "createdb failed"

@@ -7,7 +7,12 @@
 # the parley-bench summary line, the CPU seconds parleyd (and the PostgreSQL
 # server, all its processes) used during the run, and the load average; at
 # the end the mean latency of every store read from parleyd's /metrics.
-#   bench/pg_vs_rocks.sh [BUILD_DIR]   (BENCH_SHORT=1: 5 s runs; BENCH_LIGHT=1: see below)
+#   bench/pg_vs_rocks.sh [BUILD_DIR]   (BENCH_SHORT=1: 5 s runs; BENCH_LIGHT=1: see below;
+#   PG_SETTINGS: more PostgreSQL server options, e.g. "-c wal_init_zero=on")
+# wal_init_zero=off: a fresh cluster has no old WAL segments to recycle and
+# zero-fills a new 16-MB one every 2-3 s at 2,000 msgs/s, each time holding
+# up the COMMITs behind it for 100-200 ms on this machine's disk; a server
+# that has run through checkpoints recycles segments instead (docs/operations.md).
 set -uo pipefail
 BUILD=${1:-build}
 PARLEYD=$(realpath "$BUILD/parleyd")
@@ -24,7 +29,7 @@ as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; f
 port=$((20000 + RANDOM % 20000))
 as_pg "$PGBIN/initdb" --no-sync -A trust -U postgres -E UTF8 --locale=C -D "$work/pg" >/dev/null
 as_pg "$PGBIN/pg_ctl" start -w -s -D "$work/pg" -l "$work/pg.log" \
-  -o "-p $port -k $work -c listen_addresses='' -c max_connections=100 -c shared_buffers=128MB"
+  -o "-p $port -k $work -c listen_addresses='' -c max_connections=100 -c shared_buffers=128MB -c wal_init_zero=off ${PG_SETTINGS:-}"
 pm=$(head -1 "$work/pg/postmaster.pid")
 cleanup() {
   [[ -n ${srv:-} ]] && kill -9 "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
@@ -93,6 +98,9 @@ store_metrics() { # mean latency of each store operation during the last run
 }
 
 for backend in ${BENCH_BACKENDS:-rocksdb postgresql}; do
+  # What the last backend's runs left dirty in the page cache is written
+  # back now, not under the next backend's commits.
+  sync
   if [[ $backend == postgresql ]]; then
     as_pg "$PGBIN/psql" -q -h "$work" -p "$port" -U postgres -c "CREATE DATABASE parley" postgres
     store="postgresql://postgres@/parley?host=$work&port=$port"
