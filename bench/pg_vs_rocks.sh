@@ -11,7 +11,7 @@
 #   PG_SETTINGS: more PostgreSQL server options, e.g. "-c wal_init_zero=on")
 # wal_init_zero=off: a fresh cluster has no old WAL segments to recycle and
 # zero-fills a new 16-MB one every 2-3 s at 2,000 msgs/s, each time holding
-# up the COMMITs behind it for 100-200 ms on this machine's disk; a server
+# up the COMMITs behind it (up to 120 ms on this machine's disk); a server
 # that has run through checkpoints recycles segments instead (docs/operations.md).
 set -uo pipefail
 BUILD=${1:-build}
