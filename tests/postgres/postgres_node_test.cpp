@@ -77,6 +77,29 @@ TEST(PostgresNode, UnreachableServerEndsStartWithOneLine) {
   EXPECT_EQ(out.find('\n'), out.size() - 1) << "more than one line: " << out;
 }
 
+// parleyd loads libpq only for a PostgreSQL store (libpq_loader.cpp): a
+// library it cannot load is one line at start, naming it.
+TEST(PostgresNode, MissingClientLibraryEndsStartWithOneLine) {
+  std::string out;
+  ASSERT_EQ(setenv("PARLEY_LIBPQ", "/nonexistent/libpq.so.5", 1), 0);
+  const int code = RunParleyd(SharedPostgres().Url("parley"), &out);
+  unsetenv("PARLEY_LIBPQ");
+  EXPECT_NE(code, 0);
+  EXPECT_NE(out.find("cannot load the PostgreSQL client library"), std::string::npos) << out;
+  EXPECT_NE(out.find("/nonexistent/libpq.so.5"), std::string::npos) << out;
+  EXPECT_EQ(out.find('\n'), out.size() - 1) << "more than one line: " << out;
+}
+
+// A RocksDB node does not map libpq at all.
+TEST(PostgresNode, ARocksDbNodeDoesNotLoadLibpq) {
+  Parleyd node;
+  ASSERT_TRUE(node.Start());
+  std::string maps;
+  ASSERT_EQ(RunShell("cat /proc/" + std::to_string(node.pid()) + "/maps", &maps), 0);
+  EXPECT_NE(maps.find("librocksdb"), std::string::npos) << "not the server's map";
+  EXPECT_EQ(maps.find("libpq"), std::string::npos);
+}
+
 TEST(PostgresNode, TwoNodesShareAccountsTokensAndMailboxes) {
   const std::string url = FreshDb("two");
   Parleyd a({.args = {"--store", url}});

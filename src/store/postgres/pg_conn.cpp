@@ -1,5 +1,7 @@
 #include "store/postgres/pg_conn.hpp"
 
+#include "store/postgres/libpq_loader.hpp"
+
 #include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
@@ -153,6 +155,7 @@ Result<std::unique_ptr<Conn>> Conn::Open(const std::string& url, std::string set
       "connect_timeout",  "keepalives",       "keepalives_idle", "keepalives_interval",
       "keepalives_count", "tcp_user_timeout", "dbname",          nullptr};
   const char* values[] = {"5", "1", "10", "3", "3", "20000", url.c_str(), nullptr};
+  if (auto loaded = LoadLibpq(); !loaded) return std::unexpected(loaded.error());
   PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (c == nullptr) return Fail(Errc::kUnavailable, "postgresql: out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
