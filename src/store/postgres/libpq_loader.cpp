@@ -2,11 +2,13 @@
 //
 // parleyd does not link libpq: it and the libraries it pulls in (GnuTLS,
 // Kerberos, LDAP, SASL, p11-kit, nettle, GMP...) cost an idle RocksDB node
-// about 3.3 MB of resident memory just by being mapped and relocated, and
+// about 3.7 MB of resident memory just by being mapped and relocated, and
 // RocksDB is the default. Instead this file defines the libpq functions the
 // store calls, each forwarding to the real one, which LoadLibpq finds with
-// dlopen("libpq.so.5", or $PARLEY_LIBPQ) and dlsym. Conn::Open calls LoadLibpq before its
-// first connection, so a missing library is one clear error at start.
+// dlopen("libpq.so.5", or $PARLEY_LIBPQ) and dlsym. Conn::Open calls
+// LoadLibpq before its first connection, so a missing library is one clear
+// error at start. A test binary that also links libpq gets these
+// forwarders for its own calls; they reach the same library.
 #include "store/postgres/libpq_loader.hpp"
 
 #include <dlfcn.h>
