@@ -151,13 +151,13 @@ TEST(PostgresLockOrder, TwoNodesLockingOverlappingUsersInOppositeOrdersNeverDead
 }
 
 // Another node's batch holding a head (here: an open transaction of our
-// own holding the row lock) must not hold up the jobs of this node's batch
-// that do not touch that head: the job that does goes to a later batch
-// (pg_writer.hpp, "Heads held by another node are not waited for"). Before,
-// the whole batch waited at BEGIN for the lock, up to lock_timeout (2 s).
-TEST(PostgresLockOrder, AHeadHeldElsewhereHoldsUpOnlyTheJobsThatNeedIt) {
-  const std::string url =
-      test::SharedPostgres().CreateDatabase("heldhead" + std::to_string(getpid()));
+// own, which `hold` makes hold the row) must not hold up the jobs of this
+// node's batch that do not touch that head: the job that does goes to a
+// later batch (pg_writer.hpp, "Heads held by another node are not waited
+// for"). Before, the whole batch waited at BEGIN for the lock, up to
+// lock_timeout (2 s).
+void HeldHeadHoldsUpOnlyTheJobsThatNeedIt(const std::string& name, const char* hold) {
+  const std::string url = test::SharedPostgres().CreateDatabase(name + std::to_string(getpid()));
   auto opened = OpenPostgresStore({.url = url, .readers = 1});
   ASSERT_TRUE(opened.has_value()) << opened.error().message;
   Store& store = **opened;
@@ -175,7 +175,7 @@ TEST(PostgresLockOrder, AHeadHeldElsewhereHoldsUpOnlyTheJobsThatNeedIt) {
   };
   exec("INSERT INTO mailbox_head (user_id) VALUES (7001) ON CONFLICT DO NOTHING");
   exec("BEGIN");
-  exec("SELECT 1 FROM mailbox_head WHERE user_id = 7001 FOR UPDATE");
+  exec(hold);
 
   std::promise<Result<SendResult>> to_held, free;
   store.AppendMessage(Text(a, UserConv(held), "to-held"), {held},
@@ -203,6 +203,20 @@ TEST(PostgresLockOrder, AHeadHeldElsewhereHoldsUpOnlyTheJobsThatNeedIt) {
   EXPECT_EQ(events.back().seq, events.size());
   PQfinish(other);
   store.Close();
+}
+
+TEST(PostgresLockOrder, AHeadLockedElsewhereHoldsUpOnlyTheJobsThatNeedIt) {
+  HeldHeadHoldsUpOnlyTheJobsThatNeedIt(
+      "heldhead", "SELECT 1 FROM mailbox_head WHERE user_id = 7001 FOR UPDATE");
+}
+
+// What another node's batch does between its heads' UPDATE and its COMMIT.
+// The heads' INSERT ... ON CONFLICT DO NOTHING used to wait for such a
+// transaction (its conflict check waits for an uncommitted update of the
+// row), whichever jobs the batch held.
+TEST(PostgresLockOrder, AHeadUpdatedElsewhereHoldsUpOnlyTheJobsThatNeedIt) {
+  HeldHeadHoldsUpOnlyTheJobsThatNeedIt("updatedhead",
+                                       "UPDATE mailbox_head SET head = head WHERE user_id = 7001");
 }
 
 }  // namespace
