@@ -114,6 +114,12 @@ struct AckResult {
   std::vector<Appended> appended;  // receipt events appended to senders' mailboxes
 };
 
+// What a device's hello reads once its session is findable (ReadHello).
+struct HelloState {
+  Seq head = 0;    // HeadSeq of the user
+  Seq cursor = 0;  // GetCursor of the device
+};
+
 // Receives the latency of every store operation (for the /metrics histogram).
 // Called from any thread; must be cheap.
 using StoreObserver = std::function<void(std::string_view op, double seconds)>;
@@ -189,6 +195,10 @@ class Store {
                                                         std::size_t max) = 0;
   // The device's cursor: the highest seq it acknowledged (0 when none).
   virtual Result<Seq> GetCursor(UserId user, DeviceId device) = 0;
+  // The user's head and the device's cursor, as HeadSeq and GetCursor
+  // answer, or nothing when the device does not exist (removed meanwhile):
+  // one read where the store is across a network.
+  virtual Result<std::optional<HelloState>> ReadHello(UserId user, DeviceId device) = 0;
   virtual Result<std::optional<Message>> GetMessage(MsgId msg_id) = 0;
   // The messages of one conversation in the user's mailbox with msg_id <
   // before (0: from the newest), newest first, at most `limit`.

@@ -253,6 +253,44 @@ TEST_P(StoreMessagingContractTest, AckMovesTheCursorOnlyUp) {
   EXPECT_EQ(Ack(store(), kBob, kBobPhone, 3).value().cursor, 3u);
 }
 
+// hello's one read: what HeadSeq and GetCursor answer, and nothing for a
+// device that does not exist or was removed.
+TEST_P(StoreMessagingContractTest, ReadHelloIsHeadAndCursorOfAnExistingDevice) {
+  SignUpCast(store());
+  auto empty = store().ReadHello(kBob, kBobPhone);
+  ASSERT_TRUE(empty.has_value()) << empty.error().message;
+  ASSERT_TRUE(empty->has_value());
+  EXPECT_EQ((*empty)->head, 0u);
+  EXPECT_EQ((*empty)->cursor, 0u);
+
+  for (int i = 0; i < 3; ++i) SendText(store(), kAlice, kBob, "h" + std::to_string(i));
+  ASSERT_TRUE(Ack(store(), kBob, kBobPhone, 2).has_value());
+  auto phone = store().ReadHello(kBob, kBobPhone);
+  ASSERT_TRUE(phone.has_value() && phone->has_value());
+  EXPECT_EQ((*phone)->head, store().HeadSeq(kBob).value());
+  EXPECT_EQ((*phone)->head, 3u);
+  EXPECT_EQ((*phone)->cursor, 2u);
+  auto laptop = store().ReadHello(kBob, kBobLaptop);
+  ASSERT_TRUE(laptop.has_value() && laptop->has_value());
+  EXPECT_EQ((*laptop)->head, 3u);
+  EXPECT_EQ((*laptop)->cursor, 0u);
+  // The sender's mailbox holds her own copies.
+  auto alice = store().ReadHello(kAlice, kAlicePhone);
+  ASSERT_TRUE(alice.has_value() && alice->has_value());
+  EXPECT_EQ((*alice)->head, store().HeadSeq(kAlice).value());
+
+  auto unknown = store().ReadHello(kBob, kBobPhone + 777);
+  ASSERT_TRUE(unknown.has_value());
+  EXPECT_FALSE(unknown->has_value());
+  ASSERT_TRUE(RemoveDevice(store(), kBob, kBobLaptop).value());
+  auto removed = store().ReadHello(kBob, kBobLaptop);
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_FALSE(removed->has_value());
+  auto still = store().ReadHello(kBob, kBobPhone);
+  ASSERT_TRUE(still.has_value() && still->has_value());
+  EXPECT_EQ((*still)->cursor, 2u);
+}
+
 TEST_P(StoreMessagingContractTest, DeliveredReceiptOncePerMessageGroupedBySender) {
   SignUpCast(store());
   auto m1 = SendText(store(), kAlice, kBob, "m1");  // bob 1, alice 1

@@ -301,12 +301,9 @@ void Session::Hello(const json::object& req, const Rid& rid) {
                                        &came_online)) {
     old->Close(proto::close_code::kReplaced, "replaced by a newer connection of this device");
   }
-  // A removal that committed between Authenticate and Attach found no session
-  // to close; look once more now that this one is findable.
-  if (auto again = core_.store.GetDevice(identity_.user, identity_.device); again && !*again) {
-    Error(rid, code::kDeviceRevoked, "this device was removed");
-    return Close(proto::close_code::kRevoked, "this device was removed");
-  }
+  // A removal that commits between Authenticate and Attach finds no session
+  // to close: FinishHello looks for the device once more, now that this
+  // session is findable.
   if (core_.Clustered()) {
     const store::UserId user = identity_.user;
     // An older connection of this device on another node closes (4409).
@@ -352,26 +349,33 @@ void Session::CatchUp(store::Seq head) {
 void Session::FinishHello(const Rid& rid, std::optional<store::Seq> resume_after) {
   if (closed_) return;
   // Read after Attach: whatever is appended from now on is also announced to
-  // this session, so nothing falls between the head read here and the stream.
-  auto head = core_.store.HeadSeq(identity_.user);
-  auto cursor = core_.store.GetCursor(identity_.user, identity_.device);
-  if (!head || !cursor) {
-    StoreError(rid, !head ? head.error() : cursor.error(), "hello");
+  // this session, so nothing falls between the head read here and the stream;
+  // and a removal of the device from now on finds this session and closes it.
+  // One read: head, cursor, and whether the device still exists.
+  auto state = core_.store.ReadHello(identity_.user, identity_.device);
+  if (!state) {
+    StoreError(rid, state.error(), "hello");
     return Close(proto::close_code::kTryAgainLater, "try again");
   }
+  if (!*state) {
+    Error(rid, code::kDeviceRevoked, "this device was removed");
+    return Close(proto::close_code::kRevoked, "this device was removed");
+  }
+  const store::Seq head = (*state)->head;
+  const store::Seq cursor = (*state)->cursor;
   const std::int64_t now = NowMs();
   core_.store.TouchDevice(identity_.user, identity_.device, now, [](Status) {});
 
   json::object result;
   result["user_id"] = IdToString(identity_.user);
   result["device_id"] = IdToString(identity_.device);
-  result["head_seq"] = std::to_string(*head);
+  result["head_seq"] = std::to_string(head);
   result["server_time_ms"] = now;
   if (skip_own_copy_) result["skip_own_copy"] = true;  // granted: the client may rely on it
   Ok(rid, std::move(result));
   // The answer goes first, then the stream: a client sees hello's ok before
   // any event.
-  StartDelivery(std::min(resume_after.value_or(*cursor), *head), *head);
+  StartDelivery(std::min(resume_after.value_or(cursor), head), head);
 }
 
 }  // namespace parley::core

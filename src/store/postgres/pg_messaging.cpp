@@ -147,6 +147,18 @@ Result<Seq> PgStore::GetCursor(UserId user, DeviceId device) {
   return r->empty() ? Seq{0} : r->U64(0, 0);
 }
 
+Result<std::optional<HelloState>> PgStore::ReadHello(UserId user, DeviceId device) {
+  ReadTimer timer(observer_, "read_hello");
+  auto r = reads_->Exec(
+      "SELECT (SELECT head FROM mailbox_head WHERE user_id = $1), (SELECT seq FROM cursors WHERE "
+      "user_id = $1 AND device_id = $2) FROM devices WHERE user_id = $1 AND device_id = $2",
+      Params().U64(user).U64(device));
+  if (!r) return Failed(r);
+  if (r->empty()) return std::optional<HelloState>();
+  return std::optional<HelloState>(HelloState{.head = r->IsNull(0, 0) ? Seq{0} : r->U64(0, 0),
+                                              .cursor = r->IsNull(0, 1) ? Seq{0} : r->U64(0, 1)});
+}
+
 Result<std::optional<Message>> PgStore::GetMessage(MsgId msg_id) {
   ReadTimer timer(observer_, "get_message");
   auto r = reads_->Exec("SELECT " PG_MESSAGE_COLUMNS " FROM messages m WHERE m.msg_id = $1",

@@ -130,6 +130,7 @@ class PgStore final : public Store {
   Result<std::vector<Seq>> HeadSeqs(std::span<const UserId> users) override;
   Result<std::vector<MailboxEvent>> ReadMailbox(UserId user, Seq after, std::size_t max) override;
   Result<Seq> GetCursor(UserId user, DeviceId device) override;
+  Result<std::optional<HelloState>> ReadHello(UserId user, DeviceId device) override;
   Result<std::optional<Message>> GetMessage(MsgId msg_id) override;
   Result<std::vector<std::shared_ptr<const Message>>> History(UserId user, Conversation conv,
                                                               MsgId before,

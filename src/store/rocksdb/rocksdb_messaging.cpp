@@ -211,6 +211,18 @@ Result<Seq> RocksStore::GetCursor(UserId user, DeviceId device) {
   return DecodeSeqValue(**value);
 }
 
+Result<std::optional<HelloState>> RocksStore::ReadHello(UserId user, DeviceId device) {
+  // Local reads: three are as cheap as one.
+  auto found = GetDevice(user, device);
+  if (!found) return std::unexpected(found.error());
+  if (!*found) return std::optional<HelloState>();
+  auto head = HeadSeq(user);
+  if (!head) return std::unexpected(head.error());
+  auto cursor = GetCursor(user, device);
+  if (!cursor) return std::unexpected(cursor.error());
+  return std::optional<HelloState>(HelloState{.head = *head, .cursor = *cursor});
+}
+
 Result<std::optional<Message>> RocksStore::GetMessage(MsgId msg_id) {
   ReadTimer timer(observer_, "get_message");
   if (auto cached = messages_.Get(msg_id)) return std::optional<Message>(*cached);
