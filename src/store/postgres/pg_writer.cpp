@@ -237,14 +237,9 @@ Status Tx::LockRows(const char* lock, const std::vector<UserId>& users, bool mak
   Params p;
   p.U64Array(users);
   if (make_missing) {
-    // Only the rows this statement's snapshot does not see are inserted. An
-    // INSERT ... ON CONFLICT of a row that exists waits for any transaction
-    // that has updated it and not yet committed (the conflict check reads
-    // with a dirty snapshot), which in a cluster is another node's batch
-    // between its head UPDATE and its COMMIT: every batch waited on the
-    // fsyncs of others', the SKIP LOCKED below notwithstanding. The probe is
-    // a sub-plan per element (OFFSET 0), not a join the planner may turn
-    // into a scan of the table.
+    // Only rows this snapshot does not see: ON CONFLICT on an existing row
+    // waits for another node's uncommitted UPDATE of it (docs/architecture.md,
+    // "Making a missing head does not wait for another node's batch").
     if (auto s = Pipe("INSERT INTO mailbox_head (user_id) SELECT u FROM unnest($1::int8[]) AS u "
                       "WHERE NOT EXISTS (SELECT 1 FROM mailbox_head e WHERE e.user_id = u "
                       "OFFSET 0) ORDER BY u ON CONFLICT DO NOTHING",
@@ -455,12 +450,9 @@ Status Tx::FlushHeads() {
   if (users.empty()) return Ok();
   Params p;
   p.U64Array(users).U64Array(heads).U64Array(delivered);
-  // Each row found by a primary-key probe and updated by its ctid. With a
-  // plain `WHERE h.user_id = v.user_id` the planner hash-joined arrays of
-  // 30 or more heads against a scan of the whole table (3,039 scans of
-  // 10,000 rows in a 10,000-session cluster run). The ctid is this
-  // transaction's own version of the row: every head in heads_ was locked
-  // FOR UPDATE by it (LockRows), so no other transaction can have moved it.
+  // A probe and the ctid per head: a plain join scanned the whole table for
+  // 30 or more heads (docs/architecture.md, "Plans"). The ctid is safe: every
+  // head in heads_ is held FOR UPDATE by this transaction (LockRows).
   return Pipe(
       "UPDATE mailbox_head AS h SET head = v.head, delivered_wm = v.delivered "
       "FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS v(user_id, head, delivered) "
