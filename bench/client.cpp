@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <deque>
 #include <future>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -30,9 +32,12 @@ using boost::system::error_code;
 
 namespace {
 
-// Acks are batched: the highest seq seen goes out once 64 events are
-// unacknowledged or 10 ms after the first of them, whichever is sooner. The
-// server keeps 256 events in flight, so 64 never stalls its window.
+// Acks are batched: the contiguous watermark (every seq up to it received)
+// goes out once 64 events are unacknowledged or 10 ms after the first of
+// them, whichever is sooner. The server keeps 256 events in flight, so 64
+// never stalls its window. Never the highest seq seen: an ack covers every
+// event up to it, and one not yet here (a send's own copy, counted from its
+// `ok`, can overtake another node's message to this user) would never come.
 constexpr std::uint64_t kAckEvery = 64;
 constexpr auto kAckTick = std::chrono::milliseconds(10);
 constexpr std::size_t kMaxFrame = 1024 * 1024;
@@ -84,7 +89,7 @@ namespace {
 class SessionImpl final : public Session, public std::enable_shared_from_this<SessionImpl> {
  public:
   SessionImpl(Loop::Impl& loop, const Account& a, std::uint32_t id, SessionListener* listener,
-              int node, std::uint64_t resume_after)
+              int node, std::uint64_t resume_after, std::vector<std::uint64_t> seen_above)
       : Session(id),
         loop_(loop),
         ws_(loop.ioc),
@@ -92,7 +97,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
         token_(a.access_token),
         listener_(listener),
         resume_after_(resume_after),
-        highest_(resume_after),
+        watermark_known_(resume_after > 0),
+        watermark_(resume_after),
+        above_(seen_above.begin(), seen_above.end()),
         acked_(resume_after) {
     this->node = (node < 0 ? a.node : node) % TargetNodes();
   }
@@ -148,14 +155,17 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
 
   bool open() const override { return state_ == State::kOpen; }
   std::size_t queued() const override { return wq_.size(); }
-  std::uint64_t highest_seq() const override { return highest_; }
+  std::uint64_t highest_seq() const override { return watermark_; }
+  std::vector<std::uint64_t> seen_above() const override {
+    return std::vector<std::uint64_t>(above_.begin(), above_.end());
+  }
 
-  // Sends the ack for everything seen, if anything is new.
+  // Sends the ack for everything received up to the watermark, if it moved.
   void FlushAck() {
     ack_listed_ = false;
-    if (state_ != State::kOpen || highest_ <= acked_) return;
-    acked_ = highest_;
-    Send(R"({"op":"ack","seq":")" + std::to_string(highest_) + "\"}");
+    if (state_ != State::kOpen || watermark_ <= acked_) return;
+    acked_ = watermark_;
+    Send(R"({"op":"ack","seq":")" + std::to_string(watermark_) + "\"}");
   }
 
  private:
@@ -217,7 +227,7 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
     const std::string_view op = StrOf(f, "op");
     if (op == "event") {
       const std::uint64_t seq = ToU64(StrOf(f, "seq"));
-      Received(seq);
+      if (!Received(seq)) return;  // had it (sent again after a reconnect)
       if (const auto* e = f.if_contains("event"); e != nullptr && e->is_object()) {
         listener_->OnEvent(*this, seq, e->as_object());
       }
@@ -251,15 +261,27 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
     listener_->OnAnswer(*this, rid, f, ok, code);
   }
 
-  // An event seq seen: acked with the others (see kAckEvery).
-  void Received(std::uint64_t seq) {
-    if (seq > highest_) highest_ = seq;
-    if (highest_ - acked_ >= kAckEvery) {
+  // An event seq seen: acked with the others once contiguous (see
+  // kAckEvery). False for one received before.
+  bool Received(std::uint64_t seq) {
+    if (!watermark_known_) {
+      // The stream starts after the device's cursor, at most the head that
+      // hello named (the first event is the backlog's first, or newer).
+      watermark_ = std::min(head_seq, seq - 1);
+      watermark_known_ = true;
+    }
+    if (seq <= watermark_ || !above_.insert(seq).second) return false;
+    while (!above_.empty() && *above_.begin() == watermark_ + 1) {
+      watermark_ = *above_.begin();
+      above_.erase(above_.begin());
+    }
+    if (watermark_ - acked_ >= kAckEvery) {
       FlushAck();
-    } else if (!ack_listed_ && highest_ > acked_) {
+    } else if (!ack_listed_ && watermark_ > acked_) {
       ack_listed_ = true;
       loop_.ack_due.push_back(shared_from_this());
     }
+    return true;
   }
 
   void DoWrite() {
@@ -316,7 +338,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   bool ack_listed_ = false;
   std::uint64_t resume_after_ = 0;
   bool own_skipped_ = false;  // hello granted skip_own_copy
-  std::uint64_t highest_ = 0;
+  bool watermark_known_ = false;
+  std::uint64_t watermark_ = 0;
+  std::set<std::uint64_t> above_;  // received above the watermark
   std::uint64_t acked_ = 0;
 };
 
@@ -403,8 +427,10 @@ void Timer::Cancel() {
 
 std::shared_ptr<Session> Session::Create(Loop& loop, const Account& account, std::uint32_t id,
                                          SessionListener* listener, int node,
-                                         std::uint64_t resume_after) {
-  return std::make_shared<SessionImpl>(loop.impl(), account, id, listener, node, resume_after);
+                                         std::uint64_t resume_after,
+                                         std::vector<std::uint64_t> seen_above) {
+  return std::make_shared<SessionImpl>(loop.impl(), account, id, listener, node, resume_after,
+                                       std::move(seen_above));
 }
 
 }  // namespace parley::bench

@@ -101,20 +101,25 @@ class SessionListener {
 class Session {
  public:
   // `node` < 0: the account's node. `resume_after` > 0: hello carries it
-  // (a reconnecting client that has seen events up to it).
+  // (a reconnecting client that has every event up to it), and `seen_above`
+  // are the events above it that it has too (dropped if sent again).
   static std::shared_ptr<Session> Create(Loop& loop, const Account& account, std::uint32_t id,
                                          SessionListener* listener, int node = -1,
-                                         std::uint64_t resume_after = 0);
+                                         std::uint64_t resume_after = 0,
+                                         std::vector<std::uint64_t> seen_above = {});
   virtual ~Session() = default;
 
   // TCP connect, WebSocket upgrade and hello, within `timeout`.
   virtual void Start(std::chrono::milliseconds timeout) = 0;
-  virtual void Send(std::string frame) = 0;       // dropped unless open
-  virtual void Close() = 0;                       // normal closure, after queued frames
-  virtual void Abort() = 0;                       // drop the socket; no callbacks
-  virtual bool open() const = 0;                  // hello answered ok, not closed
-  virtual std::size_t queued() const = 0;         // frames not yet written
-  virtual std::uint64_t highest_seq() const = 0;  // of the events received (or resumed after)
+  virtual void Send(std::string frame) = 0;  // dropped unless open
+  virtual void Close() = 0;                  // normal closure, after queued frames
+  virtual void Abort() = 0;                  // drop the socket; no callbacks
+  virtual bool open() const = 0;             // hello answered ok, not closed
+  virtual std::size_t queued() const = 0;    // frames not yet written
+  // The contiguous watermark: every event up to it was received (or resumed
+  // after). What is acknowledged, and what a reconnect resumes after.
+  virtual std::uint64_t highest_seq() const = 0;
+  virtual std::vector<std::uint64_t> seen_above() const = 0;  // received above the watermark
 
   std::uint32_t id() const { return id_; }
   int node = 0;                     // index into Target::nodes

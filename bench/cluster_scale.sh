@@ -314,6 +314,8 @@ print("SIGKILL n%d (%d sessions): %d clients moved, %d back, %d not back, %d tri
     ("; " + k["error"]) if "error" in k else ""))
 print("kill -> back (hello ok on another node): %s  goal p99 <= 2 s: %s" % (
     lat(back), verdict(back.get("p99_ms", 1e9), 2000)))
+print("  of which kill -> the client sees the close: %s; close -> back: %s" % (
+    lat(k.get("kill_to_close", {})), lat(k.get("close_to_back", {}))))
 print("errors: %s" % json.dumps(rep.get("errors", {})))
 EOF
 for i in $(seq 1 "$NODES"); do

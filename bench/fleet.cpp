@@ -64,8 +64,13 @@ void Fleet::Reconnect(std::size_t i, int node, std::uint64_t resume_after,
   // The closed session may still be running its own callback: it keeps
   // itself alive through it, so replacing it here is safe.
   state_[i] = 4;
-  sessions_[i] = Session::Create(loop(loop_of(i)), ctx_.accounts[account_of_[i]],
-                                 static_cast<std::uint32_t>(i), this, node, resume_after);
+  // What the last connection received above its watermark is not counted
+  // twice when the next one sends it again.
+  std::vector<std::uint64_t> seen =
+      sessions_[i] ? sessions_[i]->seen_above() : std::vector<std::uint64_t>();
+  sessions_[i] =
+      Session::Create(loop(loop_of(i)), ctx_.accounts[account_of_[i]],
+                      static_cast<std::uint32_t>(i), this, node, resume_after, std::move(seen));
   sessions_[i]->Start(timeout);
 }
 

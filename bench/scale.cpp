@@ -99,6 +99,9 @@ void ScaleParent::Summarize(const Options& o, const Merged& m, Driver& d, json::
   kill["reconnect_failed_tries"] = m.Counter("kill_reconnect_failed");
   kill["kill_to_back"] = m.Hist("kill_back").Summary();
   kill["close_to_back"] = m.Hist("kill_reconnect").Summary();
+  // When each client saw its connection close: the dying process's sockets
+  // are closed by its kernel teardown, which shares the cores here.
+  kill["kill_to_close"] = m.Hist("kill_closed").Summary();
   out["kill"] = std::move(kill);
 }
 

@@ -484,7 +484,7 @@ class ChatFleet final : public Fleet {
 
   // After the loops have stopped: who moved, and how long they took.
   void AddKillFigures(Payload& p) {
-    Histogram back, reconnect;
+    Histogram back, reconnect, closed;
     double moved = 0, tries = 0, failed = 0;
     std::int64_t pending = 0;
     for (auto& st : per_loop_) {
@@ -494,6 +494,8 @@ class ChatFleet final : public Fleet {
         tries += m.tries;
         back.Record(std::chrono::nanoseconds(m.back_ns - killed_at_ns_));
         reconnect.Record(std::chrono::nanoseconds(m.back_ns - m.closed_ns));
+        closed.Record(
+            std::chrono::nanoseconds(std::max<std::int64_t>(0, m.closed_ns - killed_at_ns_)));
       }
       pending += st->pending;
       failed += static_cast<double>(st->reconnect_failed);
@@ -506,6 +508,7 @@ class ChatFleet final : public Fleet {
     p.Count("kill_reconnect_failed", failed);
     p.Hist("kill_back", back);
     p.Hist("kill_reconnect", reconnect);
+    p.Hist("kill_closed", closed);
   }
 
   std::vector<std::unique_ptr<PerLoop>> per_loop_;
