@@ -18,6 +18,7 @@ import { packCiphertexts, SignalDevice, type Bundle, type Device } from '../cryp
 import { LocalDb } from './db';
 import { download, formatBytes, imageType, kSealOverhead, maxUploadBytes, upload } from './media';
 import { RequestError, Socket, type Frame } from './socket';
+import { Watermark } from './watermark';
 
 export type Status = 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
 // A file message's body, as the SDK writes it (sdk/src/media.cpp): the key
@@ -104,7 +105,8 @@ export class Client extends EventTarget {
   private signal?: SignalDevice;
   private socket?: Socket;
   private access?: { token: string; until: number };
-  private cursor?: string;
+  private cursor?: string; // the watermark as stored: what hello resumes after
+  private readonly mark = new Watermark();
   private lock: Promise<unknown> = Promise.resolve();
   private devices = new Map<string, Device[]>(); // user -> devices with keys
   private identities = new Map<string, Uint8Array>(); // "<user>.<device>" -> identity key
@@ -139,6 +141,7 @@ export class Client extends EventTarget {
     this.account = await this.db.get<Account>('meta', 'account');
     if (!this.account) return this.changed();
     this.cursor = await this.db.get<string>('meta', 'cursor');
+    this.mark.hello(this.cursor, undefined);
     for (const [, c] of await this.db.all<Conversation>('convs')) this.convs.set(c.id, c);
     for (const [, m] of await this.db.all<Message>('messages')) {
       const list = this.messages.get(m.conv) ?? [];
@@ -178,7 +181,10 @@ export class Client extends EventTarget {
     this.socket = new Socket({
       token: () => this.accessToken(),
       resumeAfter: () => this.cursor,
-      onReady: () => this.onReady(),
+      onReady: (ok) => {
+        this.mark.hello(undefined, ok.head_seq === undefined ? undefined : String(ok.head_seq));
+        return this.onReady();
+      },
       onPush: (f) => this.onPush(f),
       onState: (s, d) => {
         this.conn = s;
@@ -254,9 +260,11 @@ export class Client extends EventTarget {
   // ---- Receiving ----
   private onPush(f: Frame) {
     if (f.op === 'event') {
-      const seq = String(f.seq);
+      // Acknowledged is the watermark, once it moves (watermark.ts).
       this.exclusive(() => this.onEvent(f)).then(
-        () => this.socket?.send({ op: 'ack', seq }),
+        (upTo) => {
+          if (upTo !== undefined) this.socket?.send({ op: 'ack', seq: upTo });
+        },
         (e) => this.storageFailed(e),
       );
     } else if (f.op === 'presence') {
@@ -271,10 +279,13 @@ export class Client extends EventTarget {
     }
   }
 
-  private async onEvent(f: Frame) {
+  // Stores the event; returns the watermark when it moved.
+  private async onEvent(f: Frame): Promise<string | undefined> {
     // After a failed write nothing more is stored: a later cursor would let
     // a reload skip the event that was lost.
     if (this.storageBroken) throw new Error('an earlier event could not be stored');
+    const seq = String(f.seq);
+    if (!this.mark.fresh(seq)) return undefined; // had it: sent again after a reconnect
     const e = f.event ?? {};
     try {
       if (e.type === 'message') await this.onMessage(e);
@@ -286,8 +297,13 @@ export class Client extends EventTarget {
     } catch (err) {
       console.error('event', e.type, err);
     }
-    await this.db.put('meta', 'cursor', String(f.seq));
-    this.cursor = String(f.seq);
+    // If this batch then fails to commit, the client stops until a reload
+    // (storageFailed), which starts again from the cursor stored before.
+    const upTo = this.mark.stored(seq);
+    if (upTo === undefined) return undefined;
+    await this.db.put('meta', 'cursor', upTo);
+    this.cursor = upTo;
+    return upTo;
   }
 
   // An event's batch could not be written: it was not acknowledged, and
