@@ -40,6 +40,7 @@ namespace {
 // `ok`, can overtake another node's message to this user) would never come.
 constexpr std::uint64_t kAckEvery = 64;
 constexpr auto kAckTick = std::chrono::milliseconds(10);
+constexpr auto kGapTimeout = std::chrono::seconds(5);
 constexpr std::size_t kMaxFrame = 1024 * 1024;
 
 Target g_target;
@@ -161,11 +162,26 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   }
 
   // Sends the ack for everything received up to the watermark, if it moved.
+  // A gap open kGapTimeout without progress is passed (as the SDK does: an
+  // event purged on its way is never sent, and the acks would stop for good).
   void FlushAck() {
     ack_listed_ = false;
-    if (state_ != State::kOpen || watermark_ <= acked_) return;
-    acked_ = watermark_;
-    Send(R"({"op":"ack","seq":")" + std::to_string(watermark_) + "\"}");
+    if (state_ != State::kOpen) return;
+    if (!above_.empty() && Clock::now() - progress_at_ >= kGapTimeout) {
+      for (std::uint64_t s = watermark_ + 1; s < *above_.begin() && skipped_.size() < 10'000; ++s) {
+        skipped_.insert(s);
+      }
+      watermark_ = *above_.begin() - 1;
+      Advance();
+    }
+    if (watermark_ > acked_) {
+      acked_ = watermark_;
+      Send(R"({"op":"ack","seq":")" + std::to_string(watermark_) + "\"}");
+    }
+    if (!above_.empty()) {  // looked at again at the next tick
+      ack_listed_ = true;
+      loop_.ack_due.push_back(shared_from_this());
+    }
   }
 
  private:
@@ -270,18 +286,26 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
       watermark_ = std::min(head_seq, seq - 1);
       watermark_known_ = true;
     }
+    if (skipped_.erase(seq) > 0) return true;  // a gap's event, late
     if (seq <= watermark_ || !above_.insert(seq).second) return false;
-    while (!above_.empty() && *above_.begin() == watermark_ + 1) {
-      watermark_ = *above_.begin();
-      above_.erase(above_.begin());
-    }
+    if (above_.size() == 1 && seq != watermark_ + 1) progress_at_ = Clock::now();  // a gap opens
+    Advance();
     if (watermark_ - acked_ >= kAckEvery) {
       FlushAck();
-    } else if (!ack_listed_ && watermark_ > acked_) {
+    } else if (!ack_listed_ && (watermark_ > acked_ || !above_.empty())) {
       ack_listed_ = true;
       loop_.ack_due.push_back(shared_from_this());
     }
     return true;
+  }
+
+  void Advance() {
+    const std::uint64_t before = watermark_;
+    while (!above_.empty() && *above_.begin() == watermark_ + 1) {
+      watermark_ = *above_.begin();
+      above_.erase(above_.begin());
+    }
+    if (watermark_ != before) progress_at_ = Clock::now();
   }
 
   void DoWrite() {
@@ -340,7 +364,9 @@ class SessionImpl final : public Session, public std::enable_shared_from_this<Se
   bool own_skipped_ = false;  // hello granted skip_own_copy
   bool watermark_known_ = false;
   std::uint64_t watermark_ = 0;
-  std::set<std::uint64_t> above_;  // received above the watermark
+  std::set<std::uint64_t> above_;    // received above the watermark
+  std::set<std::uint64_t> skipped_;  // passed as a gap, not received
+  Clock::time_point progress_at_{};  // the watermark last moved, or a gap opened
   std::uint64_t acked_ = 0;
 };
 
