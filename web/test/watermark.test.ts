@@ -4,7 +4,7 @@
 // after a reconnect. Pure logic; no server.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Watermark } from '../src/client/watermark';
+import { kGapTimeoutMs, Watermark } from '../src/client/watermark';
 
 test('an event pushed ahead of the backlog is not acknowledged before the backlog below it', () => {
   const m = new Watermark();
@@ -50,4 +50,19 @@ test('seqs beyond 2^53 keep their precision', () => {
   m.hello('9007199254740993', undefined);
   assert.equal(m.stored('9007199254740995'), undefined);
   assert.equal(m.stored('9007199254740994'), '9007199254740995');
+});
+
+test('a gap that stays open is passed after the timeout, and its event is still stored if it comes', () => {
+  const m = new Watermark();
+  m.hello('0', '3');
+  assert.equal(m.stored('1', 1000), '1');
+  assert.equal(m.stored('3', 1100), undefined); // 2 never comes (purged on its way)
+  assert.equal(m.hasGap(), true);
+  assert.equal(m.skipStaleGap(1100 + kGapTimeoutMs - 1), undefined, 'not yet: the gap opened at 1100');
+  assert.equal(m.skipStaleGap(1100 + kGapTimeoutMs), '3');
+  assert.equal(m.hasGap(), false);
+  assert.equal(m.fresh('2'), true, 'a skipped seq arriving late is still new');
+  assert.equal(m.stored('2', 9000), undefined, 'and does not move the watermark');
+  assert.equal(m.fresh('2'), false);
+  assert.equal(m.stored('4', 9100), '4');
 });

@@ -18,7 +18,7 @@ import { packCiphertexts, SignalDevice, type Bundle, type Device } from '../cryp
 import { LocalDb } from './db';
 import { download, formatBytes, imageType, kSealOverhead, maxUploadBytes, upload } from './media';
 import { RequestError, Socket, type Frame } from './socket';
-import { Watermark } from './watermark';
+import { kGapTimeoutMs, Watermark } from './watermark';
 
 export type Status = 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
 // A file message's body, as the SDK writes it (sdk/src/media.cpp): the key
@@ -262,9 +262,7 @@ export class Client extends EventTarget {
     if (f.op === 'event') {
       // Acknowledged is the watermark, once it moves (watermark.ts).
       this.exclusive(() => this.onEvent(f)).then(
-        (upTo) => {
-          if (upTo !== undefined) this.socket?.send({ op: 'ack', seq: upTo });
-        },
+        (upTo) => this.acked(upTo),
         (e) => this.storageFailed(e),
       );
     } else if (f.op === 'presence') {
@@ -305,6 +303,27 @@ export class Client extends EventTarget {
     this.cursor = upTo;
     return upTo;
   }
+
+  private acked(upTo: string | undefined) {
+    if (upTo !== undefined) this.socket?.send({ op: 'ack', seq: upTo });
+    if (this.mark.hasGap() && this.gapTimer === undefined) {
+      this.gapTimer = setTimeout(() => {
+        this.gapTimer = undefined;
+        this.exclusive(async () => {
+          const w = this.mark.skipStaleGap();
+          if (w !== undefined) {
+            await this.db.put('meta', 'cursor', w);
+            this.cursor = w;
+          }
+          return w;
+        }).then(
+          (w) => this.acked(w),
+          (e) => this.storageFailed(e),
+        );
+      }, kGapTimeoutMs);
+    }
+  }
+  private gapTimer?: ReturnType<typeof setTimeout>;
 
   // An event's batch could not be written: it was not acknowledged, and
   // nothing after it may be (acks are cumulative). Stop; a reload starts
