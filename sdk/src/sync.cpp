@@ -398,6 +398,8 @@ void Client::Impl::SendPending(const Message& m) {
 }
 
 void Client::Impl::OnSendAnswer(const Message& m, Result<json::object> r) {
+  // A full window left messages pending: this answer frees a place for them.
+  const bool was_full = in_flight_.size() >= kMaxInFlightSends;
   in_flight_.erase(m.client_msg_id);
   if (r) {
     stale_retries_.erase(m.client_msg_id);
@@ -407,7 +409,9 @@ void Client::Impl::OnSendAnswer(const Message& m, Result<json::object> r) {
     if (changed && *changed) {
       events_.Push(MessageStatusEvent{m.conv, sent.msg_id, m.client_msg_id, MessageStatus::kSent});
     }
-    return ResolveSend(m.client_msg_id, std::move(sent));
+    ResolveSend(m.client_msg_id, std::move(sent));
+    if (was_full) PumpOutbox();
+    return;
   }
   const Error& e = r.error();
   if (e.code == "stale_devices" && crypto_->Encrypts() && ++stale_retries_[m.client_msg_id] <= 3) {
@@ -426,6 +430,7 @@ void Client::Impl::OnSendAnswer(const Message& m, Result<json::object> r) {
     return PumpOutbox();
   }
   FailSend(m, e);
+  if (was_full) PumpOutbox();
 }
 
 void Client::Impl::FailSend(const Message& m, const Error& e) {

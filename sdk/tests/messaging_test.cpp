@@ -86,6 +86,36 @@ TEST_F(MessagingTest, LiveMessagesReachEveryDeviceOfBothUsers) {
   EXPECT_EQ((*local)[1].msg_id, sent->msg_id);
 }
 
+// More sends at once than the outbox keeps in flight (64): each answer
+// makes room for the next, and every one goes out (they stalled at 64).
+TEST_F(MessagingTest, MoreSendsAtOnceThanTheOutboxKeepsInFlightAllGoOut) {
+  SetUpPair();
+  constexpr int kSends = 200;
+  std::vector<std::future<Result<SentMessage>>> sends;
+  for (int i = 0; i < kSends; ++i) {
+    sends.push_back(a1_->SendText(Conv::User(b_), "burst " + std::to_string(i)));
+  }
+  std::set<std::string> ids;
+  for (int i = 0; i < kSends; ++i) {
+    ASSERT_EQ(sends[static_cast<std::size_t>(i)].wait_for(30s), std::future_status::ready)
+        << "send " << i << " of " << kSends << " never answered";
+    auto sent = sends[static_cast<std::size_t>(i)].get();
+    ASSERT_TRUE(sent) << sent.error().ToString();
+    ids.insert(sent->msg_id);
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kSends));
+  std::set<std::string> got;
+  auto last = WaitFor<MessageEvent>(
+      *b1_,
+      [&](const MessageEvent& e) {
+        got.insert(e.message.msg_id);
+        return got.size() == static_cast<std::size_t>(kSends);
+      },
+      30s);
+  ASSERT_TRUE(last) << got.size() << " of " << kSends << " reached b1";
+  EXPECT_EQ(got, ids);
+}
+
 TEST_F(MessagingTest, OfflineDeviceGetsEverythingInOrderOnReconnect) {
   SetUpPair();
   b1_->Stop();
