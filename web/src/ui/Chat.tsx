@@ -163,7 +163,8 @@ export function Chat({ client, conv, onBack }: { client: Client; conv: Conversat
           browser was linked); they cannot be shown here.
         </p>
       )}
-      <ul class="messages" aria-label="Messages" ref={box}
+      {/* Focusable: a keyboard scrolls it, also when no message holds a link. */}
+      <ul class="messages" aria-label="Messages" ref={box} tabIndex={0}
         onScroll={(e) => e.currentTarget.scrollTop < 60 && void loadOlder()}>
         {list.map((m) => <Bubble key={m.client_msg_id || m.msg_id} client={client} m={m} />)}
         <li ref={end} class="end" aria-hidden="true" />
