@@ -474,6 +474,65 @@ test('history scrolls back page by page and keeps the scroll position', async ()
   assert.equal(await page.getByText(/older messages were encrypted/).count(), 0);
 });
 
+test('a new message goes ahead of a streaming backlog: acks stay contiguous and the whole backlog arrives', async () => {
+  // The device offline while the CLI writes a backlog of more than the 256
+  // events the server keeps in flight.
+  const n = 600;
+  const lines = Array.from({ length: n }, (_, i) => marker(1000 + i));
+  markers.push(...lines);
+  await page.goto('about:blank');
+  const chat = world.cliStream(['--profile', 'bob', '--json', 'chat', '--to', web.user_id], { stdin: 'pipe' });
+  chat.proc.stdin.write(lines.join('\n') + '\n');
+  await waitFor(`${n} sent`, () => chat.lines.filter((o) => o.event === 'status' && o.status === 'sent').length >= n, 120_000);
+  chat.proc.stdin.end();
+  chat.stop();
+  const from = world.frames.length;
+  const frames = () =>
+    world.frames.slice(from).map((f) => {
+      try {
+        return { dir: f.dir, o: JSON.parse(f.payload) };
+      } catch {
+        return { dir: f.dir, o: {} };
+      }
+    });
+  await page.goto(world.url + '/');
+  await waitFor('the backlog streaming', () => frames().some((f) => f.dir === 'received' && f.o.op === 'event'));
+  // Sent now, it is pushed ahead of the rest of the backlog.
+  const live = marker(1999);
+  markers.push(live);
+  await world.cli(['--profile', 'bob', 'send', '--to', web.user_id, live]);
+  const hello = frames().find((f) => f.dir === 'sent' && f.o.op === 'hello').o;
+  const base = BigInt(hello.resume_after ?? 0);
+  // Every seq from the cursor on arrives, the live one included (n + 1
+  // messages), and the page acknowledges all of them.
+  const seqs = () => frames().filter((f) => f.dir === 'received' && f.o.op === 'event').map((f) => BigInt(f.o.seq));
+  const acks = () => frames().filter((f) => f.dir === 'sent' && f.o.op === 'ack').map((f) => BigInt(f.o.seq));
+  const top = base + BigInt(n + 1);
+  await waitFor('every event, and the ack of the last', () => {
+    const got = new Set(seqs());
+    for (let s = base + 1n; s <= top; s++) if (!got.has(s)) return false;
+    return acks().some((a) => a >= top);
+  }, 60_000);
+  const order = seqs();
+  assert.ok(order.some((s, i) => i > 0 && s < order[i - 1]), 'the live event overtook the backlog (else this test proves nothing)');
+  // No ack ever covered an event the page had not received by then.
+  const have = new Set();
+  let watermark = base;
+  for (const f of frames()) {
+    if (f.dir === 'received' && f.o.op === 'event') {
+      have.add(BigInt(f.o.seq));
+      while (have.has(watermark + 1n)) watermark++;
+    } else if (f.dir === 'sent' && f.o.op === 'ack') {
+      assert.ok(BigInt(f.o.seq) <= watermark, `ack ${f.o.seq} while only up to ${watermark} had arrived`);
+    }
+  }
+  const conv = page.getByRole('list', { name: 'Conversations' }).getByRole('listitem', { name: cliPhone });
+  await conv.getByRole('button').click();
+  const messages = page.getByRole('list', { name: 'Messages' });
+  await messages.getByRole('listitem').filter({ hasText: live }).waitFor();
+  await messages.getByRole('listitem').filter({ hasText: lines[n - 1] }).waitFor();
+});
+
 test('axe-core: no serious or critical accessibility violation on the main screens', async () => {
   const axe = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
   const violations = (p) =>
@@ -553,7 +612,7 @@ test('every control has an accessible name; Tab reaches the main ones', async ()
       return e?.getAttribute('aria-label') || (e?.tagName === 'BUTTON' ? e.textContent.trim() : e?.tagName);
     }));
   }
-  for (const name of ['New chat', 'New group', 'Safety number', 'Message', 'Send']) {
+  for (const name of ['New chat', 'New group', 'Safety number', 'Messages', 'Message', 'Send']) {
     assert.ok(reached.has(name), `Tab reaches ${name} (reached: ${[...reached].join(', ')})`);
   }
 });
