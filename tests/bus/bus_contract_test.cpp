@@ -491,6 +491,49 @@ TEST_F(RedisBus, RegistrationsOfManyChunksAreAllWrittenAgainAfterARedisRestart) 
   }
 }
 
+// The registrations are written again every third of registry_ttl, in
+// chunks of one call each: none of a node's devices expires while it holds
+// them, however many chunks they take.
+TEST_F(RedisBus, RegistrationsOfManyChunksAreRefreshedBeforeTheyExpire) {
+  auto o = TestRedisOptions(backend_.redis().url(), "b");
+  o.registry_ttl = 900ms;  // refreshed every 300 ms
+  auto b = std::make_unique<Node>();
+  b->bus = MakeRedisBus(o, b->executor.executor(), &b->metrics);
+  b->Start();
+  ASSERT_TRUE(b->inbox.Wait("state up"));
+  constexpr UserId kFirst = 1000;
+  constexpr int kDevices = 700;  // three chunks, the last one short
+  for (int i = 0; i < kDevices; ++i) {
+    Answer<Result<bool>> reg;
+    b->bus->Register(kFirst + i, 1, reg.Callback());
+    ASSERT_TRUE(reg.Get() && *reg.Get());
+  }
+  // Three times the registrations' lifetime.
+  std::this_thread::sleep_for(2700ms);
+  const std::string all = ":" + std::to_string(kDevices) + "\r\n";
+  EXPECT_EQ(backend_.redis().Command({"SCARD", "nd:" + b->bus->instance()}), all);
+  for (UserId u :
+       {kFirst, kFirst + 255, kFirst + 256, kFirst + 511, kFirst + 512, kFirst + kDevices - 1}) {
+    EXPECT_EQ(backend_.redis().Command({"ZCARD", "pr:" + std::to_string(u)}), ":1\r\n") << u;
+  }
+  // Still where another node looks.
+  auto a = Started("a");
+  Answer<Result<std::vector<DeviceLocation>>> where;
+  a->bus->Locate(kFirst + kDevices - 1, where.Callback());
+  auto w = where.Get();
+  ASSERT_TRUE(w && *w);
+  ASSERT_EQ((*w)->size(), 1u);
+  EXPECT_EQ((*w)->front().node, "b");
+  // Unregistered, it is not written back by the refreshes that follow.
+  Answer<Result<bool>> gone;
+  b->bus->Unregister(kFirst, 1, gone.Callback());
+  ASSERT_TRUE(gone.Get() && *gone.Get());
+  std::this_thread::sleep_for(1200ms);
+  EXPECT_EQ(backend_.redis().Command({"ZCARD", "pr:" + std::to_string(kFirst)}), ":0\r\n");
+  EXPECT_EQ(backend_.redis().Command({"SCARD", "nd:" + b->bus->instance()}),
+            ":" + std::to_string(kDevices - 1) + "\r\n");
+}
+
 TEST_F(RedisBus, GarbageOnChannelsIsCountedAndDropped) {
   auto a = Started("a");
   auto b = Started("b");

@@ -451,9 +451,11 @@ class RedisBus final : public Bus {
   // Writes the registrations after `after` (from the first when empty)
   // again, kRegisterChunk at a time, the next chunk once Redis has answered
   // this one's last, so that the hellos and publications of meanwhile are
-  // not queued behind tens of thousands of scripts. A lost connection ends
-  // the chain (the next CommandsUp starts another); a registration made
-  // meanwhile registered itself.
+  // not queued behind tens of thousands of scripts. A refresh writes a
+  // chunk in one call (kRefresh): a script per registration made 100,000
+  // calls every 10 s at 100,000 sessions (docs/benchmarks.md). A lost
+  // connection ends the chain (the next CommandsUp starts another); a
+  // registration made meanwhile registered itself.
   void RegisterChunk(std::optional<std::pair<UserId, DeviceId>> after, Chain chain) {
     constexpr std::size_t kRegisterChunk = 256;
     auto it = after ? registrations_.upper_bound(*after) : registrations_.begin();
@@ -462,6 +464,23 @@ class RedisBus final : public Bus {
       return;
     }
     const auto now = NowMs();
+    if (chain == Chain::kRefresh) {
+      std::vector<std::string> keys{NodeSetKey()};
+      std::vector<std::string> args{std::to_string(now + o_.registry_ttl.count()),
+                                    std::to_string(now), Ms(o_.registry_ttl)};
+      std::pair<UserId, DeviceId> last;
+      for (std::size_t n = 0; it != registrations_.end() && n < kRegisterChunk; ++n, ++it) {
+        last = *it;
+        keys.push_back(PresenceKey(it->first));
+        args.push_back(Member(it->second));
+        args.push_back(NodeSetMember(it->first, it->second));
+      }
+      Eval(kRefresh, std::move(keys), std::move(args), [this, last](Result<ReplyPtr> r) {
+        if (r) return RegisterChunk(last, Chain::kRefresh);
+        refreshing_ = false;  // the connection is gone
+      });
+      return;
+    }
     for (std::size_t n = 0; it != registrations_.end() && n < kRegisterChunk; ++n) {
       const auto [user, device] = *it++;
       const bool last = n + 1 == kRegisterChunk || it == registrations_.end();
@@ -474,7 +493,6 @@ class RedisBus final : public Bus {
         }
         if (!last) return;
         if (r) return RegisterChunk(std::make_pair(user, device), chain);
-        if (chain == Chain::kRefresh) refreshing_ = false;  // the connection is gone
       });
     }
   }

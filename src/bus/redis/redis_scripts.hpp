@@ -56,6 +56,25 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 if before == 0 then return 1 end
 return 0)");
 
+// The periodic refresh of many registrations in one call (what kRegister
+// does for each, without its answer). KEYS nd:{instance}, then pr:{user} per
+// registration; ARGV expiry ms, now ms, key ttl ms, then per registration
+// its member and its nd member. The number of registrations.
+inline const Script kRefresh(R"(local n = #KEYS - 1
+local nd = {}
+for i = 1, n do
+  local key = KEYS[i + 1]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
+  redis.call('ZADD', key, ARGV[1], ARGV[2 + 2 * i])
+  redis.call('PEXPIRE', key, ARGV[3])
+  nd[i] = ARGV[3 + 2 * i]
+end
+if n > 0 then
+  redis.call('SADD', KEYS[1], unpack(nd))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return n)");
+
 // KEYS pr:{user}, nd:{instance}; ARGV member, now ms, nd member. 1 when that
 // was the user's last live registration.
 inline const Script kUnregister(R"(redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -116,7 +135,7 @@ for i, key in ipairs(KEYS) do
 end
 return 0)");
 
-inline const Script* const kScripts[] = {&kClaim,      &kTakeOver, &kRelease,    &kRegister,
-                                         &kUnregister, &kSweep,    &kTakeWindows};
+inline const Script* const kScripts[] = {&kClaim,   &kTakeOver,   &kRelease, &kRegister,
+                                         &kRefresh, &kUnregister, &kSweep,   &kTakeWindows};
 
 }  // namespace parley::bus::redis_scripts
