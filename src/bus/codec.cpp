@@ -81,6 +81,17 @@ bool ValidInstance(std::string_view instance) {
   return true;
 }
 
+std::optional<DeviceLocation> ParseRegistryMember(std::string_view m) {
+  const auto a = m.find('/');
+  const auto b = a == std::string_view::npos ? a : m.find('/', a + 1);
+  if (b == std::string_view::npos) return std::nullopt;
+  auto device = ParseId(m.substr(0, a));
+  std::string_view instance = m.substr(a + 1, b - a - 1);
+  std::string_view node = m.substr(b + 1);
+  if (!device || !ValidInstance(instance) || !ValidNodeId(node)) return std::nullopt;
+  return DeviceLocation{*device, std::string(node), std::string(instance)};
+}
+
 std::string UserChannel(UserId user) { return "u:" + std::to_string(user); }
 
 std::optional<UserId> ParseUserChannel(std::string_view channel) {

@@ -35,4 +35,7 @@ std::optional<PresenceChange> DecodePresence(std::string_view payload);
 // Instance ids are 1 to 32 lower-case hex digits.
 bool ValidInstance(std::string_view instance);
 
+// A connection registry member, `device/instance/node`.
+std::optional<DeviceLocation> ParseRegistryMember(std::string_view m);
+
 }  // namespace parley::bus

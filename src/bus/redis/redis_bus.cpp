@@ -187,7 +187,7 @@ class RedisBus final : public Bus {
             }
             std::vector<DeviceLocation> where;
             for (std::size_t i = 0; i < (*r)->elements; ++i) {
-              auto loc = ParseMember(ReplyText((*r)->element[i]));
+              auto loc = ParseRegistryMember(ReplyText((*r)->element[i]));
               if (loc) {
                 where.push_back(std::move(*loc));
               } else if (metrics_ != nullptr) {
@@ -253,16 +253,6 @@ class RedisBus final : public Bus {
   }
   std::string NodeSetMember(UserId user, DeviceId device) const {
     return std::to_string(user) + " " + Member(device);
-  }
-  static std::optional<DeviceLocation> ParseMember(std::string_view m) {
-    const auto a = m.find('/');
-    const auto b = a == std::string_view::npos ? a : m.find('/', a + 1);
-    if (b == std::string_view::npos) return std::nullopt;
-    auto device = ParseId(m.substr(0, a));
-    std::string_view instance = m.substr(a + 1, b - a - 1);
-    std::string_view node = m.substr(b + 1);
-    if (!device || !ValidInstance(instance) || !ValidNodeId(node)) return std::nullopt;
-    return DeviceLocation{*device, std::string(node), std::string(instance)};
   }
 
   // ---- commands -----------------------------------------------------------
