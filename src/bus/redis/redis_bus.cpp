@@ -439,13 +439,11 @@ class RedisBus final : public Bus {
   enum class Chain { kRestore, kAnnounce, kRefresh };
 
   // Writes the registrations after `after` (from the first when empty)
-  // again, kRegisterChunk at a time, the next chunk once Redis has answered
-  // this one's last, so that the hellos and publications of meanwhile are
-  // not queued behind tens of thousands of scripts. A refresh writes a
-  // chunk in one call (kRefresh): a script per registration made 100,000
-  // calls every 10 s at 100,000 sessions (docs/benchmarks.md). A lost
-  // connection ends the chain (the next CommandsUp starts another); a
-  // registration made meanwhile registered itself.
+  // again, kRegisterChunk at a time (a refresh: in one call, kRefresh), the
+  // next chunk once Redis has answered this one, so that hellos and
+  // publications are not queued behind tens of thousands of scripts
+  // (docs/architecture.md). A lost connection ends the chain (the next
+  // CommandsUp starts another); one made meanwhile registered itself.
   void RegisterChunk(std::optional<std::pair<UserId, DeviceId>> after, Chain chain) {
     constexpr std::size_t kRegisterChunk = 256;
     auto it = after ? registrations_.upper_bound(*after) : registrations_.begin();
