@@ -207,6 +207,9 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   store::Seq next_ = 1;         // the next seq the backlog stream sends
   store::Seq head_ = 0;         // the highest seq known to exist
   std::set<store::Seq> ahead_;  // live events already sent ahead of the backlog
+  // next_ - 1 as the strand last left it, for CatchUp off the strand: a head
+  // at most this has nothing to send (it may lag, never lead).
+  std::atomic<store::Seq> streamed_{0};
 
   // At most one ack write of this device is in the store's queue at a time;
   // acks that arrive meanwhile are merged into the next one (the highest
