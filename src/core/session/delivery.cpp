@@ -67,7 +67,6 @@ void Session::OnAppended(store::Seq seq, std::shared_ptr<const store::MailboxEve
     // Caught up: this is simply the next event.
     if (event) {
       next_ = seq + 1;
-      streamed_.store(seq, std::memory_order_relaxed);
       SendEvent(*event, frame.get());
       return;
     }
@@ -135,7 +134,6 @@ void Session::Pump() {
   }
   // Anything pushed ahead that the stream has passed is settled.
   while (!ahead_.empty() && *ahead_.begin() < next_) ahead_.erase(ahead_.begin());
-  streamed_.store(next_ - 1, std::memory_order_relaxed);
 }
 
 void Session::AckOp(const json::object& req, const Rid& rid) {

@@ -340,7 +340,7 @@ void Session::Hello(const json::object& req, const Rid& rid) {
 void Session::CatchUp(store::Seq head) {
   // The periodic head check asks every session of a node in turn: most have
   // everything, and a post to each costs a thread wake-up.
-  if (head <= streamed_.load(std::memory_order_relaxed)) return;
+  if (head < next_.load(std::memory_order_relaxed)) return;
   auto self = shared_from_this();
   RunHome([self, head] {
     if (!self->delivering_ || self->closed_) return;

@@ -202,14 +202,13 @@ class Session final : public net::WsHandler, public std::enable_shared_from_this
   bool skip_own_copy_ = false;
 
   // Delivery state, on the connection's strand only.
-  bool delivering_ = false;     // beside skip_own_copy_: no padding
-  store::Seq cursor_ = 0;       // the highest seq this device acknowledged
-  store::Seq next_ = 1;         // the next seq the backlog stream sends
+  bool delivering_ = false;  // beside skip_own_copy_: no padding
+  store::Seq cursor_ = 0;    // the highest seq this device acknowledged
+  // The next seq the backlog stream sends. Atomic only for CatchUp, which
+  // reads it off the strand: a head below it has nothing to send.
+  std::atomic<store::Seq> next_{1};
   store::Seq head_ = 0;         // the highest seq known to exist
   std::set<store::Seq> ahead_;  // live events already sent ahead of the backlog
-  // next_ - 1 as the strand last left it, for CatchUp off the strand: a head
-  // at most this has nothing to send (it may lag, never lead).
-  std::atomic<store::Seq> streamed_{0};
 
   // At most one ack write of this device is in the store's queue at a time;
   // acks that arrive meanwhile are merged into the next one (the highest
