@@ -400,6 +400,23 @@ INSTANTIATE_TEST_SUITE_P(Backends, BusContract, ::testing::Values("local", "redi
 class RedisBus : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(backend_.started()) << "redis-server did not start"; }
+  // kDevices registrations on `n`: three chunks of the bus's 256, the last short.
+  static constexpr UserId kFirst = 1000;
+  static constexpr int kDevices = 700;
+  static void RegisterDevices(Node& n) {
+    for (int i = 0; i < kDevices; ++i) {
+      Answer<Result<bool>> reg;
+      n.bus->Register(kFirst + i, 1, reg.Callback());
+      ASSERT_TRUE(reg.Get() && *reg.Get());
+    }
+  }
+  // A user at each edge of each chunk is registered.
+  void ExpectEveryChunkRegistered() {
+    for (UserId u :
+         {kFirst, kFirst + 255, kFirst + 256, kFirst + 511, kFirst + 512, kFirst + kDevices - 1}) {
+      EXPECT_EQ(backend_.redis().Command({"ZCARD", "pr:" + std::to_string(u)}), ":1\r\n") << u;
+    }
+  }
   std::unique_ptr<Node> Started(const std::string& node_id) {
     auto n = backend_.MakeNode(node_id);
     n->Start();
@@ -465,13 +482,7 @@ TEST_F(RedisBus, ReconnectsResubscribesAndFlowsAgainAfterARedisRestart) {
 // is written again, and publications flow meanwhile.
 TEST_F(RedisBus, RegistrationsOfManyChunksAreAllWrittenAgainAfterARedisRestart) {
   auto b = Started("b");
-  constexpr UserId kFirst = 1000;
-  constexpr int kDevices = 700;  // three chunks, the last one short
-  for (int i = 0; i < kDevices; ++i) {
-    Answer<Result<bool>> reg;
-    b->bus->Register(kFirst + i, 1, reg.Callback());
-    ASSERT_TRUE(reg.Get() && *reg.Get());
-  }
+  ASSERT_NO_FATAL_FAILURE(RegisterDevices(*b));
   const std::string set = "nd:" + b->bus->instance();
   const std::string all = ":" + std::to_string(kDevices) + "\r\n";
   ASSERT_EQ(backend_.redis().Command({"SCARD", set}), all);
@@ -485,10 +496,7 @@ TEST_F(RedisBus, RegistrationsOfManyChunksAreAllWrittenAgainAfterARedisRestart) 
     if (count != all) std::this_thread::sleep_for(50ms);
   }
   EXPECT_EQ(count, all);
-  for (UserId u :
-       {kFirst, kFirst + 255, kFirst + 256, kFirst + 511, kFirst + 512, kFirst + kDevices - 1}) {
-    EXPECT_EQ(backend_.redis().Command({"ZCARD", "pr:" + std::to_string(u)}), ":1\r\n") << u;
-  }
+  ExpectEveryChunkRegistered();
 }
 
 // The registrations are written again every third of registry_ttl, in
@@ -501,21 +509,12 @@ TEST_F(RedisBus, RegistrationsOfManyChunksAreRefreshedBeforeTheyExpire) {
   b->bus = MakeRedisBus(o, b->executor.executor(), &b->metrics);
   b->Start();
   ASSERT_TRUE(b->inbox.Wait("state up"));
-  constexpr UserId kFirst = 1000;
-  constexpr int kDevices = 700;  // three chunks, the last one short
-  for (int i = 0; i < kDevices; ++i) {
-    Answer<Result<bool>> reg;
-    b->bus->Register(kFirst + i, 1, reg.Callback());
-    ASSERT_TRUE(reg.Get() && *reg.Get());
-  }
+  ASSERT_NO_FATAL_FAILURE(RegisterDevices(*b));
   // Three times the registrations' lifetime.
   std::this_thread::sleep_for(2700ms);
   const std::string all = ":" + std::to_string(kDevices) + "\r\n";
   EXPECT_EQ(backend_.redis().Command({"SCARD", "nd:" + b->bus->instance()}), all);
-  for (UserId u :
-       {kFirst, kFirst + 255, kFirst + 256, kFirst + 511, kFirst + 512, kFirst + kDevices - 1}) {
-    EXPECT_EQ(backend_.redis().Command({"ZCARD", "pr:" + std::to_string(u)}), ":1\r\n") << u;
-  }
+  ExpectEveryChunkRegistered();
   // Still where another node looks.
   auto a = Started("a");
   Answer<Result<std::vector<DeviceLocation>>> where;
