@@ -185,6 +185,24 @@ TEST_F(TusTest, OnePatchAtATime) {
   EXPECT_EQ(Str(meta.Json().as_object(), "sha256"), Sha256Hex(data));
 }
 
+// Whatever a PATCH is answered, the upload is free again before the answer
+// leaves: the next PATCH is not refused with 423 (no retries here).
+TEST_F(TusTest, AnAnsweredPatchLeavesTheUploadFree) {
+  constexpr std::uint64_t kRounds = 40;
+  const std::string data = RandomBytes(kRounds + 1, 6);
+  const std::string path = Create(data.size());
+  for (std::uint64_t at = 0; at < kRounds; ++at) {
+    auto wrong = PatchOnce(path, at + 1, "x");
+    ASSERT_EQ(wrong.status, 409) << "at " << at << ": " << wrong.body;
+    auto over = PatchOnce(path, at, std::string(data.size() - at + 1, 'y'));
+    ASSERT_EQ(over.status, 413) << "at " << at << ": " << over.body;
+    auto ok = PatchOnce(path, at, data.substr(at, 1));
+    ASSERT_EQ(ok.status, 204) << "at " << at << ": " << ok.body;
+    ASSERT_EQ(ok.headers["upload-offset"], std::to_string(at + 1));
+  }
+  EXPECT_EQ(Head(path).headers["upload-offset"], std::to_string(kRounds));
+}
+
 TEST_F(TusTest, CreationErrors) {
   auto no_length = Http(server_.endpoint(), "POST", "/v1/uploads", "", TusHeaders(alice_));
   EXPECT_EQ(no_length.status, 400);

@@ -491,12 +491,19 @@ std::shared_ptr<net::RequestBody> MediaApi::Patch(const net::HttpRequest& head, 
     return nullptr;
   }
   const std::uint64_t current = (*writer)->size();
-  if (*offset != current) {
+  // A refused PATCH frees the upload before it is answered: the client's
+  // next PATCH, on this node or another, may arrive as soon as the answer
+  // leaves, and must not find the partial file's lock still held.
+  auto release = [&] {
+    writer->reset();
     Unlock(upload.id);
+  };
+  if (*offset != current) {
+    release();
     return mismatch(current);
   }
   if (length && current + *length > upload.size) {
-    Unlock(upload.id);
+    release();
     respond(TusError(413, code::kTooLarge, "body goes past Upload-Length"));
     return nullptr;
   }
